@@ -1,0 +1,389 @@
+"""Bytes autograd keeps for backward in one training step of a Hugging Face decoder, op by op.
+
+Rather than a closed formula (Korthikanti et al. 2022, arXiv 2205.05198, eq. 1 gives
+``s*b*h*(34 + 5*a*s/h)`` bytes per layer for a GPT-2-style fp16 block), this module replays the forward
+pass of the transformers 5 implementation of each supported family (llama, qwen2, mistral, gemma2,
+phi3) symbolically and applies autograd's saving rules to every op:
+
+* an op saves an input only when the gradient of *another* input that requires grad needs it
+  (``mul`` saves ``other`` for ``self``'s gradient and vice versa; a frozen ``linear`` saves nothing,
+  a trainable one saves its input);
+* casts to the same dtype, views and ``contiguous()`` on contiguous tensors share storage;
+* RMSNorm upcasts to fp32 internally (transformers ``LlamaRMSNorm`` / ``Gemma2RMSNorm``), the loss
+  upcasts the logits to fp32 and ``log_softmax`` saves its fp32 output;
+* SDPA/flash attention save q, k, v, the output and an fp32 logsumexp (no s x s matrix); eager attention
+  saves the fp32 softmax (and its cast copy, and the softcap ``tanh`` output for gemma2);
+* peft LoRA casts each adapted layer's input to the adapter dtype (a separate copy per layer when the
+  dtypes differ), dropout saves a bool mask; DoRA (peft 0.21) saves the base output, the LoRA output
+  and the magnitude scale;
+* gradient checkpointing (non-reentrant, as transformers enables it) keeps only each layer's input.
+
+The result is checked against the bytes really saved (``torch.autograd.graph.saved_tensors_hooks``,
+unique storages alive at the end of forward, parameters excluded) on tiny models of every family.
+Assumption: no padding mask (packed or equal-length batches), so SDPA runs GQA without expanding k/v.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from estimators.anatomy import Anatomy, LinearGroup, select_lora_targets
+from estimators.setup import TrainingSetup
+
+SUPPORTED_FAMILIES = ("llama", "qwen2", "mistral", "gemma2", "phi3")
+
+
+@dataclass(frozen=True)
+class SavedItem:
+    """One kind of tensor saved for backward, summed over every place it occurs."""
+
+    group: str  # embedding | layers | final_norm | lm_head | loss
+    where: str  # e.g. "self_attn.q_proj"
+    what: str
+    nbytes: int  # total over all occurrences
+    count: int  # occurrences (e.g. number of layers)
+
+
+@dataclass(frozen=True)
+class ActivationTrace:
+    """Saved-for-backward bytes of one micro-batch, by group and item."""
+
+    items: tuple[SavedItem, ...]
+    total_bytes: int
+    by_group: dict[str, int]
+    #: bytes one (non-first) decoder layer saves without checkpointing: what a checkpointed
+    #: layer re-creates during its recompute in backward
+    layer_bytes_no_checkpoint: int
+    #: largest tensor an adapted layer creates and frees inside forward (DoRA's identity trick,
+    #: a dequantized or upcast weight): a transient on top of the saved bytes
+    forward_transient_bytes: int
+    family_supported: bool
+
+    @property
+    def model_bytes(self) -> int:
+        """Everything except the loss: embeddings, decoder layers, final norm, lm_head input."""
+        return self.total_bytes - self.by_group.get("loss", 0)
+
+
+class _T:
+    """A symbolic tensor: bytes and whether it requires grad. Identity = storage."""
+
+    __slots__ = ("nbytes", "rg")
+
+    def __init__(self, nbytes: int, rg: bool) -> None:
+        self.nbytes, self.rg = int(nbytes), bool(rg)
+
+
+class _Tracer:
+    def __init__(self, anatomy: Anatomy, setup: TrainingSetup, nseq: int, seq_len: int, device: str) -> None:
+        self.a, self.s, self.device = anatomy, setup, device
+        self.nseq, self.seq = nseq, seq_len
+        self.T = nseq * seq_len  # tokens in the micro-batch
+        self.dt = setup.compute_bytes
+        self.ab = setup.adapter_bytes
+        self.attn = setup.resolved_attn(anatomy.model_type)
+        self.full = setup.technique == "full"
+        self.lora_targets = (
+            {g.name for g in select_lora_targets(anatomy, setup.lora_targets)} if setup.adapted else set()
+        )
+        self.group = "embedding"
+        self.where = ""
+        self._saved: dict[int, tuple[str, str, str, _T]] = {}
+        self._order: list[int] = []
+        self.transient = 0
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+    def new(self, nbytes: int, rg: bool) -> _T:
+        return _T(nbytes, rg)
+
+    def save(self, t: _T, what: str, where: str | None = None) -> None:
+        key = id(t)
+        if key not in self._saved:
+            self._saved[key] = (self.group, where if where is not None else self.where, what, t)
+            self._order.append(key)
+
+    def cast(self, x: _T, numel: int, to_bytes: int, from_bytes: int) -> _T:
+        return x if to_bytes == from_bytes else self.new(numel * to_bytes, x.rg)
+
+    def saved_items(self) -> list[tuple[str, str, str, int]]:
+        return [(g, w, what, t.nbytes) for g, w, what, t in (self._saved[k] for k in self._order)]
+
+    # -- ops -------------------------------------------------------------------------------------
+    def rmsnorm(self, x: _T, name: str, gemma: bool) -> _T:
+        """LlamaRMSNorm / Gemma2RMSNorm (transformers 5)."""
+        T, h, dt = self.T, self.a.hidden_size, self.dt
+        self.where = name
+        w_rg = self.full
+        x32 = self.cast(x, T * h, 4, dt)  # hidden_states.to(torch.float32) / x.float()
+        if x.rg:
+            self.save(x32, "fp32 input (pow, mul)")
+            self.save(self.new(T * 4, True), "rsqrt of the mean square (fp32)")
+        xhat32 = self.new(T * h * 4, x.rg)  # x * rsqrt(...)
+        if gemma:
+            # output * (1.0 + weight.float()): saves xhat for the weight grad, (1 + w) for the input grad
+            if w_rg:
+                self.save(xhat32, "normalized input (fp32)")
+            if x.rg:
+                self.save(self.new(h * 4, True), "1 + weight (fp32)")
+            out32 = self.new(T * h * 4, x.rg or w_rg)
+            return self.cast(out32, T * h, dt, 4)  # .type_as(x)
+        xhat = self.cast(xhat32, T * h, dt, 4)  # .to(input_dtype)
+        if w_rg:
+            self.save(xhat, f"normalized input ({'fp32' if dt == 4 else 'bf16'})")
+        return self.new(T * h * dt, x.rg or w_rg)  # weight * xhat
+
+    def linear(self, x: _T, g: LinearGroup, extra_out_rg: bool = False) -> _T:
+        """nn.Linear, frozen or trainable, with peft LoRA/DoRA when the layer is a target."""
+        T, dt, ab, s = self.T, self.dt, self.ab, self.s
+        self.where = g.name
+        lora = g.name in self.lora_targets
+        if self.full:
+            self.save(x, "input (weight gradient)")
+        if self.s.technique == "qlora":
+            # bitsandbytes MatMul4Bit keeps no tensor through save_for_backward; backward dequantizes
+            self.transient = max(self.transient, g.weight_params * dt)
+        y_rg = x.rg or self.full or lora
+        if not lora:
+            return self.new(T * g.out_features * dt, y_rg)
+        base = self.new(T * g.out_features * dt, x.rg or self.full)  # base_layer(x), frozen
+        xa = self.cast(x, T * g.in_features, ab, dt)  # peft _cast_input_dtype, one copy per layer
+        dropout = s.lora_dropout > 0
+        if dropout:
+            # CUDA native_dropout saves a bool mask; on CPU dropout is input * noise (noise in input dtype)
+            # (the dropout node exists, and keeps its mask, only when its input requires grad)
+            mask_bytes = 1 if self.device == "cuda" else ab
+            if xa.rg:
+                self.save(self.new(T * g.in_features * mask_bytes, True), "lora dropout mask")
+            xa = self.new(T * g.in_features * ab, xa.rg)
+        if s.technique != "dora":
+            self.save(xa, "lora_A input")
+            self.save(self.new(T * s.lora_r * ab, True), "lora_B input")
+            return self.new(T * g.out_features * dt, True)
+        return self._dora(g, x, xa, base, dropout)
+
+    def _dora(self, g: LinearGroup, x: _T, xa: _T, base: _T, dropout: bool) -> _T:
+        """peft 0.21 DoraLinearLayer.forward (lora/dora.py)."""
+        T, ab, dt, r, mb = self.T, self.ab, self.dt, self.s.lora_r, self.s.magnitude_bytes
+        out, inp = g.out_features, g.in_features
+        # get_lora_weight: lora_B(lora_A(eye(in))) -- a graph freed before forward ends; weight_norm
+        # builds (weight + scaling * lora_weight) in the input dtype: transients of in*in and out*in
+        self.transient = max(self.transient, inp * inp * ab + inp * r * ab, 2 * out * inp * ab)
+        self.save(self.new(out * mb, False), "DoRA weight norm (detached)")
+        mag_scale = self.new(out * mb, True)  # (magnitude / weight_norm).view(1, -1)
+        self.save(xa, "lora_A input")
+        self.save(self.new(T * r * ab, True), "lora_B input")
+        lora_result = self.new(T * out * ab, True)
+        if dropout:
+            # base_result = F.linear(dropout(x), dequantize(weight).to(x.dtype)): saved for x's grad when
+            # it is a new tensor (a 4-bit weight dequantized, or a cast); otherwise it is the parameter
+            if xa.rg and (self.s.technique == "qlora" or ab != dt):
+                self.save(self.new(out * inp * ab, False), "DoRA base weight (dequantized or cast)")
+            base = self.new(T * out * ab, xa.rg)
+        minus_one = self.new(out * mb, True)  # mag_norm_scale - 1
+        self.save(base, "DoRA base result")
+        if base.rg:
+            self.save(minus_one, "DoRA magnitude scale - 1")
+        self.save(lora_result, "DoRA lora result")
+        self.save(mag_scale, "DoRA magnitude scale")
+        return self.new(T * out * dt, True)
+
+    def rope(self, t: _T, numel: int, cos: _T, sin: _T) -> _T:
+        # q * cos + rotate_half(q) * sin: each mul saves the constant for q's gradient
+        if t.rg:
+            self.save(cos, "rotary cos", where="rotary_emb")
+            self.save(sin, "rotary sin", where="rotary_emb")
+        return self.new(numel * self.dt, t.rg)
+
+    def attention(self, x: _T, prefix: str, cos: _T, sin: _T) -> _T:
+        a, T, dt = self.a, self.T, self.dt
+        L = {g.leaf: g for g in a.linears if g.name.startswith(prefix)}
+        if "qkv_proj" in L:  # phi3: q, k, v are views of one projection output
+            qkv = self.linear(x, L["qkv_proj"])
+            q, k, v = qkv, qkv, qkv
+        else:
+            q, k, v = self.linear(x, L["q_proj"]), self.linear(x, L["k_proj"]), self.linear(x, L["v_proj"])
+        self.where = prefix.rstrip(".")
+        q_rot = self.rope(q, T * a.q_dim, cos, sin)
+        k_rot = self.rope(k, T * a.kv_dim, cos, sin)
+        any_rg = q_rot.rg or k_rot.rg or v.rg
+        if self.attn in ("sdpa", "flash"):
+            out = self.new(T * a.q_dim * dt, any_rg)
+            if any_rg:
+                for t, what in ((q_rot, "query"), (k_rot, "key"), (v, "value"), (out, "output")):
+                    self.save(t, f"attention {what}")
+                self.save(self.new(self.nseq * a.num_attention_heads * self.seq * 4, True), "attention logsumexp (fp32)")
+            # the kernel's output follows the query's strides (empty_like): llama-style rope keeps the
+            # (b, s, h, d) layout of the projection, so transpose(1, 2).contiguous() is free; phi3's
+            # rope ends in torch.cat, a contiguous (b, h, s, d) query, and the transpose copies
+            attn_out = self.new(out.nbytes, out.rg) if a.model_type == "phi3" else out
+        else:
+            attn_out = self._eager(q_rot, k_rot, v)
+        return self.linear(attn_out, L["o_proj"])
+
+    def _eager(self, q: _T, k: _T, v: _T) -> _T:
+        a, T, dt = self.a, self.T, self.dt
+        n_rep = a.num_attention_heads // a.num_key_value_heads
+        k_rep = k if n_rep == 1 else self.new(T * a.q_dim * dt, k.rg)  # repeat_kv copies
+        v_rep = v if n_rep == 1 else self.new(T * a.q_dim * dt, v.rg)
+        square = self.nseq * a.num_attention_heads * self.seq * self.seq
+        rg = q.rg or k_rep.rg
+        if k_rep.rg:
+            self.save(q, "attention query")
+        if q.rg:
+            self.save(k_rep, "attention key (repeated for GQA)" if n_rep > 1 else "attention key")
+        scores = self.new(square * dt, rg)
+        if a.attn_logit_softcapping:
+            scores = self.new(square * dt, rg)
+            if rg:
+                self.save(scores, "softcap tanh output")
+        probs32 = self.new(square * 4, rg)  # softmax(..., dtype=float32)
+        if rg:
+            self.save(probs32, "softmax output (fp32)")
+        probs = self.cast(probs32, square, dt, 4)  # .to(query.dtype); dropout p=0 is the identity
+        if v_rep.rg:
+            self.save(probs, "attention probabilities")
+        if probs.rg:
+            self.save(v_rep, "attention value (repeated for GQA)" if n_rep > 1 else "attention value")
+        out = self.new(T * a.q_dim * dt, probs.rg or v_rep.rg)
+        return self.new(T * a.q_dim * dt, out.rg)  # transpose(1, 2).contiguous()
+
+    def act(self, g: _T, numel: int) -> _T:
+        if g.rg:
+            self.save(g, "activation input")
+        return self.new(numel * self.dt, g.rg)
+
+    def mlp(self, x: _T, prefix: str) -> _T:
+        a, T, i = self.a, self.T, self.a.intermediate_size
+        L = {g.leaf: g for g in self.a.linears if g.name.startswith(prefix)}
+        if "gate_up_proj" in L:  # phi3
+            gu = self.linear(x, L["gate_up_proj"])
+            self.where = prefix.rstrip(".")
+            act = self.act(gu, T * i)  # gate is a view of gate_up's output
+            up = gu
+        else:
+            gate, up = self.linear(x, L["gate_proj"]), self.linear(x, L["up_proj"])
+            self.where = prefix.rstrip(".")
+            act = self.act(gate, T * i)
+        if up.rg:
+            self.save(act, "activation output (gate * up)")
+        if act.rg:
+            self.save(up, "up projection output")
+        prod = self.new(T * i * self.dt, act.rg or up.rg)
+        return self.linear(prod, L["down_proj"])
+
+    # -- the model -------------------------------------------------------------------------------
+    def layer(self, x: _T, cos: _T, sin: _T) -> _T:
+        gemma = self.a.model_type == "gemma2"
+        h = self.rmsnorm(x, "input_layernorm", gemma)
+        o = self.attention(h, "self_attn.", cos, sin)
+        if gemma:
+            o = self.rmsnorm(o, "post_attention_layernorm", True)
+        x = self.new(self.T * self.a.hidden_size * self.dt, x.rg or o.rg)
+        h = self.rmsnorm(x, "pre_feedforward_layernorm" if gemma else "post_attention_layernorm", gemma)
+        m = self.mlp(h, "mlp.")
+        if gemma:
+            m = self.rmsnorm(m, "post_feedforward_layernorm", True)
+        return self.new(self.T * self.a.hidden_size * self.dt, x.rg or m.rg)
+
+
+def trace_activations(
+    anatomy: Anatomy, setup: TrainingSetup, nseq: int | None = None, device: str = "cuda"
+) -> ActivationTrace:
+    """Saved-for-backward bytes of one micro-batch of ``setup`` on ``anatomy``'s architecture.
+
+    ``nseq`` defaults to the sequences one forward pass sees (``micro_batch``, doubled for DPO/ORPO).
+    ``device`` is "cuda" (what estimates are for) or "cpu" (where the tests measure); they differ only in
+    the dtype of dropout masks.
+    """
+    if device not in ("cuda", "cpu"):
+        raise ValueError(f"device must be cuda or cpu, got {device!r}")
+    nseq = setup.sequences_per_micro_batch if nseq is None else nseq
+    a, s = anatomy, setup
+    tr = _Tracer(a, s, nseq, s.seq_len, device)
+    T, h, dt, V = tr.T, a.hidden_size, tr.dt, a.vocab_size
+    gc = s.gradient_checkpointing
+    gemma = a.model_type == "gemma2"
+
+    # embedding: a trainable table saves the indices; peft models under checkpointing get
+    # enable_input_require_grads, so the embedding output requires grad
+    tr.group, tr.where = "embedding", "embed_tokens"
+    if tr.full:
+        tr.save(tr.new(T * 8, False), "token ids (int64)")
+    if gemma and tr.full:  # Gemma2TextScaledWordEmbedding: lookup * embed_scale (a scalar buffer)
+        tr.save(tr.new(dt, False), "embedding scale")
+    # (enable_input_require_grads marks the embedding module's output, after the scale)
+    x = tr.new(T * h * dt, tr.full or gc)
+    cos, sin = tr.new(s.seq_len * a.head_dim * dt, False), tr.new(s.seq_len * a.head_dim * dt, False)
+
+    tr.group = "layers"
+    layer_bytes: list[int] = []
+    for _ in range(a.num_layers):
+        before = sum(t.nbytes for _, _, _, t in tr._saved.values())
+        if gc:
+            tr.where = "checkpointed layer"
+            tr.save(x, "layer input (kept by checkpointing)")
+            inner = _Tracer(a, s, nseq, s.seq_len, device)  # the recompute happens in backward
+            inner.group = "layers"
+            xin = inner.new(x.nbytes, True)
+            inner.layer(xin, cos, sin)
+            layer_bytes.append(sum(t.nbytes for _, _, _, t in inner._saved.values()))
+            tr.transient = max(tr.transient, inner.transient)
+            x = tr.new(T * h * dt, True)
+        else:
+            x = tr.layer(x, cos, sin)
+            layer_bytes.append(sum(t.nbytes for _, _, _, t in tr._saved.values()) - before)
+
+    tr.group = "final_norm"
+    x = tr.rmsnorm(x, "norm", gemma)
+    tr.group, tr.where = "lm_head", "lm_head"
+    lm_trainable = tr.full  # a tied lm_head shares the (trainable) embedding
+    if lm_trainable:
+        tr.save(x, "input (weight gradient)")
+    logits = tr.new(T * V * dt, x.rg or lm_trainable)
+    tr.group = "loss"
+    tr.where = "loss"
+    if a.final_logit_softcapping:
+        logits = tr.new(T * V * dt, logits.rg)  # logits / cap
+        logits = tr.new(T * V * dt, logits.rg)  # tanh
+        tr.save(logits, "final softcap tanh output")
+        logits = tr.new(T * V * dt, logits.rg)  # * cap
+    _loss(tr, s, logits, T, V, dt)
+
+    items: dict[tuple[str, str, str], list[int]] = {}
+    for g, w, what, nb in tr.saved_items():
+        entry = items.setdefault((g, w, what), [0, 0])
+        entry[0] += nb
+        entry[1] += 1
+    out_items = tuple(SavedItem(g, w, what, nb, c) for (g, w, what), (nb, c) in items.items())
+    by_group: dict[str, int] = {}
+    for it in out_items:
+        by_group[it.group] = by_group.get(it.group, 0) + it.nbytes
+    # the generic layer (index 1) is representative; layer 0 differs when its input needs no grad
+    generic = layer_bytes[1] if len(layer_bytes) > 1 else layer_bytes[0]
+    if not gc:
+        rec = _Tracer(a, s, nseq, s.seq_len, device)
+        rec.group = "layers"
+        rec.layer(rec.new(T * h * dt, True), cos, sin)
+        generic = sum(t.nbytes for _, _, _, t in rec._saved.values())
+    return ActivationTrace(
+        items=out_items,
+        total_bytes=sum(it.nbytes for it in out_items),
+        by_group=by_group,
+        layer_bytes_no_checkpoint=generic,
+        forward_transient_bytes=tr.transient,
+        family_supported=a.model_type in SUPPORTED_FAMILIES,
+    )
+
+
+def _loss(tr: _Tracer, s: TrainingSetup, logits: _T, T: int, V: int, dt: int) -> None:
+    if s.objective in ("dpo", "kto"):
+        # TRL's selective_log_softmax: row-wise log_softmax in the logits dtype, gathered per token
+        tr.save(tr.new(T * V * dt, True), "per-row log_softmax output")
+        tr.save(tr.new(T * 8, False), "labels (int64)")
+        return
+    # transformers ForCausalLMLoss: logits.float(), cross_entropy = log_softmax + nll_loss
+    tr.save(tr.new(T * V * 4, True), "log_softmax output (fp32)")
+    # labels are padded by one ignore_index then sliced [..., 1:]; with one sequence the slice is already
+    # contiguous, so the saved target keeps the padded storage (s + 1 elements)
+    tr.save(tr.new((T + (1 if tr.nseq == 1 else 0)) * 8, False), "shifted labels (int64)")
+    tr.save(tr.new(4, False), "nll total weight")

@@ -1,0 +1,296 @@
+"""What a model is made of: parameters per part, per layer, per linear module.
+
+The numbers come from the real libraries, not from hand formulas: ``compute_anatomy`` instantiates the
+architecture on the meta device (transformers + accelerate's ``init_empty_weights``) and counts the
+parameters the model really has. Catalog models carry this anatomy precomputed in
+``estimators/data/models_anatomy.json`` (written by ``python -m estimators.build_catalog``; a test
+recomputes it), so that planning needs no torch import.
+
+LoRA/DoRA trainable counts follow peft's own definition (``lora_A``: r x in, ``lora_B``: out x r, DoRA adds a
+magnitude vector of ``out``); ``peft_trainable_params`` applies peft to the meta model so tests can check
+``lora_trainable_params`` against the real thing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from estimators.errors import EstimateError
+
+#: Parts a parameter can belong to, in display order.
+PARTS = ("embedding", "attention", "mlp", "norms", "lm_head", "other")
+
+
+@dataclass(frozen=True)
+class LinearGroup:
+    """One kind of linear module found in every decoder layer (e.g. ``self_attn.q_proj``)."""
+
+    name: str
+    in_features: int
+    out_features: int
+    bias: bool
+    count: int  # number of decoder layers holding it
+
+    @property
+    def weight_params(self) -> int:
+        return self.in_features * self.out_features
+
+    @property
+    def leaf(self) -> str:
+        return self.name.rsplit(".", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Anatomy:
+    """Parameter anatomy of a causal LM plus the architecture fields the estimators need."""
+
+    model_type: str
+    params_total: int  # unique parameters (a tied lm_head counts once)
+    params_by_part: Mapping[str, int]
+    tied_embeddings: bool
+    num_layers: int
+    hidden_size: int
+    intermediate_size: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    vocab_size: int
+    largest_layer_params: int  # largest decoder layer (FSDP unit)
+    largest_module_params: int  # largest single module's own params (DeepSpeed's "largest_layer")
+    linears: tuple[LinearGroup, ...]  # linear modules inside decoder layers
+    norms_per_layer: int
+    #: histogram of parameter tensor sizes: ((numel, count), ...), unique tensors, sorted
+    param_tensor_numels: tuple[tuple[int, int], ...]
+    attn_logit_softcapping: float | None = None
+    final_logit_softcapping: float | None = None
+    sliding_window: int | None = None
+
+    # ---- derived -------------------------------------------------------------------------------
+    @property
+    def linear_weight_params(self) -> int:
+        """Parameters in decoder-layer linear weights (what QLoRA quantizes to 4 bit)."""
+        return sum(g.weight_params * g.count for g in self.linears)
+
+    @property
+    def q_dim(self) -> int:
+        return self.num_attention_heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.num_key_value_heads * self.head_dim
+
+    @property
+    def fused_qkv(self) -> bool:
+        return any(g.leaf == "qkv_proj" for g in self.linears)
+
+    @property
+    def fused_gate_up(self) -> bool:
+        return any(g.leaf == "gate_up_proj" for g in self.linears)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["params_by_part"] = dict(self.params_by_part)
+        d["linears"] = [dataclasses.asdict(g) for g in self.linears]
+        d["param_tensor_numels"] = [list(x) for x in self.param_tensor_numels]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Anatomy:
+        d = dict(d)
+        d["params_by_part"] = {k: int(d["params_by_part"].get(k, 0)) for k in PARTS}
+        d["linears"] = tuple(LinearGroup(**g) for g in d["linears"])
+        d["param_tensor_numels"] = tuple((int(n), int(c)) for n, c in d["param_tensor_numels"])
+        return cls(**d)
+
+
+# ---- LoRA / DoRA --------------------------------------------------------------------------------
+def select_lora_targets(anatomy: Anatomy, targets: Sequence[str] | str) -> tuple[LinearGroup, ...]:
+    """The decoder-layer linear groups peft would adapt for ``target_modules=targets``.
+
+    peft semantics: ``"all-linear"`` is every linear layer except the output layer; a list entry matches
+    a module whose name equals it or ends with ``"." + entry``.
+    """
+    if isinstance(targets, str):
+        targets = [targets]
+    targets = list(targets)
+    if targets == ["all-linear"]:
+        return anatomy.linears
+    chosen = tuple(
+        g for g in anatomy.linears if any(g.name == t or g.name.endswith("." + t) for t in targets)
+    )
+    unknown = [t for t in targets if not any(g.name == t or g.name.endswith("." + t) for g in anatomy.linears)]
+    if unknown:
+        known = sorted({g.leaf for g in anatomy.linears})
+        raise EstimateError(
+            f"lora target(s) {', '.join(unknown)} match no linear layer of this {anatomy.model_type} model; "
+            f"use 'all-linear' or some of: {', '.join(known)}"
+        )
+    return chosen
+
+
+def lora_trainable_params(
+    anatomy: Anatomy, r: int, targets: Sequence[str] | str = "all-linear", dora: bool = False
+) -> int:
+    """Trainable parameters peft creates: per adapted linear r*(in+out), plus ``out`` for DoRA's magnitude."""
+    if r < 1:
+        raise EstimateError(f"lora r must be >= 1, got {r}")
+    total = 0
+    for g in select_lora_targets(anatomy, targets):
+        per = r * (g.in_features + g.out_features) + (g.out_features if dora else 0)
+        total += per * g.count
+    return total
+
+
+def lora_param_tensor_numels(
+    anatomy: Anatomy, r: int, targets: Sequence[str] | str = "all-linear", dora: bool = False
+) -> tuple[tuple[int, int], ...]:
+    """Histogram ((numel, count), ...) of the adapter tensors peft creates (lora_A, lora_B, magnitude)."""
+    hist: dict[int, int] = {}
+    for g in select_lora_targets(anatomy, targets):
+        sizes = [r * g.in_features, g.out_features * r] + ([g.out_features] if dora else [])
+        for n in sizes:
+            hist[n] = hist.get(n, 0) + g.count
+    return tuple(sorted(hist.items()))
+
+
+# ---- from the real libraries (torch imported lazily) -------------------------------------------
+def build_config(config: Mapping[str, Any] | Any) -> Any:
+    """A transformers ``PretrainedConfig`` from a config.json mapping (or pass one through)."""
+    from transformers import AutoConfig, PretrainedConfig
+
+    if isinstance(config, PretrainedConfig):
+        return config
+    fields = dict(config)
+    model_type = fields.pop("model_type", None)
+    if not model_type:
+        raise EstimateError("config has no 'model_type'; is it a transformers config.json?")
+    try:
+        return AutoConfig.for_model(model_type, **fields)
+    except ValueError as e:  # unknown model_type
+        raise EstimateError(f"transformers does not know model_type '{model_type}': {e}") from None
+
+
+def build_meta_model(config: Mapping[str, Any] | Any) -> Any:
+    """Instantiate the causal LM on the meta device: real module tree, no memory for weights."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    cfg = build_config(config)
+    with init_empty_weights():
+        return AutoModelForCausalLM.from_config(cfg)
+
+
+def _part_of(name: str) -> str:
+    if "embed_tokens" in name or name.endswith("wte.weight"):
+        return "embedding"
+    if name.startswith("lm_head"):
+        return "lm_head"
+    if ".layers." in name:
+        module = name.rsplit(".", 1)[0]
+        if "norm" in module.rsplit(".", 1)[-1]:
+            return "norms"
+        if ".self_attn." in name or ".attn." in name:
+            return "attention"
+        if ".mlp." in name:
+            return "mlp"
+        return "other"
+    if "norm" in name:
+        return "norms"
+    return "other"
+
+
+def anatomy_of_model(model: Any) -> Anatomy:
+    """Count the parameters of an instantiated (meta or real) transformers causal LM."""
+    import torch
+
+    cfg = model.config
+    text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    by_part = dict.fromkeys(PARTS, 0)
+    hist: dict[int, int] = {}
+    seen: set[int] = set()
+    for name, p in model.named_parameters(remove_duplicate=True):
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        by_part[_part_of(name)] += p.numel()
+        hist[p.numel()] = hist.get(p.numel(), 0) + 1
+    total = sum(by_part.values())
+
+    inp, out = model.get_input_embeddings(), model.get_output_embeddings()
+    tied = out is not None and inp is not None and out.weight is inp.weight
+
+    layers = _decoder_layers(model)
+    groups: dict[str, list] = {}
+    norms_per_layer = 0
+    largest_layer = 0
+    for i, layer in enumerate(layers):
+        largest_layer = max(largest_layer, sum(p.numel() for p in layer.parameters()))
+        n_norms = 0
+        for mname, mod in layer.named_modules():
+            if isinstance(mod, torch.nn.Linear):
+                g = groups.setdefault(mname, [mod.in_features, mod.out_features, mod.bias is not None, 0])
+                if (g[0], g[1], g[2]) != (mod.in_features, mod.out_features, mod.bias is not None):
+                    raise EstimateError(f"layer {i} {mname} differs from layer 0; heterogeneous layers are not supported")
+                g[3] += 1
+            elif "norm" in mname.rsplit(".", 1)[-1].lower() and not list(mod.children()):
+                n_norms += 1
+        norms_per_layer = max(norms_per_layer, n_norms)
+    largest_module = max(
+        (sum(p.numel() for p in m.parameters(recurse=False)) for m in model.modules()), default=0
+    )
+
+    heads = text_cfg.num_attention_heads
+    head_dim = getattr(text_cfg, "head_dim", None) or text_cfg.hidden_size // heads
+    return Anatomy(
+        model_type=text_cfg.model_type,
+        params_total=total,
+        params_by_part=by_part,
+        tied_embeddings=bool(tied),
+        num_layers=len(layers),
+        hidden_size=text_cfg.hidden_size,
+        intermediate_size=text_cfg.intermediate_size,
+        num_attention_heads=heads,
+        num_key_value_heads=getattr(text_cfg, "num_key_value_heads", None) or heads,
+        head_dim=head_dim,
+        vocab_size=text_cfg.vocab_size,
+        largest_layer_params=largest_layer,
+        largest_module_params=largest_module,
+        linears=tuple(LinearGroup(n, a, b, bias, c) for n, (a, b, bias, c) in groups.items()),
+        norms_per_layer=norms_per_layer,
+        param_tensor_numels=tuple(sorted(hist.items())),
+        attn_logit_softcapping=getattr(text_cfg, "attn_logit_softcapping", None),
+        final_logit_softcapping=getattr(text_cfg, "final_logit_softcapping", None),
+        sliding_window=getattr(text_cfg, "sliding_window", None)
+        if getattr(text_cfg, "use_sliding_window", True) is not False
+        else None,
+    )
+
+
+def _decoder_layers(model: Any) -> Any:
+    base = getattr(model, "model", None) or getattr(model, "transformer", None)
+    for attr in ("layers", "h", "blocks"):
+        layers = getattr(base, attr, None)
+        if layers is not None:
+            return layers
+    raise EstimateError(f"cannot find the decoder layers of {type(model).__name__}")
+
+
+def compute_anatomy(config: Mapping[str, Any] | Any) -> Anatomy:
+    """Anatomy of a model given its config.json mapping (or ``PretrainedConfig``), via the meta device."""
+    return anatomy_of_model(build_meta_model(config))
+
+
+def peft_trainable_params(
+    config: Mapping[str, Any] | Any, r: int, targets: Sequence[str] | str = "all-linear", dora: bool = False
+) -> int:
+    """Trainable parameters after applying peft LoRA (or DoRA) to the meta model: peft's own count."""
+    from peft import LoraConfig, get_peft_model
+
+    model = build_meta_model(config)
+    target_modules: Any = targets if isinstance(targets, str) else list(targets)
+    peft_model = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules=target_modules, use_dora=dora))
+    trainable, _ = peft_model.get_nb_trainable_parameters()
+    return int(trainable)

@@ -1,0 +1,177 @@
+"""A training setup: technique, precision, optimizer, shape, parallelism, and the recipe they imply.
+
+One frozen object describes a training run for every estimator (memory, time, cost) and for the
+profiler, which builds the real model the same way. The *recipe* (which dtype each tensor class uses)
+follows what the trainers do as of their 2026 releases; where trainers differ, the choice made here is
+stated in ``TrainingSetup.recipe_notes`` and shows up in every breakdown's assumptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from estimators.errors import EstimateError
+
+TECHNIQUES = ("full", "lora", "qlora", "dora")
+OBJECTIVES = ("sft", "cpt", "dpo", "orpo", "kto")
+PRECISIONS = ("bf16", "fp32")
+OPTIMIZERS = ("adamw", "adamw-8bit", "paged-adamw-8bit")
+ATTN_IMPLS = ("auto", "sdpa", "flash", "eager")
+SHARDINGS = ("none", "zero2", "zero3", "fsdp")
+OFFLOADS = ("none", "optimizer", "params")
+
+DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+
+#: architectures whose attention transformers 5 cannot run through SDPA (softcapping): eager or flash only
+_NO_SDPA = {"gemma2"}
+
+
+def _choice(field_name: str, value: str, allowed: Sequence[str]) -> str:
+    v = str(value).lower()
+    if v not in allowed:
+        raise EstimateError(f"{field_name} must be one of {', '.join(allowed)}; got '{value}'")
+    return v
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """Everything about a training step that changes its memory, time or cost."""
+
+    technique: str = "lora"
+    objective: str = "sft"
+    precision: str = "bf16"
+    optimizer: str = "adamw"
+    seq_len: int = 2048
+    micro_batch: int = 1
+    grad_accum: int = 1
+    gradient_checkpointing: bool = True
+    attn_impl: str = "auto"
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] = ("all-linear",)
+    double_quant: bool = True
+    adapter_dtype: str = "auto"
+    gpu_count: int = 1
+    sharding: str = "none"
+    offload: str = "none"
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        errors = []
+
+        def check(fn):
+            try:
+                fn()
+            except EstimateError as e:
+                errors.append(str(e))
+
+        for name, allowed in (
+            ("technique", TECHNIQUES),
+            ("objective", OBJECTIVES),
+            ("precision", PRECISIONS),
+            ("optimizer", OPTIMIZERS),
+            ("attn_impl", ATTN_IMPLS),
+            ("sharding", SHARDINGS),
+            ("offload", OFFLOADS),
+        ):
+            check(lambda n=name, a=allowed: object.__setattr__(self, n, _choice(n, getattr(self, n), a)))
+        check(lambda: object.__setattr__(self, "adapter_dtype", _choice("adapter_dtype", self.adapter_dtype, ("auto", "fp32", "bf16"))))
+        for name in ("seq_len", "micro_batch", "grad_accum", "gpu_count", "lora_r", "lora_alpha"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                errors.append(f"{name} must be a whole number >= 1; got {v!r}")
+        if not 0.0 <= float(self.lora_dropout) < 1.0:
+            errors.append(f"lora_dropout must be in [0, 1); got {self.lora_dropout!r}")
+        if isinstance(self.lora_targets, str):
+            object.__setattr__(self, "lora_targets", (self.lora_targets,))
+        object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
+        if not self.lora_targets:
+            errors.append("lora_targets must name at least one module (or 'all-linear')")
+        if not errors:
+            if self.technique == "qlora" and self.precision != "bf16":
+                errors.append("qlora computes in bf16; use precision bf16")
+            if self.sharding == "none" and self.offload != "none":
+                errors.append("offload needs sharding zero2, zero3 or fsdp")
+            if self.offload == "params" and self.sharding == "zero2":
+                errors.append("zero2 can offload the optimizer only; use zero3 or fsdp to offload params")
+            if self.sharding != "none" and self.gpu_count < 2 and self.offload == "none":
+                errors.append(f"sharding {self.sharding} needs gpu_count >= 2 (or an offload)")
+        if errors:
+            raise EstimateError("; ".join(errors))
+
+    # ---- the recipe -------------------------------------------------------------------------
+    @property
+    def adapted(self) -> bool:
+        """LoRA-family technique (frozen base, trainable adapters)."""
+        return self.technique != "full"
+
+    @property
+    def compute_bytes(self) -> int:
+        """Bytes per element of weights and activations in the forward pass."""
+        return DTYPE_BYTES[self.precision]
+
+    @property
+    def adapter_bytes(self) -> int:
+        """Bytes per element of LoRA A/B (and their grads and AdamW states).
+
+        peft upcasts adapters to fp32 by default (``autocast_adapter_dtype=True``); TRL 1.16's SFTTrainer
+        casts QLoRA adapters back to bf16, as the QLoRA paper does.
+        """
+        if self.adapter_dtype != "auto":
+            return DTYPE_BYTES[self.adapter_dtype]
+        if self.precision == "fp32":
+            return 4
+        return 2 if self.technique == "qlora" else 4
+
+    @property
+    def magnitude_bytes(self) -> int:
+        """DoRA's magnitude vector stays fp32 (peft's upcast; TRL excludes it from the QLoRA bf16 cast)."""
+        return 4 if self.precision == "bf16" else DTYPE_BYTES[self.precision]
+
+    @property
+    def sequences_per_micro_batch(self) -> int:
+        """Sequences a forward pass sees: preference objectives run chosen and rejected together."""
+        return self.micro_batch * (2 if self.objective in ("dpo", "orpo") else 1)
+
+    @property
+    def needs_reference_model(self) -> bool:
+        """DPO and KTO compare against a frozen reference policy (ORPO does not)."""
+        return self.objective in ("dpo", "kto")
+
+    def resolved_attn(self, model_type: str) -> str:
+        if self.attn_impl == "auto":
+            return "eager" if model_type in _NO_SDPA else "sdpa"
+        if self.attn_impl == "sdpa" and model_type in _NO_SDPA:
+            raise EstimateError(
+                f"attn_impl sdpa: transformers cannot run {model_type} attention through SDPA "
+                "(logit softcapping); use eager or flash"
+            )
+        return self.attn_impl
+
+    @property
+    def recipe_notes(self) -> tuple[str, ...]:
+        notes = []
+        if self.technique == "full":
+            notes.append(
+                f"full fine-tuning in pure {self.precision}: weights, gradients and "
+                + ("AdamW states in the same dtype (torch AdamW keeps states in the parameter dtype)"
+                   if self.optimizer == "adamw" else "8-bit AdamW states (bitsandbytes)")
+            )
+        else:
+            notes.append(
+                f"base weights frozen in {'NF4' if self.technique == 'qlora' else self.precision}; "
+                f"adapters, their gradients and optimizer states in "
+                f"{'bf16' if self.adapter_bytes == 2 else 'fp32'}"
+                + (" (TRL 1.16 casts QLoRA adapters to bf16)" if self.technique == "qlora" and self.adapter_dtype == "auto" else "")
+                + (" (peft's default upcast)" if self.technique in ("lora", "dora") and self.adapter_dtype == "auto" else "")
+            )
+        if self.technique == "qlora":
+            notes.append(
+                "NF4 with block size 64 and "
+                + ("double quantization (8-bit absmax, fp32 second level per 256 blocks)" if self.double_quant
+                   else "fp32 absmax per block (no double quantization)")
+                + "; embeddings, lm_head, norms and biases stay bf16"
+            )
+        return tuple(notes)

@@ -1,0 +1,126 @@
+"""Build the real model and optimizer a ``TrainingSetup`` describes, with random weights.
+
+Memory and speed do not depend on weight values, so models are built from their architecture config
+and nothing is downloaded. The recipe (dtypes, adapters, quantization, checkpointing) is the one the
+estimators assume (``estimators.setup.TrainingSetup``); the profiler and the estimator tests both build
+models here so that measurement and estimate describe the same run.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+from estimators.anatomy import build_config
+from estimators.setup import TrainingSetup
+
+#: tiny architectures per family for CPU tests: every structural feature of the real model
+#: (GQA, biases, tied embeddings, softcapping, fused projections) at a few thousand parameters
+TINY_CONFIGS: dict[str, dict[str, Any]] = {
+    "llama": dict(model_type="llama", hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, vocab_size=512, max_position_embeddings=1024,
+                  tie_word_embeddings=False),
+    "qwen2": dict(model_type="qwen2", hidden_size=64, intermediate_size=176, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, vocab_size=512, max_position_embeddings=1024,
+                  tie_word_embeddings=True, use_sliding_window=False),
+    "mistral": dict(model_type="mistral", hidden_size=64, intermediate_size=192, num_hidden_layers=2,
+                    num_attention_heads=8, num_key_value_heads=2, head_dim=8, vocab_size=512,
+                    max_position_embeddings=1024, tie_word_embeddings=False, sliding_window=None),
+    "gemma2": dict(model_type="gemma2", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                   num_attention_heads=4, num_key_value_heads=2, head_dim=16, vocab_size=512,
+                   max_position_embeddings=1024, sliding_window=16, query_pre_attn_scalar=16,
+                   attn_logit_softcapping=50.0, final_logit_softcapping=30.0, tie_word_embeddings=True,
+                   pad_token_id=0, bos_token_id=2, eos_token_id=1),
+    "phi3": dict(model_type="phi3", hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=4, vocab_size=512, max_position_embeddings=1024,
+                 original_max_position_embeddings=1024, tie_word_embeddings=False,
+                 pad_token_id=0, bos_token_id=1, eos_token_id=2),
+}
+
+
+def _torch_dtype(precision: str):
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+
+
+def _attn_name(setup: TrainingSetup, model_type: str) -> str:
+    return {"sdpa": "sdpa", "eager": "eager", "flash": "flash_attention_2"}[setup.resolved_attn(model_type)]
+
+
+def build_model(config: Mapping[str, Any] | Any, setup: TrainingSetup, device: str = "cpu", seed: int = 0) -> Any:
+    """The trainable model for ``setup``: base model (bf16/fp32, or NF4 for QLoRA) plus peft adapters."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    torch.manual_seed(seed)
+    cfg = build_config(config)
+    dtype = _torch_dtype(setup.precision)
+    attn = _attn_name(setup, cfg.model_type)
+    if setup.technique == "qlora":
+        # bitsandbytes refuses from_config(quantization_config=...): save random weights, reload quantized
+        base = AutoModelForCausalLM.from_config(cfg, dtype=dtype, attn_implementation=attn)
+        with tempfile.TemporaryDirectory() as tmp:
+            base.save_pretrained(tmp)
+            del base
+            model = AutoModelForCausalLM.from_pretrained(
+                tmp,
+                dtype=dtype,
+                attn_implementation=attn,
+                device_map={"": device},
+                quantization_config=BitsAndBytesConfig(
+                    load_in_4bit=True,
+                    bnb_4bit_quant_type="nf4",
+                    bnb_4bit_compute_dtype=dtype,
+                    bnb_4bit_use_double_quant=setup.double_quant,
+                    bnb_4bit_quant_storage=torch.uint8,
+                ),
+            )
+    else:
+        model = AutoModelForCausalLM.from_config(cfg, dtype=dtype, attn_implementation=attn).to(device)
+
+    if setup.adapted:
+        from peft import LoraConfig, get_peft_model
+
+        targets: Any = list(setup.lora_targets)
+        if targets == ["all-linear"]:
+            targets = "all-linear"
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=setup.lora_r,
+                lora_alpha=setup.lora_alpha,
+                lora_dropout=setup.lora_dropout,
+                target_modules=targets,
+                use_dora=setup.technique == "dora",
+                task_type="CAUSAL_LM",
+            ),
+        )
+        adapter_dtype = {2: torch.bfloat16, 4: torch.float32}[setup.adapter_bytes]
+        magnitude_dtype = {2: torch.bfloat16, 4: torch.float32}[setup.magnitude_bytes]
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                want = magnitude_dtype if "lora_magnitude_vector" in name else adapter_dtype
+                if p.dtype != want:
+                    p.data = p.data.to(want)
+    if setup.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if setup.adapted:
+            model.enable_input_require_grads()
+    model.config.use_cache = False
+    model.train()
+    return model
+
+
+def build_optimizer(model: Any, setup: TrainingSetup, lr: float = 1e-4) -> Any:
+    """The optimizer the recipe uses: torch fused AdamW (transformers' default) or bitsandbytes 8-bit AdamW."""
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if setup.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, fused=True)
+    import bitsandbytes as bnb
+
+    cls = bnb.optim.PagedAdamW8bit if setup.optimizer == "paged-adamw-8bit" else bnb.optim.AdamW8bit
+    return cls(params, lr=lr)
