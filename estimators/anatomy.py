@@ -1,7 +1,7 @@
 """What a model is made of: parameters per part, per layer, per linear module.
 
 The numbers come from the real libraries, not from hand formulas: ``compute_anatomy`` instantiates the
-architecture on the meta device (transformers + accelerate's ``init_empty_weights``) and counts the
+architecture on the meta device (transformers ``from_config`` under ``torch.device("meta")``) and counts the
 parameters the model really has. Catalog models carry this anatomy precomputed in
 ``estimators/data/models_anatomy.json`` (written by ``python -m estimators.build_catalog``; a test
 recomputes it), so that planning needs no torch import.
@@ -174,12 +174,17 @@ def build_config(config: Mapping[str, Any] | Any) -> Any:
 
 
 def build_meta_model(config: Mapping[str, Any] | Any) -> Any:
-    """Instantiate the causal LM on the meta device: real module tree, no memory for weights."""
-    from accelerate import init_empty_weights
+    """Instantiate the causal LM on the meta device: real module tree, no memory for weights.
+
+    Uses torch's own ``torch.device("meta")`` context rather than accelerate's ``init_empty_weights``:
+    the latter re-wraps every registered parameter, which unties a tied lm_head (Llama-3.2, Qwen2.5
+    small models, Gemma-2 would then count their embedding twice).
+    """
+    import torch
     from transformers import AutoModelForCausalLM
 
     cfg = build_config(config)
-    with init_empty_weights():
+    with torch.device("meta"):
         return AutoModelForCausalLM.from_config(cfg)
 
 

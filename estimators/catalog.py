@@ -1,0 +1,458 @@
+"""The catalogs: models, GPUs (with hourly prices), hosted API prices and hosted fine-tuning prices.
+
+Data lives in ``estimators/data/*.yaml`` with a source and a date per entry; users add or override entries
+with their own YAML files of the same shape (``advise --catalog my.yaml ...``). Every file is validated
+(pydantic); all problems are reported together, each naming the file, the entry and the field.
+
+Lookups are case-insensitive, accept aliases (and Hub ids for models) and fail with a did-you-mean.
+Nothing here imports torch: catalog models carry their anatomy precomputed in ``models_anatomy.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from estimators.anatomy import Anatomy
+from estimators.errors import AdviseError, CatalogError, UnknownNameError
+
+DATA_DIR = Path(__file__).parent / "data"
+ANATOMY_FILE = DATA_DIR / "models_anatomy.json"
+MIB = 1 << 20
+#: where CUDA's usable total is not recorded: nvidia-smi total minus the largest driver reserve seen
+#: across the catalog's recorded cards (354-762 MiB; gpus.yaml cuda_total_memory_bytes)
+DEFAULT_DRIVER_RESERVE_BYTES = 768 * MIB
+
+
+# ---- schema -------------------------------------------------------------------------------------
+def _date_to_str(v: Any) -> Any:
+    return v.isoformat() if isinstance(v, _dt.date) else v
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PriceIn(_Entry):
+    provider: str
+    usd_per_hour: float = Field(gt=0)
+    offer: str = ""
+    source: str
+    date: str | None
+
+    _d = field_validator("date", mode="before")(_date_to_str)
+
+
+class GPUIn(_Entry):
+    name: str
+    aliases: list[str] = []
+    description: str = ""
+    nvidia_smi_name: str | None = None
+    architecture: str = "unknown"
+    compute_capability: str | None = None
+    memory_gb: float | None = None
+    memory_mib: int | None = None
+    memory_bytes: int | None = None
+    memory_mib_source: str | None = None
+    cuda_total_memory_bytes: int | None = None
+    cuda_total_memory_source: str | None = None
+    bf16_dense_tflops: float = Field(gt=0)
+    bf16_sparse_tflops: float | None = None
+    bf16_fp16acc_dense_tflops: float | None = None
+    memory_bandwidth_tb_s: float = Field(gt=0)
+    spec_source: str
+    spec_notes: str | None = None
+    prices: list[PriceIn] = []
+
+    @model_validator(mode="after")
+    def _memory(self) -> GPUIn:
+        if self.memory_bytes is None and self.memory_mib is None and self.memory_gb is None:
+            raise ValueError("give memory_bytes, memory_mib or memory_gb")
+        return self
+
+
+class ApiIn(_Entry):
+    name: str
+    aliases: list[str] = []
+    provider: str
+    usd_per_million_input_tokens: float = Field(ge=0)
+    usd_per_million_output_tokens: float = Field(ge=0)
+    source: str
+    date: str | None
+    date_note: str | None = None
+    status: str | None = None
+
+    _d = field_validator("date", mode="before")(_date_to_str)
+
+
+class InferencePriceIn(_Entry):
+    usd_per_million_input_tokens: float | None = None
+    usd_per_million_output_tokens: float | None = None
+
+
+class FineTuningIn(_Entry):
+    name: str
+    provider: str
+    base_model: str | None = None
+    min_params_b: float | None = None
+    max_params_b: float | None = None
+    technique: str | None = None
+    methods: list[str]
+    usd_per_million_training_tokens: float = Field(gt=0)
+    billed_tokens: str
+    inference: InferencePriceIn | None = None
+    inference_note: str | None = None
+    column_mapping_verified: bool | None = None
+    source: str
+    date: str | None
+    status: str | None = None
+
+    _d = field_validator("date", mode="before")(_date_to_str)
+
+
+class ModelIn(_Entry):
+    name: str
+    hub_id: str | None = None
+    family: str | None = None
+    aliases: list[str] = []
+    source: str
+    retrieved: str | None = None
+    published_params: int | None = None
+    published_params_source: str | None = None
+    config: dict[str, Any]
+
+    _d = field_validator("retrieved", mode="before")(_date_to_str)
+
+    @field_validator("config")
+    @classmethod
+    def _has_type(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if "model_type" not in v:
+            raise ValueError("config needs a model_type (copy the model's config.json)")
+        return v
+
+
+_SECTIONS: dict[str, type[_Entry]] = {
+    "models": ModelIn,
+    "gpus": GPUIn,
+    "apis": ApiIn,
+    "hosted_finetuning": FineTuningIn,
+}
+
+
+# ---- public records -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Price:
+    provider: str
+    usd_per_hour: float
+    offer: str
+    source: str
+    date: str | None
+
+
+@dataclass(frozen=True)
+class GPU:
+    name: str
+    aliases: tuple[str, ...]
+    description: str
+    architecture: str
+    memory_bytes: int  # nvidia-smi total
+    usable_memory_bytes: int  # what CUDA lets a process use (cudaDeviceProp.totalGlobalMem)
+    usable_memory_measured: bool  # False: memory_bytes minus DEFAULT_DRIVER_RESERVE_BYTES
+    bf16_dense_tflops: float
+    memory_bandwidth_tb_s: float
+    prices: tuple[Price, ...]
+    spec_source: str
+    spec_notes: str | None
+
+    @property
+    def memory_gib(self) -> float:
+        return self.memory_bytes / (1 << 30)
+
+    @property
+    def cheapest_price(self) -> Price | None:
+        return min(self.prices, key=lambda p: (p.usd_per_hour, p.provider, p.offer), default=None)
+
+
+@dataclass(frozen=True)
+class ApiPrice:
+    name: str
+    aliases: tuple[str, ...]
+    provider: str
+    usd_per_million_input_tokens: float
+    usd_per_million_output_tokens: float
+    source: str
+    date: str | None
+    status: str | None
+
+
+@dataclass(frozen=True)
+class FineTuningOffer:
+    name: str
+    provider: str
+    base_model: str | None
+    min_params_b: float | None
+    max_params_b: float | None
+    technique: str | None
+    methods: tuple[str, ...]
+    usd_per_million_training_tokens: float
+    billed_tokens: str
+    inference_usd_per_million_input_tokens: float | None
+    inference_usd_per_million_output_tokens: float | None
+    source: str
+    date: str | None
+    status: str | None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model to plan for: catalog entry, local config, or Hub config."""
+
+    name: str
+    hub_id: str | None
+    family: str
+    config: Mapping[str, Any]
+    anatomy: Anatomy
+    source: str
+    published_params: int | None = None
+
+
+def _norm(name: str) -> str:
+    return name.strip().lower().replace("_", "-").replace(" ", "-")
+
+
+def _format_errors(path: str, section: str, idx: int, name: str, err: ValidationError) -> list[str]:
+    out = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(entry)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling)"
+        out.append(f"{path}: {section}[{idx}] '{name}': {loc}: {msg}")
+    return out
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except FileNotFoundError:
+        raise CatalogError(f"catalog file {path} does not exist") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise CatalogError(f"{path}:{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+
+
+def _merge_gpu(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    merged = {**base, **{k: v for k, v in new.items() if k != "prices"}}
+    prices = {(p.get("provider"), p.get("offer", "")): p for p in base.get("prices", [])}
+    for p in new.get("prices", []) or []:
+        prices[(p.get("provider"), p.get("offer", ""))] = p
+    merged["prices"] = list(prices.values())
+    return merged
+
+
+class Catalog:
+    """All catalog data, validated; build with ``Catalog.load()``."""
+
+    def __init__(self, raw: Mapping[str, list[dict[str, Any]]], anatomies: Mapping[str, Any], files: Sequence[str]):
+        self.files = tuple(files)
+        errors: list[str] = []
+        parsed: dict[str, list[Any]] = {k: [] for k in _SECTIONS}
+        for section, schema in _SECTIONS.items():
+            for i, (origin, entry) in enumerate(raw.get(section, [])):
+                name = entry.get("name", "?") if isinstance(entry, dict) else "?"
+                if not isinstance(entry, dict):
+                    errors.append(f"{origin}: {section}[{i}]: expected a mapping of fields")
+                    continue
+                try:
+                    parsed[section].append(schema.model_validate(entry))
+                except ValidationError as e:
+                    errors.extend(_format_errors(origin, section, i, name, e))
+        if errors:
+            raise CatalogError("; ".join(errors))
+
+        self.gpus = tuple(self._gpu(g) for g in parsed["gpus"])
+        self.apis = tuple(
+            ApiPrice(a.name, tuple(a.aliases), a.provider, a.usd_per_million_input_tokens,
+                     a.usd_per_million_output_tokens, a.source, a.date, a.status)
+            for a in parsed["apis"]
+        )
+        self.finetuning = tuple(
+            FineTuningOffer(
+                f.name, f.provider, f.base_model, f.min_params_b, f.max_params_b, f.technique, tuple(f.methods),
+                f.usd_per_million_training_tokens, f.billed_tokens,
+                f.inference.usd_per_million_input_tokens if f.inference else None,
+                f.inference.usd_per_million_output_tokens if f.inference else None,
+                f.source, f.date, f.status,
+            )
+            for f in parsed["hosted_finetuning"]
+        )
+        self._model_entries = tuple(parsed["models"])
+        self._anatomies = dict(anatomies)
+        self._gpu_index = self._index((g.name, g.aliases) for g in self.gpus)
+        self._api_index = self._index((a.name, a.aliases) for a in self.apis)
+        self._model_index = self._index(
+            (m.name, tuple(m.aliases) + ((m.hub_id,) if m.hub_id else ())) for m in self._model_entries
+        )
+
+    @staticmethod
+    def _index(items: Iterable[tuple[str, Sequence[str]]]) -> dict[str, str]:
+        index: dict[str, str] = {}
+        for name, aliases in items:
+            for key in (name, *aliases):
+                k = _norm(key)
+                if k in index and index[k] != name:
+                    raise CatalogError(f"'{key}' names both '{index[k]}' and '{name}'; aliases must be unique")
+                index[k] = name
+        return index
+
+    @staticmethod
+    def _gpu(g: GPUIn) -> GPU:
+        mem = g.memory_bytes or (g.memory_mib * MIB if g.memory_mib else int(g.memory_gb * 1e9))
+        usable = g.cuda_total_memory_bytes or mem - DEFAULT_DRIVER_RESERVE_BYTES
+        return GPU(
+            name=g.name, aliases=tuple(g.aliases), description=g.description, architecture=g.architecture,
+            memory_bytes=int(mem), usable_memory_bytes=int(usable),
+            usable_memory_measured=g.cuda_total_memory_bytes is not None,
+            bf16_dense_tflops=g.bf16_dense_tflops, memory_bandwidth_tb_s=g.memory_bandwidth_tb_s,
+            prices=tuple(Price(p.provider, p.usd_per_hour, p.offer, p.source, p.date) for p in g.prices),
+            spec_source=g.spec_source, spec_notes=g.spec_notes,
+        )
+
+    # ---- loading ------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, extra_files: Sequence[str | os.PathLike] = ()) -> Catalog:
+        if not extra_files:
+            return _default_catalog()
+        return cls._load(tuple(str(p) for p in extra_files))
+
+    @classmethod
+    def _load(cls, extra_files: tuple[str, ...]) -> Catalog:
+        raw: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {k: {} for k in _SECTIONS}
+        builtin = [DATA_DIR / "models.yaml", DATA_DIR / "gpus.yaml", DATA_DIR / "prices.yaml"]
+        for path in [*builtin, *map(Path, extra_files)]:
+            doc = _load_yaml(path) or {}
+            if not isinstance(doc, dict):
+                raise CatalogError(f"{path}: expected a mapping with some of: {', '.join(_SECTIONS)}")
+            unknown = sorted(set(doc) - set(_SECTIONS))
+            if unknown:
+                raise CatalogError(f"{path}: unknown section(s) {', '.join(unknown)}; use {', '.join(_SECTIONS)}")
+            for section, entries in doc.items():
+                if not isinstance(entries, list):
+                    raise CatalogError(f"{path}: {section} must be a list of entries")
+                for entry in entries:
+                    if not isinstance(entry, dict) or "name" not in entry:
+                        raise CatalogError(f"{path}: every {section} entry needs a name")
+                    key = _norm(entry["name"])
+                    # an override may name an entry by one of its aliases
+                    for k, (_, existing) in raw[section].items():
+                        if key in {_norm(a) for a in existing.get("aliases", [])}:
+                            key = k
+                            break
+                    if key in raw[section] and section == "gpus":
+                        entry = _merge_gpu(raw[section][key][1], entry)
+                    elif key in raw[section]:
+                        entry = {**raw[section][key][1], **entry}
+                    raw[section][key] = (str(path), entry)
+        anatomies = json.loads(ANATOMY_FILE.read_text()) if ANATOMY_FILE.exists() else {}
+        return cls({k: list(v.values()) for k, v in raw.items()}, anatomies, [str(p) for p in extra_files])
+
+    # ---- lookups ------------------------------------------------------------------------------
+    def gpu(self, name: str) -> GPU:
+        key = self._gpu_index.get(_norm(name))
+        if key is None:
+            raise UnknownNameError("gpu", name, [_norm(g.name) for g in self.gpus] + list(self._gpu_index))
+        return next(g for g in self.gpus if g.name == key)
+
+    def api(self, name: str) -> ApiPrice:
+        key = self._api_index.get(_norm(name))
+        if key is None:
+            raise UnknownNameError("api model", name, list(self._api_index))
+        return next(a for a in self.apis if a.name == key)
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self._model_entries)
+
+    def model(self, name: str) -> ModelSpec:
+        """A catalog model by name, alias or Hub id (case-insensitive)."""
+        key = self._model_index.get(_norm(name))
+        if key is None:
+            raise UnknownNameError("model", name, list(self._model_index))
+        entry = next(m for m in self._model_entries if m.name == key)
+        anatomy_dict = self._anatomies.get(entry.name)
+        if anatomy_dict is not None and anatomy_dict.get("config") == entry.config:
+            anatomy = Anatomy.from_dict(anatomy_dict["anatomy"])
+        else:  # a user-added model (or a stale precompute): count it on the meta device
+            from estimators.anatomy import compute_anatomy
+
+            anatomy = compute_anatomy(entry.config)
+        return ModelSpec(
+            name=entry.name, hub_id=entry.hub_id, family=entry.family or entry.config["model_type"],
+            config=entry.config, anatomy=anatomy, source=entry.source, published_params=entry.published_params,
+        )
+
+    def resolve_model(self, name_or_path: str) -> ModelSpec:
+        """A catalog name/Hub id, a local config.json or model directory, or (online) a Hub id."""
+        key = self._model_index.get(_norm(name_or_path))
+        if key is not None:
+            return self.model(key)
+        path = Path(name_or_path).expanduser()
+        if path.exists():
+            return _local_model(path)
+        if "/" in name_or_path and not name_or_path.startswith((".", "/", "~")) and name_or_path.count("/") == 1:
+            return _hub_model(name_or_path)
+        raise UnknownNameError("model", name_or_path, list(self._model_index),
+                               hint="(or pass a local config.json / model directory)")
+
+
+@functools.lru_cache(maxsize=1)
+def _default_catalog() -> Catalog:
+    return Catalog._load(())
+
+
+def _local_model(path: Path) -> ModelSpec:
+    from estimators.anatomy import compute_anatomy
+
+    cfg_path = path / "config.json" if path.is_dir() else path
+    if not cfg_path.is_file():
+        raise AdviseError(f"{path}: no config.json there; pass a model directory or its config.json")
+    try:
+        config = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise AdviseError(f"{cfg_path}: not valid JSON ({e})") from None
+    if not isinstance(config, dict) or "model_type" not in config:
+        raise AdviseError(f"{cfg_path}: no model_type; is it a transformers config.json?")
+    return ModelSpec(
+        name=str(path), hub_id=None, family=config["model_type"], config=config,
+        anatomy=compute_anatomy(config), source=f"local file {cfg_path}",
+    )
+
+
+def _hub_model(hub_id: str) -> ModelSpec:
+    from estimators.anatomy import compute_anatomy
+
+    try:
+        from transformers import AutoConfig
+
+        cfg = AutoConfig.from_pretrained(hub_id)
+    except Exception:  # offline, gated, or no such repo: transformers raises several kinds
+        raise AdviseError(
+            f"'{hub_id}' is not in the catalog and its config could not be fetched from the Hub "
+            "(offline, gated or unknown); pass a local config.json or model directory instead"
+        ) from None
+    config = cfg.to_dict()
+    return ModelSpec(
+        name=hub_id, hub_id=hub_id, family=cfg.model_type, config=config,
+        anatomy=compute_anatomy(cfg), source=f"Hugging Face Hub config of {hub_id}",
+    )
