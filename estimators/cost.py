@@ -1,0 +1,176 @@
+"""Money: training runs per GPU and provider, hosted fine-tuning, monthly inference, break-even.
+
+Self-hosted serving is a roofline model of a vLLM-style server: weights in bf16, split over the fewest
+GPUs (tensor parallel 1/2/4/8) that leave room for the KV cache; decode is bound by memory bandwidth
+(weights + KV cache read once per step for the whole batch) or by compute, whichever is slower; prefill
+by compute. Every constant is listed in the estimate's assumptions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from estimators.anatomy import Anatomy
+from estimators.catalog import GPU, ApiPrice, Catalog, FineTuningOffer
+from estimators.errors import EstimateError
+from estimators.throughput import Throughput
+
+HOURS_PER_MONTH = 730.0  # 8,760 h / 12
+#: vLLM's default gpu_memory_utilization and max_num_seqs
+SERVING_MEMORY_FRACTION = 0.90
+SERVING_MAX_BATCH = 256
+#: per-GPU memory a serving engine keeps outside weights and KV cache (activations, CUDA graphs)
+SERVING_OVERHEAD_BYTES = 2 << 30
+#: share of datasheet memory bandwidth decode kernels reach, and MFU of prefill / decode matmuls
+SERVING_BANDWIDTH_EFFICIENCY = 0.70
+SERVING_PREFILL_MFU = 0.50
+SERVING_DECODE_MFU = 0.40
+#: traffic is not flat: provision for the busy hours, i.e. average utilisation of the capacity bought
+SERVING_UTILISATION = 0.50
+
+
+@dataclass(frozen=True)
+class Workload:
+    requests_per_month: float
+    input_tokens_per_request: float
+    output_tokens_per_request: float
+
+    def __post_init__(self) -> None:
+        for name in ("requests_per_month", "input_tokens_per_request", "output_tokens_per_request"):
+            if getattr(self, name) < 0:
+                raise EstimateError(f"{name} must be >= 0; got {getattr(self, name)}")
+
+    @property
+    def input_tokens_per_month(self) -> float:
+        return self.requests_per_month * self.input_tokens_per_request
+
+    @property
+    def output_tokens_per_month(self) -> float:
+        return self.requests_per_month * self.output_tokens_per_request
+
+
+@dataclass(frozen=True)
+class TrainingCost:
+    gpu: str
+    gpu_count: int
+    provider: str
+    offer: str
+    usd_per_gpu_hour: float
+    hours: float
+    usd: float
+    price_source: str
+    price_date: str | None
+
+
+def training_costs(throughput: Throughput, gpu: GPU, tokens: float, epochs: float = 1.0) -> tuple[TrainingCost, ...]:
+    """Cost of training ``tokens`` x ``epochs`` on every priced offer of ``gpu``, cheapest first."""
+    hours = throughput.hours_for(tokens, epochs)
+    out = [
+        TrainingCost(gpu.name, throughput.gpu_count, p.provider, p.offer, p.usd_per_hour, hours,
+                     hours * throughput.gpu_count * p.usd_per_hour, p.source, p.date)
+        for p in gpu.prices
+    ]
+    return tuple(sorted(out, key=lambda c: (c.usd, c.provider, c.offer)))
+
+
+@dataclass(frozen=True)
+class HostedFineTuningCost:
+    offer: str
+    provider: str
+    billed_tokens: float
+    usd: float
+    source: str
+    date: str | None
+    status: str | None
+
+
+def hosted_finetuning_cost(offer: FineTuningOffer, tokens: float, epochs: float = 1.0) -> HostedFineTuningCost:
+    """Hosted fine-tuning bills training tokens x epochs (OpenAI, Together) at the offer's rate."""
+    billed = tokens * epochs
+    return HostedFineTuningCost(offer.name, offer.provider, billed, billed / 1e6 * offer.usd_per_million_training_tokens,
+                                offer.source, offer.date, offer.status)
+
+
+def open_model_offers(catalog: Catalog, params: int, technique: str, method: str) -> tuple[FineTuningOffer, ...]:
+    """Hosted offers that fine-tune an open model of ``params`` parameters (Together-style size bands)."""
+    size_b = params / 1e9
+    tech = "full" if technique == "full" else "lora"
+    return tuple(
+        o for o in catalog.finetuning
+        if o.min_params_b is not None and o.max_params_b is not None
+        and o.min_params_b <= size_b <= o.max_params_b and o.technique == tech and method in o.methods
+    )
+
+
+def api_monthly_usd(usd_per_million_input: float, usd_per_million_output: float, workload: Workload) -> float:
+    return (workload.input_tokens_per_month * usd_per_million_input
+            + workload.output_tokens_per_month * usd_per_million_output) / 1e6
+
+
+def api_monthly_cost(api: ApiPrice, workload: Workload) -> float:
+    """Monthly bill of ``workload`` on a hosted API at list prices (no caching or batch discounts)."""
+    return api_monthly_usd(api.usd_per_million_input_tokens, api.usd_per_million_output_tokens, workload)
+
+
+@dataclass(frozen=True)
+class ServingEstimate:
+    gpu: str
+    tensor_parallel: int
+    max_batch: int
+    decode_tokens_per_s: float  # per replica at max_batch
+    gpu_seconds_per_request: float
+    gpu_hours_per_month: float
+    replicas: int
+    usd_per_gpu_hour: float
+    provider: str
+    usd_per_month: float
+    assumptions: tuple[str, ...]
+
+
+def serving_estimate(anatomy: Anatomy, gpu: GPU, workload: Workload, adapters: int = 1) -> ServingEstimate | None:
+    """Self-hosted monthly cost of ``workload`` on ``gpu`` (cheapest listed price); None if it cannot serve."""
+    price = gpu.cheapest_price
+    if price is None:
+        return None
+    weights = anatomy.params_total * 2  # bf16
+    kv_per_token = 2 * anatomy.num_layers * anatomy.kv_dim * 2  # K and V, bf16
+    ctx = workload.input_tokens_per_request + workload.output_tokens_per_request
+    budget_per_gpu = gpu.usable_memory_bytes * SERVING_MEMORY_FRACTION - SERVING_OVERHEAD_BYTES
+    for tp in (1, 2, 4, 8):
+        kv_budget = budget_per_gpu * tp - weights
+        if kv_budget > 0 and ctx * kv_per_token <= kv_budget:
+            break
+    else:
+        return None
+    batch = int(max(1, min(SERVING_MAX_BATCH, kv_budget // max(1.0, ctx * kv_per_token))))
+    n_mm = anatomy.linear_weight_params + anatomy.vocab_size * anatomy.hidden_size
+    peak = gpu.bf16_dense_tflops * 1e12 * tp
+    bandwidth = gpu.memory_bandwidth_tb_s * 1e12 * tp * SERVING_BANDWIDTH_EFFICIENCY
+    kv_read = batch * (workload.input_tokens_per_request + workload.output_tokens_per_request / 2) * kv_per_token
+    step_s = max((weights + kv_read) / bandwidth, 2 * n_mm * batch / (peak * SERVING_DECODE_MFU))
+    decode_tps = batch / step_s
+    prefill_s = 2 * n_mm * workload.input_tokens_per_request / (peak * SERVING_PREFILL_MFU)
+    per_request_s = prefill_s + workload.output_tokens_per_request / decode_tps
+    busy_hours = workload.requests_per_month * per_request_s / 3600 / SERVING_UTILISATION
+    replicas = max(1, math.ceil(busy_hours / HOURS_PER_MONTH))
+    gpu_hours = replicas * tp * HOURS_PER_MONTH
+    assumptions = (
+        f"serve in bf16 on {tp} x {gpu.name} (tensor parallel), {replicas} replica(s) always on, "
+        f"{SERVING_UTILISATION:.0%} average utilisation",
+        f"batch up to {batch} sequences of {ctx:g} tokens (vLLM: {SERVING_MEMORY_FRACTION:.0%} of memory, "
+        f"max {SERVING_MAX_BATCH} sequences)",
+        f"decode reads weights + KV cache each step at {SERVING_BANDWIDTH_EFFICIENCY:.0%} of "
+        f"{gpu.memory_bandwidth_tb_s:g} TB/s; prefill at {SERVING_PREFILL_MFU:.0%} MFU",
+        f"cheapest listed price {price.usd_per_hour:g} USD/GPU-hour ({price.provider}, {price.date or 'undated'})",
+    ) + ((f"{adapters} LoRA adapters served on one base model (vLLM multi-LoRA)",) if adapters > 1 else ())
+    return ServingEstimate(gpu.name, tp, batch, decode_tps, per_request_s * tp, gpu_hours, replicas,
+                           price.usd_per_hour, price.provider, gpu_hours * price.usd_per_hour, assumptions)
+
+
+def break_even_months(one_off_usd: float, monthly_before_usd: float, monthly_after_usd: float) -> float | None:
+    """Months until a one-off cost is paid back by a lower monthly bill; None if it never is."""
+    saving = monthly_before_usd - monthly_after_usd
+    if saving <= 0:
+        return None
+    return one_off_usd / saving
