@@ -439,9 +439,29 @@ def _local_model(path: Path) -> ModelSpec:
     )
 
 
+def _hub_reachable(timeout_s: float = 3.0) -> bool:
+    """A quick connect to the Hub, so that an offline machine fails at once instead of after retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
+
+
 def _hub_model(hub_id: str) -> ModelSpec:
     from estimators.anatomy import compute_anatomy
 
+    if not _hub_reachable():
+        raise AdviseError(
+            f"'{hub_id}' is not in the catalog and the Hugging Face Hub cannot be reached (offline?); "
+            "pass a local config.json or model directory instead"
+        )
     try:
         from transformers import AutoConfig
 

@@ -220,7 +220,8 @@ def _states(anatomy: Anatomy, setup: TrainingSetup, base: int, quant: int, train
             # GPU: bf16 params + bf16 grads (4 bytes/param) + 16 bytes/param / N; optimizer offload: 2 bytes/param
             frozen_gpu = frozen
             if setup.offload == "none":
-                weights, grads, master, opt = frozen_gpu + 2 * P, 2 * P, 4 * P // N, 12 * P // N
+                # bf16 params and gradient buckets replicated; fp32 gradient partition, master, Adam m, v / N
+                weights, grads, master, opt = frozen_gpu + 2 * P, 2 * P + 4 * P // N, 4 * P // N, 8 * P // N
                 host = 0
             else:
                 weights, grads, master, opt = frozen_gpu + 2 * P, 0, 0, 0
@@ -230,7 +231,8 @@ def _states(anatomy: Anatomy, setup: TrainingSetup, base: int, quant: int, train
             gathered = 4 * largest  # DeepSpeed: largest_layer_memory = 4 * largest_layer_params
             frozen_gpu = frozen // N if setup.offload != "params" else 0
             if setup.offload == "none":
-                weights, grads, master, opt = frozen_gpu + 2 * P // N + gathered, 2 * P // N, 4 * P // N, 12 * P // N
+                # bf16 param partition 2 + fp32 gradient partition 4 + fp32 master 4 + Adam m, v 8 = 18 / N
+                weights, grads, master, opt = frozen_gpu + 2 * P // N + gathered, 4 * P // N, 4 * P // N, 8 * P // N
             elif setup.offload == "optimizer":
                 weights, grads, master, opt = frozen_gpu + 2 * P // N + gathered, 0, 0, 0
                 host = 16 * P

@@ -1,0 +1,76 @@
+"""Anatomy comes from the real libraries and matches the publishers' parameter counts exactly."""
+
+from __future__ import annotations
+
+import pytest
+
+from estimators.anatomy import lora_trainable_params, peft_trainable_params, select_lora_targets
+from estimators.errors import EstimateError
+
+# the issue's acceptance anchors, from each model's safetensors index / model card
+ANCHORS = {
+    "llama-3.1-8b": 8_030_261_248,
+    "llama-3.1-70b": 70_553_706_496,
+    "qwen2.5-7b": 7_615_616_512,
+    "mistral-7b-v0.3": 7_248_023_552,
+}
+
+
+@pytest.mark.parametrize("name,count", sorted(ANCHORS.items()))
+def test_anchor_parameter_counts(catalog, name, count):
+    assert catalog.model(name).anatomy.params_total == count
+
+
+def test_every_catalog_model_matches_its_published_count(catalog):
+    mismatched = {}
+    for name in catalog.model_names:
+        m = catalog.model(name)
+        assert m.published_params is not None, f"{name} has no published_params"
+        if m.anatomy.params_total != m.published_params:
+            mismatched[name] = (m.anatomy.params_total, m.published_params)
+    assert not mismatched
+
+
+def test_parts_sum_to_total_and_tied_heads_count_once(catalog):
+    for name in catalog.model_names:
+        a = catalog.model(name).anatomy
+        assert sum(a.params_by_part.values()) == a.params_total, name
+        if a.tied_embeddings:
+            assert a.params_by_part["lm_head"] == 0, name
+        else:
+            assert a.params_by_part["lm_head"] == a.vocab_size * a.hidden_size, name
+    assert catalog.model("llama-3.2-1b").anatomy.tied_embeddings
+    assert not catalog.model("llama-3.1-8b").anatomy.tied_embeddings
+
+
+def test_precomputed_anatomy_equals_a_fresh_meta_device_count():
+    """models_anatomy.json is what `python -m estimators.build_catalog` writes today."""
+    from estimators.build_catalog import build
+    from estimators.catalog import ANATOMY_FILE
+
+    assert ANATOMY_FILE.read_text() == build(), "run: python -m estimators.build_catalog"
+
+
+@pytest.mark.parametrize(
+    "name,r,targets,dora",
+    [
+        ("qwen2.5-0.5b", 8, "all-linear", False),
+        ("qwen2.5-0.5b", 16, ["q_proj", "v_proj"], True),
+        ("llama-3.2-1b", 64, ["q_proj", "k_proj", "v_proj", "o_proj"], False),
+        ("gemma-2-2b", 4, "all-linear", True),
+        ("phi-3.5-mini", 32, ["qkv_proj", "down_proj"], False),
+    ],
+)
+def test_lora_count_equals_peft_on_the_meta_model(catalog, name, r, targets, dora):
+    m = catalog.model(name)
+    assert lora_trainable_params(m.anatomy, r, targets, dora) == peft_trainable_params(m.config, r, targets, dora)
+
+
+def test_llama_8b_lora_r16_all_linear(catalog):
+    # 32 layers x 16 x (q 4096+4096, k 4096+1024, v 4096+1024, o 4096+4096, gate/up 4096+14336 x2, down 14336+4096)
+    assert lora_trainable_params(catalog.model("llama-3.1-8b").anatomy, 16, "all-linear") == 41_943_040
+
+
+def test_unknown_lora_target_names_the_known_ones(catalog):
+    with pytest.raises(EstimateError, match=r"c_attn match no linear layer.*q_proj"):
+        select_lora_targets(catalog.model("llama-3.1-8b").anatomy, ["c_attn"])
