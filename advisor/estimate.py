@@ -1,0 +1,125 @@
+"""``advise estimate``: memory, speed, fit and cost of one training setup, as plain data.
+
+``run_estimate`` gathers everything (the CLI prints it; ``--json`` serialises the same dict), so tests
+assert on data, not on text. Floats are rounded to stable precision so that the same inputs give
+byte-identical JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from advisor import __version__
+from estimators.catalog import GPU, Catalog, ModelSpec
+from estimators.cost import training_costs
+from estimators.memory import PART_LABELS, estimate_memory, fit
+from estimators.setup import TrainingSetup
+from estimators.throughput import estimate_throughput
+
+
+def _r(x: float, digits: int = 6) -> float:
+    """Round to ``digits`` significant digits (stable JSON across platforms)."""
+    return float(f"{x:.{digits}g}")
+
+
+def setup_dict(setup: TrainingSetup) -> dict[str, Any]:
+    d = asdict(setup)
+    d.pop("notes", None)
+    d["lora_targets"] = list(setup.lora_targets)
+    return d
+
+
+def run_estimate(
+    catalog: Catalog,
+    model: ModelSpec,
+    setup: TrainingSetup,
+    gpu: GPU,
+    tokens: float | None = None,
+    epochs: float = 1.0,
+) -> dict[str, Any]:
+    """Everything ``advise estimate`` reports, JSON-ready."""
+    a = model.anatomy
+    mem = estimate_memory(a, setup)
+    main_fit = fit(mem, gpu)
+    tp = estimate_throughput(a, setup, gpu)
+    cost_tokens = tokens if tokens is not None else 1e6
+    costs = training_costs(tp, gpu, cost_tokens, epochs)
+
+    by_gpu = []
+    for g in catalog.gpus:
+        f = fit(mem, g)
+        t = estimate_throughput(a, setup, g)
+        cheapest = training_costs(t, g, 1e6)[:1]
+        by_gpu.append({
+            "gpu": g.name,
+            "usable_memory_bytes": g.usable_memory_bytes,
+            "memory_total_bytes": mem.total_bytes,
+            "fits": f.fits,
+            "headroom_bytes": f.headroom_bytes,
+            "tokens_per_s": _r(t.tokens_per_s),
+            "usd_per_million_tokens": _r(cheapest[0].usd) if cheapest else None,
+            "cheapest_provider": cheapest[0].provider if cheapest else None,
+        })
+
+    trainable = mem.states.trainable_params
+    return {
+        "advise_version": __version__,
+        "model": {
+            "name": model.name,
+            "hub_id": model.hub_id,
+            "family": model.family,
+            "source": model.source,
+            "published_params": model.published_params,
+            "params_by_part": dict(a.params_by_part),
+            "tied_embeddings": a.tied_embeddings,
+            "num_layers": a.num_layers,
+        },
+        "params_total": a.params_total,
+        "trainable_params": trainable,
+        "trainable_share": _r(trainable / a.params_total),
+        "setup": setup_dict(setup),
+        "memory": {
+            "parts_bytes": dict(mem.parts),
+            "part_labels": dict(PART_LABELS),
+            "total_bytes": mem.total_bytes,
+            "allocated_peak_bytes": mem.allocated_peak_bytes,
+            "reserved_peak_bytes": mem.reserved_peak_bytes,
+            "peak_phase": mem.peak_phase,
+            "phases_bytes": dict(mem.phases),
+            "full_gradients_bytes": mem.states.gradients_bytes,
+            "saved_for_backward_bytes": mem.activations.total_bytes,
+            "activations_by_group_bytes": dict(mem.activations.by_group),
+            "host_offload_bytes": mem.states.host_bytes,
+        },
+        "memory_total_bytes": mem.total_bytes,
+        "gpu": {
+            "name": gpu.name,
+            "count": setup.gpu_count,
+            "usable_memory_bytes": main_fit.usable_bytes,
+            "usable_memory_measured": gpu.usable_memory_measured,
+            "headroom_bytes": main_fit.headroom_bytes,
+        },
+        "fits": main_fit.fits,
+        "throughput": {
+            "gpu": gpu.name,
+            "gpu_count": setup.gpu_count,
+            "tokens_per_s": _r(tp.tokens_per_s),
+            "seconds_per_million_tokens": _r(tp.seconds_per_million_tokens),
+            "flops_per_token": _r(tp.flops_per_token.total),
+            "mfu": tp.mfu,
+            "mfu_measured": tp.mfu_measured,
+        },
+        "training": {
+            "tokens": cost_tokens,
+            "epochs": epochs,
+            "hours": _r(tp.hours_for(cost_tokens, epochs)),
+            "costs": [
+                {"provider": c.provider, "offer": c.offer, "usd_per_gpu_hour": c.usd_per_gpu_hour,
+                 "gpu_count": c.gpu_count, "usd": _r(c.usd), "price_date": c.price_date}
+                for c in costs
+            ],
+        },
+        "fit_by_gpu": by_gpu,
+        "assumptions": list(dict.fromkeys(list(mem.assumptions) + list(tp.assumptions))),
+    }
