@@ -1,0 +1,34 @@
+"""The README keeps its promises: its test command is what CI runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    block = text.split("```bash", 1)[1].split("```", 1)[0]
+    return [line.strip() for line in block.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def test_readme_first_screen_has_the_two_setup_commands():
+    main_job, tests = _readme_commands()
+    assert main_job.startswith("pip install . && advise ")
+    assert "pytest" in tests
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    _, tests = _readme_commands()
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert tests in [line.strip() for line in ci]
+
+
+def test_published_comparison_doc_is_current():
+    import runpy
+
+    render = runpy.run_path(str(ROOT / "benchmarks" / "published_comparison.py"))["render"]
+    assert (ROOT / "docs" / "published-comparison.md").read_text() == render(), (
+        "run: python benchmarks/published_comparison.py > docs/published-comparison.md"
+    )
