@@ -159,6 +159,13 @@ def gpus(ctx: click.Context, as_json: bool) -> None:
 @click.option("--tokens", type=click.FloatRange(min=0, min_open=True),
               help="Training tokens in the dataset (default: report per 1M tokens).")
 @click.option("--epochs", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--requests-per-month", type=click.FloatRange(min=0),
+              help="Inference workload: requests per month (with --input-tokens/--output-tokens).")
+@click.option("--input-tokens", default=500, show_default=True, type=click.FloatRange(min=0),
+              help="Input tokens per request.")
+@click.option("--output-tokens", default=200, show_default=True, type=click.FloatRange(min=0),
+              help="Output tokens per request.")
+@click.option("--api", "api_name", help="Hosted API used today (e.g. claude-haiku-4.5) to compare the monthly bill.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (same data as the table).")
 @click.pass_context
 @domain_errors
@@ -166,6 +173,7 @@ def estimate(ctx: click.Context, model: str, technique: str, objective: str, gpu
              batch_size: int, grad_accum: int, gpu_count: int, sharding: str, offload: str, precision: str,
              optimizer: str, gradient_checkpointing: bool, attn_impl: str, lora_r: int, lora_alpha: int,
              lora_dropout: float, lora_targets: str, no_double_quant: bool, tokens: float | None, epochs: float,
+             requests_per_month: float | None, input_tokens: float, output_tokens: float, api_name: str | None,
              as_json: bool) -> None:
     """Memory per GPU (part by part), speed, fit on every GPU, and training cost of one setup."""
     from advisor.estimate import run_estimate
@@ -181,7 +189,14 @@ def estimate(ctx: click.Context, model: str, technique: str, objective: str, gpu
         lora_targets=tuple(t.strip() for t in lora_targets.split(",") if t.strip()),
         double_quant=not no_double_quant, gpu_count=gpu_count, sharding=sharding, offload=offload,
     )
-    data = run_estimate(cat, spec, setup, gpu, tokens=tokens, epochs=epochs)
+    workload = None
+    if requests_per_month is not None:
+        from estimators.cost import Workload
+
+        workload = Workload(requests_per_month, input_tokens, output_tokens)
+    elif api_name:
+        raise AdviseUsageError("--api compares monthly bills: give --requests-per-month too")
+    data = run_estimate(cat, spec, setup, gpu, tokens=tokens, epochs=epochs, workload=workload, api=api_name)
     if as_json:
         return _dump(data)
     _print_estimate(data)
@@ -224,6 +239,32 @@ def _print_estimate(d: dict[str, Any]) -> None:
         echo(f"  {c['provider']:8} ${c['usd']:>10,.2f}  at ${c['usd_per_gpu_hour']:.2f}/GPU-h  {c['offer']}")
     if not tr["costs"]:
         echo("  (no price listed for this GPU)")
+    if d["hosted_finetuning"]:
+        n = len(d["hosted_finetuning"])
+        echo(f"Hosted fine-tuning of the same tokens ({n} offer{'s' if n > 1 else ''} for this model size):")
+        for h in d["hosted_finetuning"]:
+            echo(f"  {h['offer']:28} ${h['usd']:>10,.2f}" + (f"  ({h['status']})" if h["status"] else ""))
+    inf = d["inference"]
+    if inf:
+        echo("")
+        echo(f"Inference, {inf['requests_per_month']:,.0f} requests/month x ({inf['input_tokens_per_request']:g} in + "
+             f"{inf['output_tokens_per_request']:g} out) tokens:")
+        if inf["api_usd_per_month"] is not None:
+            echo(f"  {inf['api']:28} ${inf['api_usd_per_month']:>10,.2f} / month")
+        sh = inf["self_hosted"]
+        if sh:
+            echo(f"  {'self-hosted on ' + sh['gpu']:28} ${sh['usd_per_month']:>10,.2f} / month "
+                 f"({sh['replicas']} x {sh['tensor_parallel']} GPU, {sh['gpu_hours_per_month']:,.0f} GPU-h at "
+                 f"${sh['usd_per_gpu_hour']:.2f}, {sh['provider']})")
+        else:
+            echo(f"  the model does not fit 8 x {d['gpu']['name']} for serving")
+        if inf["api_usd_per_month"] is not None and sh:
+            be = inf["break_even_months"]
+            if be is None:
+                echo("  break-even: never (self-hosting costs more than the API)")
+            else:
+                when = f"{be:.1f} months" if be >= 1 else f"{be * 30.4:.1f} days"
+                echo(f"  break-even: {when} (training cost / monthly saving)")
     echo("")
     echo(f"Fit across GPUs (needs {_gib(d['memory_total_bytes'])} per GPU):")
     echo(f"  {'gpu':10} {'usable':>10} {'headroom':>11} {'tokens/s':>9} {'$/1M tok':>9}")

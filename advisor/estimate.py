@@ -12,7 +12,15 @@ from typing import Any
 
 from advisor import __version__
 from estimators.catalog import GPU, Catalog, ModelSpec
-from estimators.cost import training_costs
+from estimators.cost import (
+    Workload,
+    api_monthly_cost,
+    break_even_months,
+    hosted_finetuning_cost,
+    open_model_offers,
+    serving_estimate,
+    training_costs,
+)
 from estimators.memory import PART_LABELS, estimate_memory, fit
 from estimators.setup import TrainingSetup
 from estimators.throughput import estimate_throughput
@@ -37,8 +45,14 @@ def run_estimate(
     gpu: GPU,
     tokens: float | None = None,
     epochs: float = 1.0,
+    workload: Workload | None = None,
+    api: str | None = None,
 ) -> dict[str, Any]:
-    """Everything ``advise estimate`` reports, JSON-ready."""
+    """Everything ``advise estimate`` reports, JSON-ready.
+
+    With a ``workload`` (and optionally the hosted ``api`` used today) it adds the monthly inference
+    cost of serving the fine-tuned model on ``gpu`` and the months until training pays for itself.
+    """
     a = model.anatomy
     mem = estimate_memory(a, setup)
     main_fit = fit(mem, gpu)
@@ -61,6 +75,34 @@ def run_estimate(
             "usd_per_million_tokens": _r(cheapest[0].usd) if cheapest else None,
             "cheapest_provider": cheapest[0].provider if cheapest else None,
         })
+
+    method = {"sft": "sft", "cpt": "sft", "dpo": "dpo"}.get(setup.objective)
+    hosted = [
+        hosted_finetuning_cost(o, cost_tokens, epochs)
+        for o in (open_model_offers(catalog, a.params_total, setup.technique, method) if method else ())
+    ]
+
+    inference = None
+    if workload is not None:
+        serve = serving_estimate(a, gpu, workload)
+        api_price = catalog.api(api) if api else None
+        api_usd = api_monthly_cost(api_price, workload) if api_price else None
+        run_usd = costs[0].usd if costs else None
+        inference = {
+            "requests_per_month": workload.requests_per_month,
+            "input_tokens_per_request": workload.input_tokens_per_request,
+            "output_tokens_per_request": workload.output_tokens_per_request,
+            "api": api_price.name if api_price else None,
+            "api_usd_per_month": _r(api_usd) if api_usd is not None else None,
+            "self_hosted": None if serve is None else {
+                "gpu": serve.gpu, "tensor_parallel": serve.tensor_parallel, "replicas": serve.replicas,
+                "max_batch": serve.max_batch, "gpu_hours_per_month": _r(serve.gpu_hours_per_month),
+                "provider": serve.provider, "usd_per_gpu_hour": serve.usd_per_gpu_hour,
+                "usd_per_month": _r(serve.usd_per_month), "assumptions": list(serve.assumptions),
+            },
+            "break_even_months": None if api_usd is None or serve is None or run_usd is None
+            else (lambda m: None if m is None else _r(m))(break_even_months(run_usd, api_usd, serve.usd_per_month)),
+        }
 
     trainable = mem.states.trainable_params
     return {
@@ -120,6 +162,12 @@ def run_estimate(
                 for c in costs
             ],
         },
+        "hosted_finetuning": [
+            {"offer": h.offer, "provider": h.provider, "billed_tokens": h.billed_tokens, "usd": _r(h.usd),
+             "price_date": h.date, "status": h.status}
+            for h in sorted(hosted, key=lambda h: (h.usd, h.offer))
+        ],
+        "inference": inference,
         "fit_by_gpu": by_gpu,
         "assumptions": list(dict.fromkeys(list(mem.assumptions) + list(tp.assumptions))),
     }

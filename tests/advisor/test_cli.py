@@ -111,3 +111,24 @@ def test_user_catalog_file_changes_the_price(tmp_path):
     assert r.exit_code == 0, r.output
     costs = json.loads(r.output)["training"]["costs"]
     assert costs[0]["provider"] == "homelab"
+
+
+def test_workload_adds_monthly_inference_and_break_even():
+    r = run("estimate", "--model", "llama-3.1-8b", "--method", "lora", "--gpu", "L40S", "--tokens", "2e7",
+            "--requests-per-month", "5e6", "--input-tokens", "300", "--output-tokens", "20",
+            "--api", "claude-haiku-4.5", "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    inf = d["inference"]
+    assert inf["api_usd_per_month"] == 2000.0  # 1.5e9 in x $1/M + 1e8 out x $5/M
+    saving = inf["api_usd_per_month"] - inf["self_hosted"]["usd_per_month"]
+    assert inf["break_even_months"] == pytest.approx(d["training"]["costs"][0]["usd"] / saving, rel=1e-5)
+    assert d["hosted_finetuning"] and all(h["usd"] > 0 for h in d["hosted_finetuning"])
+    table = run("estimate", "--model", "llama-3.1-8b", "--method", "lora", "--gpu", "L40S",
+                "--requests-per-month", "5e6", "--api", "haiku-4.5")
+    assert "break-even:" in table.output and "self-hosted on L40S" in table.output
+
+
+def test_api_without_a_workload_is_a_usage_error():
+    r = run("estimate", "--model", "llama-3.1-8b", "--api", "claude-haiku-4.5")
+    assert r.exit_code == 2 and "give --requests-per-month" in r.output
