@@ -75,8 +75,10 @@ class _T:
 
 
 class _Tracer:
-    def __init__(self, anatomy: Anatomy, setup: TrainingSetup, nseq: int, seq_len: int, device: str) -> None:
+    def __init__(self, anatomy: Anatomy, setup: TrainingSetup, nseq: int, seq_len: int, device: str,
+                 shared: tuple[_T, ...] = ()) -> None:
         self.a, self.s, self.device = anatomy, setup, device
+        self._shared = {id(t) for t in shared}  # tensors that exist already: never counted here
         self.nseq, self.seq = nseq, seq_len
         self.T = nseq * seq_len  # tokens in the micro-batch
         self.dt = setup.compute_bytes
@@ -98,12 +100,16 @@ class _Tracer:
 
     def save(self, t: _T, what: str, where: str | None = None) -> None:
         key = id(t)
-        if key not in self._saved:
+        if key not in self._saved and key not in self._shared:
             self._saved[key] = (self.group, where if where is not None else self.where, what, t)
             self._order.append(key)
 
     def cast(self, x: _T, numel: int, to_bytes: int, from_bytes: int) -> _T:
         return x if to_bytes == from_bytes else self.new(numel * to_bytes, x.rg)
+
+    @property
+    def saved_bytes(self) -> int:
+        return sum(t.nbytes for _, _, _, t in self._saved.values())
 
     def saved_items(self) -> list[tuple[str, str, str, int]]:
         return [(g, w, what, t.nbytes) for g, w, what, t in (self._saved[k] for k in self._order)]
@@ -253,7 +259,7 @@ class _Tracer:
         return self.new(numel * self.dt, g.rg)
 
     def mlp(self, x: _T, prefix: str) -> _T:
-        a, T, i = self.a, self.T, self.a.intermediate_size
+        T, i = self.T, self.a.intermediate_size
         L = {g.leaf: g for g in self.a.linears if g.name.startswith(prefix)}
         if "gate_up_proj" in L:  # phi3
             gu = self.linear(x, L["gate_up_proj"])
@@ -316,22 +322,19 @@ def trace_activations(
     cos, sin = tr.new(s.seq_len * a.head_dim * dt, False), tr.new(s.seq_len * a.head_dim * dt, False)
 
     tr.group = "layers"
-    layer_bytes: list[int] = []
     for _ in range(a.num_layers):
-        before = sum(t.nbytes for _, _, _, t in tr._saved.values())
         if gc:
             tr.where = "checkpointed layer"
             tr.save(x, "layer input (kept by checkpointing)")
-            inner = _Tracer(a, s, nseq, s.seq_len, device)  # the recompute happens in backward
-            inner.group = "layers"
-            xin = inner.new(x.nbytes, True)
-            inner.layer(xin, cos, sin)
-            layer_bytes.append(sum(t.nbytes for _, _, _, t in inner._saved.values()))
-            tr.transient = max(tr.transient, inner.transient)
             x = tr.new(T * h * dt, True)
         else:
             x = tr.layer(x, cos, sin)
-            layer_bytes.append(sum(t.nbytes for _, _, _, t in tr._saved.values()) - before)
+    # one decoder layer whose input requires grad, traced alone: what checkpointing recomputes in
+    # backward (cos/sin already exist), and the size of a layer's activations for the peak model
+    one = _Tracer(a, s, nseq, s.seq_len, device, shared=(cos, sin))
+    one.group = "layers"
+    one.layer(one.new(T * h * dt, True), cos, sin)
+    tr.transient = max(tr.transient, one.transient)
 
     tr.group = "final_norm"
     x = tr.rmsnorm(x, "norm", gemma)
@@ -358,18 +361,11 @@ def trace_activations(
     by_group: dict[str, int] = {}
     for it in out_items:
         by_group[it.group] = by_group.get(it.group, 0) + it.nbytes
-    # the generic layer (index 1) is representative; layer 0 differs when its input needs no grad
-    generic = layer_bytes[1] if len(layer_bytes) > 1 else layer_bytes[0]
-    if not gc:
-        rec = _Tracer(a, s, nseq, s.seq_len, device)
-        rec.group = "layers"
-        rec.layer(rec.new(T * h * dt, True), cos, sin)
-        generic = sum(t.nbytes for _, _, _, t in rec._saved.values())
     return ActivationTrace(
         items=out_items,
         total_bytes=sum(it.nbytes for it in out_items),
         by_group=by_group,
-        layer_bytes_no_checkpoint=generic,
+        layer_bytes_no_checkpoint=one.saved_bytes,
         forward_transient_bytes=tr.transient,
         family_supported=a.model_type in SUPPORTED_FAMILIES,
     )

@@ -151,7 +151,6 @@ def nf4_bytes(numel: int, double_quant: bool) -> tuple[int, int]:
 def model_states(anatomy: Anatomy, setup: TrainingSetup) -> ModelStates:
     """Bytes per GPU of weights, trainable/master weights, gradients and optimizer states."""
     dt = setup.compute_bytes
-    N = setup.gpu_count
     notes: list[str] = []
     quant = 0
     if setup.technique == "qlora":
@@ -167,19 +166,19 @@ def model_states(anatomy: Anatomy, setup: TrainingSetup) -> ModelStates:
 
     if setup.technique == "full":
         trainable = anatomy.params_total
-        numels = anatomy.param_tensor_numels
-        t_bytes = dt
+        groups = [(anatomy.param_tensor_numels, dt)]
     else:
-        trainable = lora_trainable_params(anatomy, setup.lora_r, setup.lora_targets, setup.technique == "dora")
-        numels = lora_param_tensor_numels(anatomy, setup.lora_r, setup.lora_targets, setup.technique == "dora")
-        t_bytes = setup.adapter_bytes
-        if setup.technique == "dora" and setup.magnitude_bytes != t_bytes:
-            # the magnitude vectors keep their own dtype
-            mag = {g.out_features: g.count for g in select_lora_targets(anatomy, setup.lora_targets)}
-            numels_ab = _subtract(numels, mag)
-            return _states(anatomy, setup, base, quant, trainable,
-                           [(numels_ab, t_bytes), (tuple(sorted(mag.items())), setup.magnitude_bytes)], notes)
-    return _states(anatomy, setup, base, quant, trainable, [(numels, t_bytes)], notes)
+        dora = setup.technique == "dora"
+        trainable = lora_trainable_params(anatomy, setup.lora_r, setup.lora_targets, dora)
+        numels = lora_param_tensor_numels(anatomy, setup.lora_r, setup.lora_targets, dora)
+        groups = [(numels, setup.adapter_bytes)]
+        if dora and setup.magnitude_bytes != setup.adapter_bytes:
+            # DoRA's magnitude vectors keep their own dtype (fp32)
+            mag: dict[int, int] = {}
+            for g in select_lora_targets(anatomy, setup.lora_targets):
+                mag[g.out_features] = mag.get(g.out_features, 0) + g.count
+            groups = [(_subtract(numels, mag), setup.adapter_bytes), (tuple(sorted(mag.items())), setup.magnitude_bytes)]
+    return _states(anatomy, setup, base, quant, trainable, groups, notes)
 
 
 def _subtract(hist: tuple[tuple[int, int], ...], minus: dict[int, int]) -> tuple[tuple[int, int], ...]:
@@ -267,7 +266,7 @@ def estimate_memory(anatomy: Anatomy, setup: TrainingSetup, trace: ActivationTra
     states = model_states(anatomy, setup)
     trace = trace or trace_activations(anatomy, setup)
     T = setup.sequences_per_micro_batch * setup.seq_len
-    V, h, i, dt = anatomy.vocab_size, anatomy.hidden_size, anatomy.intermediate_size, setup.compute_bytes
+    V, i, dt = anatomy.vocab_size, anatomy.intermediate_size, setup.compute_bytes
     full = setup.technique == "full"
 
     weights = states.weights_bytes

@@ -67,6 +67,21 @@ def test_model_states_equal_real_tensors_after_a_step(torch_cpu, fam, tech, prec
     assert est.quant_constants_bytes == real.quant_constants_bytes
 
 
+def test_dora_with_bf16_adapters_keeps_fp32_magnitudes(torch_cpu):
+    cfg = {**TINY_CONFIGS["llama"], "hidden_size": 128, "intermediate_size": 352}
+    setup = TrainingSetup(technique="dora", adapter_dtype="bf16", seq_len=8, micro_batch=1, lora_r=4,
+                          gradient_checkpointing=False)
+    est = model_states(_anatomy(cfg), setup)
+    model = build_model(cfg, setup)
+    optimizer = build_optimizer(model, setup)
+    ids = torch_cpu.randint(0, cfg["vocab_size"], (1, 8))
+    model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+    real = state_bytes(model, optimizer)
+    assert (est.trainable_weights_bytes, est.gradients_bytes, est.optimizer_bytes) == (
+        real.trainable_weights_bytes, real.gradients_bytes, real.optimizer_bytes)
+
+
 @pytest.mark.parametrize("double_quant", [True, False])
 def test_nf4_quantization_constants_with_and_without_double_quant(torch_cpu, double_quant):
     cfg = {**TINY_CONFIGS["llama"], "hidden_size": 128, "intermediate_size": 352}
