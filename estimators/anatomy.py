@@ -13,6 +13,7 @@ magnitude vector of ``out``); ``peft_trainable_params`` applies peft to the meta
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -163,7 +164,7 @@ def build_config(config: Mapping[str, Any] | Any) -> Any:
 
     if isinstance(config, PretrainedConfig):
         return config
-    fields = dict(config)
+    fields = copy.deepcopy(dict(config))  # transformers edits nested dicts (rope_scaling) in place
     model_type = fields.pop("model_type", None)
     if not model_type:
         raise EstimateError("config has no 'model_type'; is it a transformers config.json?")

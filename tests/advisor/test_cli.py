@@ -16,12 +16,15 @@ def run(*args: str):
     return CliRunner().invoke(main, list(args))
 
 
-def test_help_does_not_import_torch():
+@pytest.mark.parametrize("args", [["--help"], ["estimate", "--model", "llama-3.1-70b", "--method", "qlora", "--json"],
+                                  ["models"], ["gpus"]])
+def test_help_and_catalog_estimates_do_not_import_torch(args):
+    """Catalog anatomy is precomputed: nothing but a local/Hub config needs the meta device."""
     code = (
         "import sys\n"
         "from click.testing import CliRunner\n"
         "from advisor.cli import main\n"
-        "r = CliRunner().invoke(main, ['--help'])\n"
+        f"r = CliRunner().invoke(main, {args!r})\n"
         "assert r.exit_code == 0, r.output\n"
         "heavy = [m for m in ('torch', 'transformers', 'peft', 'trl', 'bitsandbytes') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
