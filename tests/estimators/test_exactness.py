@@ -35,6 +35,16 @@ def _rel(est: int, meas: int) -> float:
 
 
 # ---- model states -------------------------------------------------------------------------------
+def _states_after_a_step(torch, cfg, setup):
+    """Real tensor bytes of model, gradients and optimizer after one forward/backward/step."""
+    model = build_model(cfg, setup)
+    optimizer = build_optimizer(model, setup)
+    ids = torch.randint(0, cfg["vocab_size"], (1, setup.seq_len))
+    model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+    return state_bytes(model, optimizer)
+
+
 STATE_CASES = [
     (fam, tech, prec, opt)
     for fam, tech, prec, opt in itertools.product(
@@ -46,7 +56,6 @@ STATE_CASES = [
 
 @pytest.mark.parametrize("fam,tech,prec,opt", STATE_CASES, ids=["-".join(c) for c in STATE_CASES])
 def test_model_states_equal_real_tensors_after_a_step(torch_cpu, fam, tech, prec, opt):
-    torch = torch_cpu
     # wide enough that some tensors pass bitsandbytes' 4096-element threshold for 8-bit states
     cfg = {**TINY_CONFIGS[fam], "hidden_size": 128, "intermediate_size": 352, "vocab_size": 640}
     if fam == "gemma2":
@@ -54,12 +63,7 @@ def test_model_states_equal_real_tensors_after_a_step(torch_cpu, fam, tech, prec
     setup = TrainingSetup(technique=tech, precision=prec, optimizer=opt, seq_len=16, micro_batch=1, lora_r=8,
                           gradient_checkpointing=False)
     est = model_states(_anatomy(cfg), setup)
-    model = build_model(cfg, setup)
-    optimizer = build_optimizer(model, setup)
-    ids = torch.randint(0, cfg["vocab_size"], (1, 16))
-    model(input_ids=ids, labels=ids).loss.backward()
-    optimizer.step()
-    real = state_bytes(model, optimizer)
+    real = _states_after_a_step(torch_cpu, cfg, setup)
     assert est.weights_bytes + est.trainable_weights_bytes == real.frozen_weights_bytes + real.trainable_weights_bytes
     assert est.trainable_weights_bytes == (0 if tech == "full" else real.trainable_weights_bytes)
     assert est.gradients_bytes == real.gradients_bytes
@@ -72,12 +76,7 @@ def test_dora_with_bf16_adapters_keeps_fp32_magnitudes(torch_cpu):
     setup = TrainingSetup(technique="dora", adapter_dtype="bf16", seq_len=8, micro_batch=1, lora_r=4,
                           gradient_checkpointing=False)
     est = model_states(_anatomy(cfg), setup)
-    model = build_model(cfg, setup)
-    optimizer = build_optimizer(model, setup)
-    ids = torch_cpu.randint(0, cfg["vocab_size"], (1, 8))
-    model(input_ids=ids, labels=ids).loss.backward()
-    optimizer.step()
-    real = state_bytes(model, optimizer)
+    real = _states_after_a_step(torch_cpu, cfg, setup)
     assert (est.trainable_weights_bytes, est.gradients_bytes, est.optimizer_bytes) == (
         real.trainable_weights_bytes, real.gradients_bytes, real.optimizer_bytes)
 
