@@ -217,13 +217,11 @@ def _states(anatomy: Anatomy, setup: TrainingSetup, base: int, quant: int, train
         largest = anatomy.largest_module_params
         if setup.sharding == "zero2":
             # GPU: bf16 params + bf16 grads (4 bytes/param) + 16 bytes/param / N; optimizer offload: 2 bytes/param
-            frozen_gpu = frozen
             if setup.offload == "none":
                 # bf16 params and gradient buckets replicated; fp32 gradient partition, master, Adam m, v / N
-                weights, grads, master, opt = frozen_gpu + 2 * P, 2 * P + 4 * P // N, 4 * P // N, 8 * P // N
-                host = 0
+                weights, grads, master, opt = frozen + 2 * P, 2 * P + 4 * P // N, 4 * P // N, 8 * P // N
             else:
-                weights, grads, master, opt = frozen_gpu + 2 * P, 0, 0, 0
+                weights, grads, master, opt = frozen + 2 * P, 0, 0, 0
                 host = 16 * P
             notes.append("ZeRO-2 model states per DeepSpeed's estimator: 4*P + 16*P/N (optimizer offload: 2*P on GPU)")
         else:
@@ -293,22 +291,20 @@ def estimate_memory(anatomy: Anatomy, setup: TrainingSetup, trace: ActivationTra
     workspace = 3 * T * i * dt + (trace.layer_bytes_no_checkpoint if setup.gradient_checkpointing else 0)
     workspace = max(workspace, trace.forward_transient_bytes)
 
-    phases = {
-        "forward end (loss)": persistent + grads_fwd + A + logits_fwd,
-        "backward start (loss gradient)": persistent + grads_fwd + A + logits_bwd,
-        "backward through the decoder": persistent + max(grads_fwd, grads_head) + A + workspace,
-        "backward end / optimizer step": persistent + grads_all + workspace,
-    }
-    peak_phase = max(phases, key=lambda k: (phases[k], -list(phases).index(k)))
-    at = {
-        "forward end (loss)": dict(gradients=grads_fwd, activations=A, logits_and_loss=logits_fwd, backward_workspace=0),
+    # what comes and goes at each modelled moment; the phase totals are derived from it
+    moments = {
+        "forward end (loss)": dict(gradients=grads_fwd, activations=A, logits_and_loss=logits_fwd,
+                                   backward_workspace=0),
         "backward start (loss gradient)": dict(gradients=grads_fwd, activations=A, logits_and_loss=logits_bwd,
                                                backward_workspace=0),
         "backward through the decoder": dict(gradients=max(grads_fwd, grads_head), activations=A, logits_and_loss=0,
                                              backward_workspace=workspace),
         "backward end / optimizer step": dict(gradients=grads_all, activations=0, logits_and_loss=0,
                                               backward_workspace=workspace),
-    }[peak_phase]
+    }
+    phases = {k: persistent + sum(v.values()) for k, v in moments.items()}
+    peak_phase = max(phases, key=lambda k: (phases[k], -list(phases).index(k)))
+    at = moments[peak_phase]
     transient = at["activations"] + at["logits_and_loss"] + at["backward_workspace"]
     parts = {
         "weights": weights,
