@@ -1,67 +1,24 @@
 """The ``advise`` command line: a thin click layer over the library.
 
-Library code raises typed errors (``estimators.errors.AdviseError``); here they become one-line
-``Error: ...`` messages with exit code 2. Heavy imports (torch, transformers) happen only inside the
+Library code raises typed errors (``estimators.errors.AdviseError``); ``advisor.clitools`` turns them into
+one-line ``Error: ...`` messages with exit code 2. Commands that live in their own module
+(``advisor/cmd_*.py``) are registered at the end of this file. Heavy imports (torch, transformers) happen only inside the
 commands that need them, so ``advise --help`` stays fast.
 """
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 import click
 
 from advisor import __version__
-
-GIB = 1 << 30
-
-
-class AdviseUsageError(click.UsageError):
-    """A domain error shown as ``Error: <message>`` with exit code 2 (no usage text)."""
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"Error: {self.format_message()}", err=True, file=file)
-
-
-def domain_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from estimators.errors import AdviseError
-
-        try:
-            return fn(*args, **kwargs)
-        except AdviseError as e:
-            raise AdviseUsageError(str(e)) from None
-
-    return wrapper
-
-
-def _catalog(ctx: click.Context):
-    from estimators.catalog import Catalog
-
-    return Catalog.load(ctx.obj.get("catalog_files", ()))
-
-
-def _gib(n: float) -> str:
-    return f"{n / GIB:,.2f} GiB"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    if seconds < 3 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
-def _dump(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=False))
+from advisor.clitools import AdviseUsageError, domain_errors
+from advisor.clitools import dump_json as _dump
+from advisor.clitools import duration as _duration
+from advisor.clitools import gib as _gib
+from advisor.clitools import load_catalog as _catalog
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -278,6 +235,8 @@ def _print_estimate(d: dict[str, Any]) -> None:
     for a in d["assumptions"]:
         echo(f"  - {a}")
 
+
+# ---- commands defined in their own modules (one line each) ------------------------------------------
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

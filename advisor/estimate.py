@@ -31,6 +31,10 @@ def _r(x: float, digits: int = 6) -> float:
     return float(f"{x:.{digits}g}")
 
 
+def _r_or_none(x: float | None) -> float | None:
+    return None if x is None else _r(x)
+
+
 def setup_dict(setup: TrainingSetup) -> dict[str, Any]:
     d = asdict(setup)
     d.pop("notes", None)
@@ -100,8 +104,8 @@ def run_estimate(
                 "provider": serve.provider, "usd_per_gpu_hour": serve.usd_per_gpu_hour,
                 "usd_per_month": _r(serve.usd_per_month), "assumptions": list(serve.assumptions),
             },
-            "break_even_months": None if api_usd is None or serve is None or run_usd is None
-            else (lambda m: None if m is None else _r(m))(break_even_months(run_usd, api_usd, serve.usd_per_month)),
+            "break_even_months": _r_or_none(None if api_usd is None or serve is None or run_usd is None
+                                            else break_even_months(run_usd, api_usd, serve.usd_per_month)),
         }
 
     trainable = mem.states.trainable_params

@@ -1,0 +1,65 @@
+"""Helpers shared by the ``advise`` commands: domain errors at the edge, catalog loading, formatting.
+
+Each command module (``advisor/cli.py`` and the ``advisor/cmd_*.py`` modules it registers) imports these;
+nothing imports ``cli.py`` itself. Library code raises typed errors (``estimators.errors.AdviseError``);
+``domain_errors`` turns them into one-line ``Error: ...`` messages with exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+
+GIB = 1 << 30
+
+
+class AdviseUsageError(click.UsageError):
+    """A domain error shown as ``Error: <message>`` with exit code 2 (no usage text)."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"Error: {self.format_message()}", err=True, file=file)
+
+
+def domain_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the library's ``AdviseError`` into a one-line CLI error with exit code 2."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from estimators.errors import AdviseError
+
+        try:
+            return fn(*args, **kwargs)
+        except AdviseError as e:
+            raise AdviseUsageError(str(e)) from None
+
+    return wrapper
+
+
+def load_catalog(ctx: click.Context):
+    """The catalog with the user's ``--catalog`` files merged in."""
+    from estimators.catalog import Catalog
+
+    root = ctx.find_root()
+    return Catalog.load((root.obj or {}).get("catalog_files", ()))
+
+
+def gib(n: float) -> str:
+    return f"{n / GIB:,.2f} GiB"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def dump_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
