@@ -1,0 +1,626 @@
+"""``advise plan``: answers -> facts -> rules (with estimates) -> one JSON-ready plan.
+
+The plan is plain data: the CLI prints a summary of it, ``--json`` and ``plan.json`` serialise it, and the
+report and config exporters read the same data. Every number is computed here once (learning rates, batch
+sizes, sequence length, epochs) and handed down; floats are rounded to stable precision so the same
+answers give a byte-identical plan.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from advisor import __version__
+from advisor.answers import Answers
+from advisor.engine import Decision, decide, load_rules
+from estimators.catalog import GPU, Catalog, FineTuningOffer, ModelSpec
+from estimators.cost import (
+    Workload,
+    api_monthly_cost,
+    api_monthly_usd,
+    break_even_months,
+    hosted_finetuning_cost,
+    serving_estimate,
+)
+from estimators.memory import MemoryBreakdown, estimate_memory
+from estimators.setup import TrainingSetup
+from estimators.throughput import estimate_throughput
+
+TRAINING_FILE = Path(__file__).parent / "data" / "training.yaml"
+EXAMPLES_DIR = Path(__file__).parent / "examples"
+#: when the answers give no count for a training stage, costs are shown per this many examples
+PLACEHOLDER_EXAMPLES = 1000
+OBJECTIVE = {"sft": "sft", "distillation": "sft", "continued_pretraining": "cpt", "dpo": "dpo", "orpo": "orpo",
+             "kto": "kto"}
+#: hosted fine-tuning methods by plan method (distillation is SFT on the teacher's outputs)
+HOSTED_METHOD = {"sft": "sft", "distillation": "sft", "dpo": "dpo"}
+FIT_TECHNIQUES = ("full", "lora", "qlora", "dora")
+
+
+def _r(x: float, digits: int = 6) -> float:
+    """Round to ``digits`` significant digits (stable JSON across platforms)."""
+    return float(f"{x:.{digits}g}")
+
+
+def _r_or_none(x: float | None) -> float | None:
+    return None if x is None else _r(x)
+
+
+@functools.lru_cache(maxsize=1)
+def training_defaults() -> dict[str, Any]:
+    return yaml.safe_load(TRAINING_FILE.read_text(encoding="utf-8"))
+
+
+def example_names() -> tuple[str, ...]:
+    return tuple(sorted(p.stem for p in EXAMPLES_DIR.glob("*.yaml")))
+
+
+def example_path(name: str) -> Path:
+    from estimators.errors import UnknownNameError
+
+    if name not in example_names():
+        raise UnknownNameError("example", name, example_names(), hint=f"(built-in: {', '.join(example_names())})")
+    return EXAMPLES_DIR / f"{name}.yaml"
+
+
+# ---- facts from the answers ---------------------------------------------------------------------
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def workload_of(answers: Answers) -> Workload | None:
+    w = answers.workload
+    if None in (w.requests_per_month, w.input_tokens_per_request, w.output_tokens_per_request):
+        return None
+    return Workload(w.requests_per_month, w.input_tokens_per_request, w.output_tokens_per_request)
+
+
+def todays_bill(answers: Answers, catalog: Catalog) -> tuple[float | None, str | None]:
+    """Today's monthly bill and where the figure comes from."""
+    w = answers.workload
+    if w.current_monthly_cost_usd is not None:
+        return w.current_monthly_cost_usd, "workload.current_monthly_cost_usd (as answered)"
+    workload = workload_of(answers)
+    if workload is not None and answers.model.current_api:
+        api = catalog.api(answers.model.current_api)
+        return api_monthly_cost(api, workload), (f"{api.name} list price (${api.usd_per_million_input_tokens:g} in / "
+                                                 f"${api.usd_per_million_output_tokens:g} out per 1M tokens) x workload")
+    return None, None
+
+
+def answer_facts(answers: Answers, catalog: Catalog) -> dict[str, Any]:
+    facts = _flatten(answers.to_dict())
+    facts["workload.monthly_cost_usd"] = todays_bill(answers, catalog)[0]
+    return facts
+
+
+# ---- training stages ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Stage:
+    method: str
+    objective: str
+    examples: int
+    examples_assumed: bool
+    tokens_per_example: int
+    seq_len: int
+    epochs: float
+    training_tokens: float  # tokens processed per epoch (pairs count both answers)
+    learning_rate: float
+    global_batch_sequences: int
+    beta: float | None
+
+
+def _count_for(method: str, answers: Answers) -> int:
+    d = answers.data
+    return {"sft": d.labeled_examples, "distillation": d.labeled_examples, "dpo": d.preference_pairs,
+            "orpo": d.preference_pairs, "kto": d.binary_feedback}.get(method, 0)
+
+
+def _epochs_for(method: str, examples: int) -> float:
+    if method in ("continued_pretraining", "dpo", "orpo", "kto"):
+        return 1.0
+    for row in training_defaults()["epochs"]["by_examples"]:
+        if row["below"] is None or examples < row["below"]:
+            return float(row["epochs"])
+    raise AssertionError("training.yaml epochs table has no open-ended row")  # pragma: no cover
+
+
+def tokens_per_example(answers: Answers) -> int:
+    w = answers.workload
+    if w.input_tokens_per_request is not None and w.output_tokens_per_request is not None:
+        return max(1, w.input_tokens_per_request + w.output_tokens_per_request)
+    return int(training_defaults()["tokens"]["per_example_default"])
+
+
+def plan_stages(decision: Decision, answers: Answers, technique: str | None, model: ModelSpec) -> list[Stage]:
+    defaults = training_defaults()
+    tok = defaults["tokens"]
+    lora = defaults["lora"]
+    max_len = int(model.config.get("max_position_embeddings") or 1 << 20)
+    per_example = tokens_per_example(answers)
+    stages = []
+    for m in decision.methods:
+        md = defaults["methods"][m]
+        if m == "continued_pretraining":
+            corpus = answers.data.domain_corpus_tokens
+            seq = min(int(tok["cpt_sequence_length"]), max_len)
+            examples, assumed, per, training_tokens = math.ceil(corpus / seq), False, seq, float(corpus)
+        else:
+            n = _count_for(m, answers)
+            examples, assumed = (n, False) if n > 0 else (PLACEHOLDER_EXAMPLES, True)
+            per = per_example
+            seq = min(max(int(tok["sequence_round_to"]), math.ceil(per / tok["sequence_round_to"]) * tok["sequence_round_to"]),
+                      max_len)
+            training_tokens = float(examples * per * (2 if m in ("dpo", "orpo") else 1))
+        lr = md["full_learning_rate"] * (lora["lr_multiplier"] if technique in ("lora", "qlora", "dora") else 1)
+        stages.append(Stage(m, OBJECTIVE[m], examples, assumed, per, seq, _epochs_for(m, examples), training_tokens,
+                            lr, int(md["global_batch_sequences"]), md.get("beta")))
+    return stages
+
+
+def lora_settings(answers: Answers) -> dict[str, Any]:
+    lo = training_defaults()["lora"]
+    large = answers.data.labeled_examples >= lo["large_data_examples"]
+    return {"r": lo["large_data_r"] if large else lo["r"], "alpha": lo["large_data_alpha"] if large else lo["alpha"],
+            "dropout": lo["dropout"], "targets": list(lo["targets"])}
+
+
+# ---- base model ---------------------------------------------------------------------------------
+def choose_base(answers: Answers, decision: Decision, catalog: Catalog) -> tuple[ModelSpec, str]:
+    if answers.model.base:
+        return catalog.resolve_model(answers.model.base), "model.base (as answered)"
+    size = decision.base_size
+    name = training_defaults()["base_models"][size][answers.task.kind]
+    why = "a small model for a distilled task" if size == "small" else "the default size for this task"
+    return catalog.model(name), f"training.yaml base_models.{size}.{answers.task.kind} ({why})"
+
+
+# ---- estimates ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunOption:
+    """One technique on one GPU type: the largest micro-batch that fits every stage, and its cost."""
+
+    technique: str
+    gpu: GPU
+    gpu_count: int
+    sharding: str
+    optimizer: str
+    micro_batch: int
+    memory: MemoryBreakdown  # the first stage at micro_batch (or micro-batch 1 if nothing fits)
+    fits: bool
+    stage_hours: tuple[float, ...]
+    tokens_per_s: float
+
+    @property
+    def hours(self) -> float:
+        return sum(self.stage_hours)
+
+    @property
+    def usd(self) -> float | None:
+        p = self.gpu.cheapest_price
+        return None if p is None else self.hours * self.gpu_count * p.usd_per_hour
+
+
+class Estimator:
+    """Computes (and caches) the fit matrix and the recommended run for the planner's stage hooks."""
+
+    def __init__(self, answers: Answers, catalog: Catalog) -> None:
+        self.answers, self.catalog = answers, catalog
+        names = answers.hardware.gpus or [g.name for g in catalog.gpus]
+        self.gpus = list(dict.fromkeys(catalog.gpu(n).name for n in names))
+        self.gpu_count = answers.hardware.gpu_count
+        self.model: ModelSpec | None = None
+        self.model_source: str | None = None
+        self.stages: list[Stage] = []
+        self.options: dict[tuple[str, str], RunOption] = {}
+        self.run: RunOption | None = None
+        self.hosted: dict[str, Any] | None = None
+        self.inference: dict[str, Any] | None = None
+        self.decision: Decision | None = None
+        self._memo: dict[tuple[Any, ...], MemoryBreakdown] = {}
+
+    # the engine calls this before each stage
+    def stage_facts(self, stage: str, decision: Decision) -> dict[str, Any]:
+        self.decision = decision
+        if stage == "technique" and decision.self_hosted:
+            return self._fit_facts(decision)
+        if stage == "checks" and decision.fine_tune:
+            return self._run_facts(decision)
+        return {}
+
+    def _setup(self, technique: str, stage: Stage, micro_batch: int, sharding: str) -> TrainingSetup:
+        lo = lora_settings(self.answers)
+        return TrainingSetup(
+            technique=technique, objective=stage.objective, seq_len=stage.seq_len, micro_batch=micro_batch,
+            gradient_checkpointing=True, optimizer="paged-adamw-8bit" if technique == "qlora" else "adamw",
+            lora_r=lo["r"], lora_alpha=lo["alpha"], lora_dropout=lo["dropout"], lora_targets=tuple(lo["targets"]),
+            gpu_count=self.gpu_count, sharding=sharding,
+        )
+
+    def _memory(self, setup: TrainingSetup) -> MemoryBreakdown:
+        if setup not in self._memo:
+            assert self.model is not None
+            self._memo[setup] = estimate_memory(self.model.anatomy, setup)
+        return self._memo[setup]
+
+    def _option(self, technique: str, gpu: GPU) -> RunOption:
+        key = (technique, gpu.name)
+        if key in self.options:
+            return self.options[key]
+        assert self.model is not None
+        # several GPUs: data parallel when a full replica fits, else ZeRO-3 sharding
+        shardings = ("none",) if self.gpu_count == 1 else ("none", "zero3")
+        best = None
+        for sharding in shardings:
+            fitting = 0
+            for mb in training_defaults()["candidate_micro_batches"]:
+                if any(mb * self.gpu_count > s.global_batch_sequences for s in self.stages) and mb > 1:
+                    break
+                mems = [self._memory(self._setup(technique, s, mb, sharding)) for s in self.stages]
+                if all(m.total_bytes <= gpu.usable_memory_bytes for m in mems):
+                    fitting = mb
+                else:
+                    break
+            if fitting:
+                best = (sharding, fitting)
+                break
+        sharding, mb = best or (shardings[-1], 1)
+        setups = [self._setup(technique, s, mb, sharding) for s in self.stages]
+        tps = [estimate_throughput(self.model.anatomy, st, gpu) for st in setups]
+        opt = RunOption(technique, gpu, self.gpu_count, sharding, setups[0].optimizer, mb, self._memory(setups[0]),
+                        best is not None, tuple(t.hours_for(s.training_tokens, s.epochs) for t, s in zip(tps, self.stages)),
+                        tps[0].tokens_per_s)
+        self.options[key] = opt
+        return opt
+
+    def _fit_facts(self, decision: Decision) -> dict[str, Any]:
+        self.model, self.model_source = choose_base(self.answers, decision, self.catalog)
+        self.stages = plan_stages(decision, self.answers, "lora", self.model)
+        facts = {}
+        for t in FIT_TECHNIQUES:
+            facts[f"estimates.fits.{t}"] = any(self._option(t, self.catalog.gpu(g)).fits for g in self.gpus)
+        return facts
+
+    def _cheapest(self, technique: str) -> RunOption | None:
+        opts = [self._option(technique, self.catalog.gpu(g)) for g in self.gpus]
+        opts = [o for o in opts if o.fits]
+        return min(opts, key=lambda o: (o.usd is None, o.usd or 0.0, o.hours, o.gpu.name), default=None)
+
+    def _run_facts(self, decision: Decision) -> dict[str, Any]:
+        workload = workload_of(self.answers)
+        today, _ = todays_bill(self.answers, self.catalog)
+        training_usd = None
+        after = None
+        if decision.self_hosted and decision.technique is not None:
+            assert self.model is not None
+            self.stages = plan_stages(decision, self.answers, decision.technique, self.model)
+            self.run = self._cheapest(decision.technique)
+            training_usd = self.run.usd if self.run else None
+            if workload is not None and self.run is not None:
+                after = self._serving(workload)
+        elif decision.approach == "hosted_fine_tune":
+            self.hosted = self._hosted(decision, workload)
+            if self.hosted:
+                training_usd = self.hosted["training_usd"]
+                after = self.hosted.get("usd_per_month")
+        saving = None if today is None or after is None else today - after
+        budget = self.answers.budget.training_usd
+        return {
+            "estimates.training_usd": training_usd,
+            "estimates.monthly_saving_usd": saving,
+            "estimates.break_even_months": None if saving is None or training_usd is None
+            else break_even_months(training_usd, today, after),
+            "estimates.budget_left_usd": None if budget is None or training_usd is None else budget - training_usd,
+        }
+
+    def _serving(self, workload: Workload) -> float | None:
+        assert self.model is not None
+        best = None
+        for g in self.gpus:
+            s = serving_estimate(self.model.anatomy, self.catalog.gpu(g), workload, self.answers.deployment.adapters)
+            if s is not None and (best is None or (s.usd_per_month, s.gpu) < (best.usd_per_month, best.gpu)):
+                best = s
+        self.inference = None if best is None else {
+            "gpu": best.gpu, "tensor_parallel": best.tensor_parallel, "replicas": best.replicas,
+            "gpu_hours_per_month": _r(best.gpu_hours_per_month), "provider": best.provider,
+            "usd_per_gpu_hour": best.usd_per_gpu_hour, "usd_per_month": _r(best.usd_per_month),
+            "assumptions": list(best.assumptions),
+        }
+        return None if best is None else best.usd_per_month
+
+    def _hosted_offer(self, decision: Decision) -> FineTuningOffer | None:
+        methods = {HOSTED_METHOD[m] for m in decision.methods if m in HOSTED_METHOD}
+        offers = [o for o in self.catalog.finetuning
+                  if o.base_model and o.min_params_b is None and methods and methods <= set(o.methods)]
+        api = self.answers.model.current_api
+        if api and "distillation" not in decision.methods:
+            name = self.catalog.api(api).name
+            same = [o for o in offers if o.base_model.startswith(name)]
+            if same:
+                return same[0]
+        return min(offers, key=lambda o: (o.usd_per_million_training_tokens, o.name), default=None)
+
+    def _hosted(self, decision: Decision, workload: Workload | None) -> dict[str, Any] | None:
+        offer = self._hosted_offer(decision)
+        if offer is None:
+            return None
+        per_example = tokens_per_example(self.answers)
+        stages = []
+        total = 0.0
+        for m in decision.methods:
+            if m not in HOSTED_METHOD:
+                continue
+            n = _count_for(m, self.answers) or PLACEHOLDER_EXAMPLES
+            tokens = n * per_example * (2 if m == "dpo" else 1)
+            epochs = _epochs_for(m, n)
+            cost = hosted_finetuning_cost(offer, tokens, epochs)
+            total += cost.usd
+            stages.append({"method": m, "examples": n, "training_tokens": tokens, "epochs": epochs,
+                           "billed_tokens": cost.billed_tokens, "usd": _r(cost.usd)})
+        monthly = None
+        if workload is not None and offer.inference_usd_per_million_input_tokens is not None:
+            monthly = api_monthly_usd(offer.inference_usd_per_million_input_tokens,
+                                      offer.inference_usd_per_million_output_tokens or 0.0, workload)
+        return {"offer": offer.name, "provider": offer.provider, "base_model": offer.base_model,
+                "usd_per_million_training_tokens": offer.usd_per_million_training_tokens, "stages": stages,
+                "training_usd": total, "usd_per_month": monthly, "status": offer.status, "price_date": offer.date,
+                "source": offer.source}
+
+
+# ---- the plan -----------------------------------------------------------------------------------
+APPROACH_TEXT = {
+    "prompting": "improve the prompt", "few_shot": "add few-shot examples to the prompt",
+    "rag": "add retrieval (RAG)", "tools": "give the model tools (function calling)",
+    "reasoning_model": "use a reasoning model or chain-of-thought", "fine_tune": "fine-tune an open model",
+    "hosted_fine_tune": "use the vendor's hosted fine-tuning",
+}
+METHOD_TEXT = {"sft": "supervised fine-tuning (SFT)", "distillation": "distillation (SFT on the big model's outputs)",
+               "continued_pretraining": "continued pre-training", "dpo": "DPO", "orpo": "ORPO", "kto": "KTO"}
+TECHNIQUE_TEXT = {"full": "full fine-tuning", "lora": "LoRA", "qlora": "QLoRA", "dora": "DoRA"}
+PREREQUISITE_TEXT = {
+    "eval_set": "Build an eval set: 20-200 representative cases with known good answers, held out of training.",
+    "baseline": "Score today's setup (the current prompt and model) on the eval set: the baseline to beat.",
+    "more_data": "Collect more training examples (a few hundred clean, diverse ones at least).",
+    "preference_data": "Collect preference data: pairs of answers with the better one marked, or thumbs up/down.",
+    "smaller_base_or_more_gpus": "Choose a smaller base model or more/larger GPUs: nothing fits as planned.",
+}
+SERVING_NOTES = {
+    "multi_lora": "Serve one base model and load each task's LoRA adapter per request (vLLM --enable-lora "
+                  "--max-loras N); adapters are megabytes each.",
+    "single_adapter": "Serve the base model with one LoRA adapter loaded (vLLM --enable-lora).",
+    "merged": "Merge the adapter into the bf16 base (peft merge_and_unload) and serve it as a plain model "
+              "(vLLM, TGI or SGLang); full fine-tunes are served as they are.",
+    "hosted": "Call the fine-tuned model through the vendor's API, as today.",
+    "none": "Nothing new to serve: keep calling today's model.",
+}
+
+
+def _money(x: float | None) -> str:
+    if x is None:
+        return "unknown"
+    return f"${x:,.0f}" if x >= 100 else f"${x:,.2f}"
+
+
+def _duration(hours: float) -> str:
+    s = hours * 3600
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    if hours < 72:
+        return f"{hours:.1f} h"
+    return f"{hours / 24:.1f} days"
+
+
+def months_text(m: float | None) -> str:
+    if m is None:
+        return "never"
+    if m * 30.4 < 1:
+        return "under a day"
+    return f"{m:.1f} months" if m >= 1 else f"{m * 30.4:.1f} days"
+
+
+def _option_row(o: RunOption) -> dict[str, Any]:
+    p = o.gpu.cheapest_price
+    return {
+        "technique": o.technique, "gpu": o.gpu.name, "gpu_count": o.gpu_count, "sharding": o.sharding,
+        "micro_batch": o.micro_batch, "memory_bytes": o.memory.total_bytes,
+        "usable_memory_bytes": o.gpu.usable_memory_bytes, "fits": o.fits,
+        "tokens_per_s": _r(o.tokens_per_s), "hours": _r(o.hours),
+        "usd": _r_or_none(o.usd) if o.fits else None, "provider": p.provider if p else None,
+    }
+
+
+def build_plan(answers: Answers, catalog: Catalog) -> dict[str, Any]:
+    """The whole plan for ``answers`` (already validated against ``catalog``)."""
+    est = Estimator(answers, catalog)
+    facts = answer_facts(answers, catalog)
+    decision = decide(facts, load_rules(), est.stage_facts)
+    book = {r.id: r for r in load_rules().rules}
+    today, today_source = todays_bill(answers, catalog)
+    workload = workload_of(answers)
+
+    base = None
+    if decision.fine_tune and est.model is None and decision.self_hosted:  # pragma: no cover - stage hook ran
+        raise AssertionError("technique stage did not run")
+    if est.model is not None and decision.self_hosted:
+        a = est.model.anatomy
+        base = {"name": est.model.name, "hub_id": est.model.hub_id, "family": est.model.family,
+                "params_total": a.params_total, "num_layers": a.num_layers, "chosen_by": est.model_source}
+
+    run = est.run if decision.self_hosted else None
+    rec_gpus = [run.gpu.name] if run else []
+    recommendation = {
+        "approach": decision.approach,
+        "also": list(decision.also),
+        "method": decision.methods[0] if decision.methods else None,
+        "then": list(decision.methods[1:]),
+        "technique": decision.technique,
+        "base_model": base["name"] if base else (est.hosted["base_model"] if est.hosted else None),
+        "gpus": rec_gpus,
+        "gpu_count": run.gpu_count if run else 0,
+    }
+
+    estimates: dict[str, Any] = {"base_model": base, "fit_matrix": [], "training": None, "hosted_fine_tuning": None,
+                                 "inference": None, "assumptions": []}
+    assumptions: list[str] = []
+    if decision.self_hosted and est.model is not None:
+        estimates["fit_matrix"] = [_option_row(est._option(t, catalog.gpu(g))) for t in FIT_TECHNIQUES
+                                   for g in est.gpus]
+    if run is not None:
+        lo = lora_settings(answers)
+        price = run.gpu.cheapest_price
+        estimates["training"] = {
+            "technique": run.technique, "gpu": run.gpu.name, "gpu_count": run.gpu_count, "sharding": run.sharding,
+            "optimizer": run.optimizer, "precision": "bf16", "gradient_checkpointing": True,
+            "micro_batch": run.micro_batch,
+            "stages": [
+                {"method": s.method, "objective": s.objective, "examples": s.examples,
+                 "examples_assumed": s.examples_assumed, "tokens_per_example": s.tokens_per_example,
+                 "seq_len": s.seq_len, "epochs": s.epochs, "training_tokens": s.training_tokens,
+                 "learning_rate": s.learning_rate, "global_batch_sequences": s.global_batch_sequences,
+                 "grad_accum": max(1, math.ceil(s.global_batch_sequences / (run.micro_batch * run.gpu_count))),
+                 "beta": s.beta, "hours": _r(h)}
+                for s, h in zip(est.stages, run.stage_hours)
+            ],
+            "lora": lo if run.technique != "full" else None,
+            "memory_bytes": run.memory.total_bytes,
+            "memory_parts_bytes": dict(run.memory.parts),
+            "usable_memory_bytes": run.gpu.usable_memory_bytes,
+            "tokens_per_s": _r(run.tokens_per_s),
+            "hours": _r(run.hours),
+            "usd": _r_or_none(run.usd),
+            "provider": price.provider if price else None,
+            "usd_per_gpu_hour": price.usd_per_hour if price else None,
+            "price_date": price.date if price else None,
+        }
+        assumptions += list(run.memory.assumptions)
+        assumptions += list(estimate_throughput(est.model.anatomy, est._setup(run.technique, est.stages[0],
+                                                                              run.micro_batch, run.sharding),
+                                                run.gpu).assumptions)
+        if any(s.examples_assumed for s in est.stages):
+            assumptions.append(f"no example count for a training stage: costs are for {PLACEHOLDER_EXAMPLES:,} examples")
+        assumptions.append(f"{est.stages[0].tokens_per_example} tokens per example "
+                           + ("(workload input + output tokens)" if answers.workload.input_tokens_per_request
+                              is not None and answers.workload.output_tokens_per_request is not None
+                              else "(default; give data files or the workload's token counts)"))
+    if est.hosted is not None:
+        estimates["hosted_fine_tuning"] = {**est.hosted, "training_usd": _r(est.hosted["training_usd"]),
+                                           "usd_per_month": _r_or_none(est.hosted["usd_per_month"])}
+
+    after = (est.inference or {}).get("usd_per_month") if decision.self_hosted else \
+        (est.hosted or {}).get("usd_per_month")
+    training_usd = estimates["training"]["usd"] if estimates["training"] else \
+        (estimates["hosted_fine_tuning"] or {}).get("training_usd")
+    if decision.fine_tune and (today is not None or after is not None):
+        saving = None if today is None or after is None else today - after
+        be = None if saving is None or training_usd is None else break_even_months(training_usd, today, after)
+        estimates["inference"] = {
+            "requests_per_month": answers.workload.requests_per_month,
+            "input_tokens_per_request": answers.workload.input_tokens_per_request,
+            "output_tokens_per_request": answers.workload.output_tokens_per_request,
+            "today_usd_per_month": _r_or_none(today), "today_source": today_source,
+            "after_usd_per_month": _r_or_none(after),
+            "after_source": ("self-hosted serving estimate" if decision.self_hosted else "hosted fine-tuned model "
+                             "inference prices") if after is not None else None,
+            "self_hosted": est.inference if decision.self_hosted else None,
+            "monthly_saving_usd": _r_or_none(saving),
+            "break_even_months": _r_or_none(be),
+            "cumulative_usd_12_months": None if today is None or after is None or training_usd is None else {
+                "today": [_r(today * m) for m in range(13)],
+                "after": [_r(training_usd + after * m) for m in range(13)],
+            },
+        }
+        if est.inference:
+            assumptions += est.inference["assumptions"]
+    if workload is None and decision.fine_tune:
+        assumptions.append("no complete workload (requests and tokens per request): monthly inference cost not compared")
+    estimates["assumptions"] = list(dict.fromkeys(assumptions))
+
+    fired = [book[t.id] for t in decision.trace if t.fired]
+    deciding = [r for r in fired if not r.recommends.warning and r.stage in ("approach", "delivery", "technique")]
+    plan = {
+        "advise_version": __version__,
+        "project": answers.project,
+        "summary": _summary(decision, recommendation, estimates),
+        "recommendation": recommendation,
+        "prerequisites": list(decision.prerequisites),
+        "prerequisite_steps": [PREREQUISITE_TEXT[p] for p in decision.prerequisites],
+        "serving": {"strategy": decision.serving, "notes": SERVING_NOTES[decision.serving]},
+        "why": [{"id": r.id, "name": r.name, "rationale": r.rationale, "source": r.source} for r in deciding],
+        "warnings": [{"id": r.id, "name": r.name, "rationale": r.rationale, "source": r.source}
+                     for r in fired if r.recommends.warning],
+        "rules": [{"id": t.id, "name": t.name, "stage": t.stage, "fired": t.fired, "reason": t.reason}
+                  for t in decision.trace],
+        "estimates": estimates,
+        "next_steps": _next_steps(decision, recommendation, estimates),
+        "answers": answers.to_dict(),
+    }
+    return plan
+
+
+def _summary(d: Decision, rec: Mapping[str, Any], est: Mapping[str, Any]) -> str:
+    if not d.fine_tune:
+        parts = [APPROACH_TEXT[d.approach]] + [APPROACH_TEXT[a] for a in d.also]
+        return f"Don't fine-tune yet: {'; then '.join(parts) if len(parts) < 3 else ', '.join(parts)}."
+    methods = " then ".join(METHOD_TEXT[m] for m in d.methods)
+    if d.approach == "hosted_fine_tune":
+        h = est["hosted_fine_tuning"]
+        head = f"Use hosted {methods} of {h['base_model']} ({h['offer']})" if h else \
+            f"Use the vendor's hosted {methods} (no offer for it in the catalog)"
+        cost = f": about {_money(h['training_usd'])} of training" if h else ""
+    else:
+        t = est["training"]
+        tech = TECHNIQUE_TEXT[d.technique] if d.technique else "a technique that fits (none does yet)"
+        head = f"Fine-tune {rec['base_model']} with {methods} using {tech}"
+        cost = (f" on {t['gpu_count']} x {t['gpu']}: about {_duration(t['hours'])} and {_money(t['usd'])} of training"
+                if t else "")
+    inf = est.get("inference")
+    tail = ""
+    if inf and inf["today_usd_per_month"] is not None and inf["after_usd_per_month"] is not None:
+        tail = (f", then {_money(inf['after_usd_per_month'])}/month instead of {_money(inf['today_usd_per_month'])}"
+                f" (break-even in {months_text(inf['break_even_months'])})")
+    also = f"; also {', '.join(APPROACH_TEXT[a] for a in d.also)}" if d.also else ""
+    return f"{head}{cost}{tail}{also}."
+
+
+def _next_steps(d: Decision, rec: Mapping[str, Any], est: Mapping[str, Any]) -> list[dict[str, str]]:
+    steps = [
+        {"step": "eval_set", "what": PREREQUISITE_TEXT["eval_set"]},
+        {"step": "baseline", "what": PREREQUISITE_TEXT["baseline"]},
+    ]
+    if not d.fine_tune:
+        steps.append({"step": "change", "what": "Then " + "; ".join(APPROACH_TEXT[a] for a in (d.approach, *d.also))
+                      + ", and score each change on the eval set."})
+        steps.append({"step": "monitor", "what": "Keep scoring a sample of production traffic; revisit this plan "
+                                                 "if the problems persist or the volume grows."})
+        return steps
+    steps.append({"step": "data", "what": "Prepare the training data (`advise data check FILE` finds problems "
+                                          "before a GPU is paid for)."})
+    if d.approach == "hosted_fine_tune":
+        steps.append({"step": "train", "what": "Upload the training file and start a fine-tuning job with the "
+                                               "vendor."})
+    else:
+        t = est["training"]
+        where = f" on {t['gpu_count']} x {t['gpu']}" if t else ""
+        steps.append({"step": "train", "what": f"Train {rec['base_model']}{where} with the settings in the plan's "
+                                               f"training section (learning rate, batch, LoRA, epochs)."})
+    steps.append({"step": "evaluate", "what": "Score the tuned model on the eval set against the baseline; ship "
+                                              "only if it wins."})
+    steps.append({"step": "deploy", "what": SERVING_NOTES[d.serving]})
+    steps.append({"step": "monitor", "what": "Score a sample of production traffic weekly; retrain when quality "
+                                             "drifts or the data changes."})
+    return steps
