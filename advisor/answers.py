@@ -31,8 +31,7 @@ class AnswersError(AdviseError):
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source, self.problems = source, problems
-        head = f"{source}: {len(problems)} problem{'s' if len(problems) > 1 else ''}: " if len(problems) > 1 else \
-            f"{source}: "
+        head = f"{source}: {len(problems)} problems: " if len(problems) > 1 else f"{source}: "
         super().__init__(head + "; ".join(problems))
 
 
@@ -155,8 +154,8 @@ def validate_answers(raw: Any, source: str = "answers", catalog: Any = None) -> 
     Raises ``AnswersError`` listing every problem at once.
     """
     if not isinstance(raw, dict):
-        raise AnswersError(source, [f"the top level must be a mapping of fields (project, task, symptoms, ...); "
-                                    f"got {type(raw).__name__}"])
+        raise AnswersError(source, [(f"the top level must be a mapping of fields (project, task, symptoms, ...); "
+                                    f"got {type(raw).__name__}")])
     try:
         answers = Answers.model_validate(raw)
     except ValidationError as e:
@@ -196,8 +195,8 @@ def load_answers(path: str | Path, catalog: Any = None) -> Answers:
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise AnswersError(str(p), ["file not found; pass an existing answers file (or run `advise plan` "
-                                    "without --answers to answer the questions)"]) from None
+        raise AnswersError(str(p), [("file not found; pass an existing answers file (or run `advise plan` "
+                                    "without --answers to answer the questions)")]) from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
         raise AnswersError(str(p), [f"cannot read it ({type(e).__name__}); give a UTF-8 YAML or JSON file"]) from None
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,7 +167,7 @@ def plan_stages(decision: Decision, answers: Answers, technique: str | None, mod
             training_tokens = float(examples * per * (2 if m in ("dpo", "orpo") else 1))
         lr = md["full_learning_rate"] * (lora["lr_multiplier"] if technique in ("lora", "qlora", "dora") else 1)
         stages.append(Stage(m, OBJECTIVE[m], examples, assumed, per, seq, _epochs_for(m, examples), training_tokens,
-                            lr, int(md["global_batch_sequences"]), md.get("beta")))
+                            _r(lr), int(md["global_batch_sequences"]), md.get("beta")))
     return stages
 
 
@@ -230,6 +230,8 @@ class Estimator:
         self.hosted: dict[str, Any] | None = None
         self.inference: dict[str, Any] | None = None
         self.decision: Decision | None = None
+        self.money: dict[str, float | None] = {}
+        self.after_usd: float | None = None
         self._memo: dict[tuple[Any, ...], MemoryBreakdown] = {}
 
     # the engine calls this before each stage
@@ -318,13 +320,15 @@ class Estimator:
                 after = self.hosted.get("usd_per_month")
         saving = None if today is None or after is None else today - after
         budget = self.answers.budget.training_usd
-        return {
+        self.money = {
             "estimates.training_usd": training_usd,
             "estimates.monthly_saving_usd": saving,
             "estimates.break_even_months": None if saving is None or training_usd is None
             else break_even_months(training_usd, today, after),
             "estimates.budget_left_usd": None if budget is None or training_usd is None else budget - training_usd,
         }
+        self.after_usd = after
+        return self.money
 
     def _serving(self, workload: Workload) -> float | None:
         assert self.model is not None
@@ -454,8 +458,6 @@ def build_plan(answers: Answers, catalog: Catalog) -> dict[str, Any]:
     workload = workload_of(answers)
 
     base = None
-    if decision.fine_tune and est.model is None and decision.self_hosted:  # pragma: no cover - stage hook ran
-        raise AssertionError("technique stage did not run")
     if est.model is not None and decision.self_hosted:
         a = est.model.anatomy
         base = {"name": est.model.name, "hub_id": est.model.hub_id, "family": est.model.family,
@@ -521,13 +523,10 @@ def build_plan(answers: Answers, catalog: Catalog) -> dict[str, Any]:
         estimates["hosted_fine_tuning"] = {**est.hosted, "training_usd": _r(est.hosted["training_usd"]),
                                            "usd_per_month": _r_or_none(est.hosted["usd_per_month"])}
 
-    after = (est.inference or {}).get("usd_per_month") if decision.self_hosted else \
-        (est.hosted or {}).get("usd_per_month")
-    training_usd = estimates["training"]["usd"] if estimates["training"] else \
-        (estimates["hosted_fine_tuning"] or {}).get("training_usd")
+    after, money = est.after_usd, est.money
     if decision.fine_tune and (today is not None or after is not None):
-        saving = None if today is None or after is None else today - after
-        be = None if saving is None or training_usd is None else break_even_months(training_usd, today, after)
+        saving, be = money.get("estimates.monthly_saving_usd"), money.get("estimates.break_even_months")
+        training_usd = money.get("estimates.training_usd")
         estimates["inference"] = {
             "requests_per_month": answers.workload.requests_per_month,
             "input_tokens_per_request": answers.workload.input_tokens_per_request,
@@ -591,8 +590,9 @@ def _summary(d: Decision, rec: Mapping[str, Any], est: Mapping[str, Any]) -> str
     inf = est.get("inference")
     tail = ""
     if inf and inf["today_usd_per_month"] is not None and inf["after_usd_per_month"] is not None:
-        tail = (f", then {_money(inf['after_usd_per_month'])}/month instead of {_money(inf['today_usd_per_month'])}"
-                f" (break-even in {months_text(inf['break_even_months'])})")
+        tail = f", then {_money(inf['after_usd_per_month'])}/month instead of {_money(inf['today_usd_per_month'])}"
+        tail += (f" (break-even in {months_text(inf['break_even_months'])})" if inf["break_even_months"] is not None
+                 else " (more per month than today: it does not pay back in money)")
     also = f"; also {', '.join(APPROACH_TEXT[a] for a in d.also)}" if d.also else ""
     return f"{head}{cost}{tail}{also}."
 

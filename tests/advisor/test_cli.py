@@ -17,7 +17,7 @@ def run(*args: str):
 
 
 @pytest.mark.parametrize("args", [["--help"], ["estimate", "--model", "llama-3.1-70b", "--method", "qlora", "--json"],
-                                  ["models"], ["gpus"]])
+                                  ["models"], ["gpus"], ["plan", "--example", "ticket-triage", "--json"]])
 def test_help_and_catalog_estimates_do_not_import_torch(args):
     """Catalog anatomy is precomputed: nothing but a local/Hub config needs the meta device."""
     code = (

@@ -1,0 +1,178 @@
+"""Scenarios: each branch of the practitioners' tree, planned end to end with the real estimators."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from advisor.answers import load_answers, validate_answers
+from advisor.plan import build_plan, example_path
+
+
+def plan_for(catalog, **raw):
+    return build_plan(validate_answers({"project": "scenario", **raw}, "scenario", catalog), catalog)
+
+
+def rec(plan):
+    r = plan["recommendation"]
+    return r["approach"], r["method"], r["then"], r["technique"]
+
+
+def fired(plan):
+    return {r["id"] for r in plan["rules"] if r["fired"]}
+
+
+def test_ticket_triage_distils_into_a_small_model_and_pays_back(catalog):
+    plan = build_plan(load_answers(example_path("ticket-triage"), catalog), catalog)
+    r = plan["recommendation"]
+    assert rec(plan) == ("fine_tune", "distillation", [], "lora")
+    assert r["base_model"] == "qwen2.5-1.5b" and r["gpus"] == ["A100-80GB"] and r["gpu_count"] == 1
+    assert plan["serving"]["strategy"] == "merged"
+    assert plan["prerequisites"] == ["eval_set", "baseline"]
+    assert [w["id"] for w in plan["why"]] == ["DISTILL_FOR_COST", "LORA_DEFAULT", "MERGED_SERVING"]
+    t = plan["estimates"]["training"]
+    assert t["memory_bytes"] <= t["usable_memory_bytes"]
+    assert t["stages"][0]["examples"] == 10_000 and t["stages"][0]["tokens_per_example"] == 525
+    inf = plan["estimates"]["inference"]
+    assert inf["today_usd_per_month"] == 2500
+    assert 0 < inf["after_usd_per_month"] < 2500
+    assert inf["monthly_saving_usd"] == pytest.approx(2500 - inf["after_usd_per_month"], rel=1e-5)
+    assert 0 < inf["break_even_months"] < 1
+    assert len(inf["cumulative_usd_12_months"]["today"]) == 13
+    steps = [s["step"] for s in plan["next_steps"]]
+    assert steps == ["eval_set", "baseline", "data", "train", "evaluate", "deploy", "monitor"]
+    assert plan["summary"].startswith("Fine-tune qwen2.5-1.5b with distillation")
+
+
+def test_the_same_answers_give_a_byte_identical_plan(catalog):
+    a = load_answers(example_path("ticket-triage"), catalog)
+    assert json.dumps(build_plan(a, catalog)) == json.dumps(build_plan(a, catalog))
+
+
+def test_knowledge_gaps_get_retrieval_not_fine_tuning(catalog):
+    plan = plan_for(catalog, symptoms=["knowledge_gap", "stale_knowledge"], tried={"prompting": "partly"},
+                    data={"eval_examples": 50})
+    assert rec(plan) == ("rag", None, [], None)
+    assert plan["serving"]["strategy"] == "none" and plan["estimates"]["training"] is None
+    assert plan["summary"] == "Don't fine-tune yet: add retrieval (RAG)."
+
+
+def test_prompting_that_works_is_kept(catalog):
+    plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "fixed"}, data={"eval_examples": 50})
+    assert rec(plan) == ("prompting", None, [], None) and plan["prerequisites"] == []
+
+
+def test_format_problems_try_few_shot_then_sft(catalog):
+    plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly"})
+    assert rec(plan) == ("few_shot", None, [], None)
+    plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed"},
+                    data={"labeled_examples": 3000, "eval_examples": 100}, hardware={"gpus": ["A100-80GB"]})
+    assert rec(plan) == ("fine_tune", "sft", [], "lora")
+    assert plan["recommendation"]["base_model"] == "llama-3.1-8b"
+    stage = plan["estimates"]["training"]["stages"][0]
+    assert stage["learning_rate"] == 2e-4 and stage["epochs"] == 3 and stage["seq_len"] == 512
+
+
+def test_actions_get_tools_and_tool_errors_with_tools_get_sft_on_traces(catalog):
+    assert rec(plan_for(catalog, symptoms=["actions"]))[0] == "tools"
+    plan = plan_for(catalog, symptoms=["tool_errors"], tried={"prompting": "partly", "tools": "partly"},
+                    data={"labeled_examples": 2000})
+    assert rec(plan)[:2] == ("fine_tune", "sft") and "SFT_ON_TOOL_TRACES" in fired(plan)
+
+
+def test_reasoning_failures_get_a_reasoning_model(catalog):
+    assert rec(plan_for(catalog, symptoms=["reasoning"], tried={"prompting": "failed"}))[0] == "reasoning_model"
+
+
+def test_preferences_dpo_after_sft_orpo_from_pairs_kto_from_thumbs(catalog):
+    base = {"symptoms": ["format", "preference"], "tried": {"prompting": "partly", "few_shot": "failed"}}
+    assert rec(plan_for(catalog, **base, data={"labeled_examples": 3000, "preference_pairs": 2000}))[1:3] == \
+        ("sft", ["dpo"])
+    assert rec(plan_for(catalog, **base, data={"preference_pairs": 2000}))[1:3] == ("orpo", [])
+    assert rec(plan_for(catalog, symptoms=["preference"], data={"binary_feedback": 5000}))[1] == "kto"
+    plan = plan_for(catalog, symptoms=["preference"], data={"preference_pairs": 1000})
+    assert rec(plan)[1:3] == ("dpo", [])
+    dpo = plan["estimates"]["training"]["stages"][0]
+    assert dpo["learning_rate"] == 5e-6 and dpo["beta"] == 0.1 and dpo["training_tokens"] == 1000 * 512 * 2
+    plan = plan_for(catalog, symptoms=["preference"])
+    assert rec(plan)[0] == "prompting" and "preference_data" in plan["prerequisites"]
+
+
+def test_domain_language_with_a_large_corpus_gets_cpt_then_sft(catalog):
+    plan = plan_for(catalog, symptoms=["domain_language"], data={"domain_corpus_tokens": 500_000_000,
+                                                                 "labeled_examples": 5000},
+                    hardware={"gpus": ["H100-80GB"], "gpu_count": 8})
+    assert rec(plan) == ("fine_tune", "continued_pretraining", ["sft"], "full")
+    cpt, sft = plan["estimates"]["training"]["stages"]
+    assert cpt["training_tokens"] == 500_000_000 and cpt["seq_len"] == 2048 and cpt["epochs"] == 1
+    assert sft["method"] == "sft" and "FORGETTING_RISK" in fired(plan)
+    assert plan["recommendation"]["gpu_count"] == 8
+
+
+def test_closed_weights_use_the_vendors_hosted_fine_tuning(catalog):
+    plan = plan_for(catalog, symptoms=["format"], tried={"few_shot": "failed"}, data={"labeled_examples": 2000},
+                    model={"open_weights_ok": False, "current_api": "gpt-4.1-mini"},
+                    workload={"requests_per_month": 100_000, "input_tokens_per_request": 800,
+                              "output_tokens_per_request": 200})
+    assert rec(plan) == ("hosted_fine_tune", "sft", [], None)
+    h = plan["estimates"]["hosted_fine_tuning"]
+    assert h["offer"] == "openai-gpt-4.1-mini" and plan["serving"]["strategy"] == "hosted"
+    assert h["training_usd"] == pytest.approx(2000 * 1000 * 3 / 1e6 * 5.00)  # examples x tokens x epochs x $/1M
+    assert plan["estimates"]["fit_matrix"] == []
+    assert "does not pay back" in plan["summary"]  # fine-tuned 4.1-mini costs more per token than the base
+
+
+def test_technique_follows_the_estimates(catalog):
+    ft = {"symptoms": ["format"], "tried": {"few_shot": "failed"}, "data": {"labeled_examples": 2000}}
+    assert rec(plan_for(catalog, **ft, model={"base": "llama-3.1-8b"}, hardware={"gpus": ["A100-80GB"]}))[3] == "lora"
+    plan = plan_for(catalog, **ft, model={"base": "llama-3.1-70b"}, hardware={"gpus": ["A100-80GB"]})
+    assert rec(plan)[3] == "qlora"
+    matrix = {(r["technique"], r["gpu"]): r for r in plan["estimates"]["fit_matrix"]}
+    assert not matrix[("lora", "A100-80GB")]["fits"] and matrix[("qlora", "A100-80GB")]["fits"]
+    assert matrix[("lora", "A100-80GB")]["usd"] is None
+    plan = plan_for(catalog, **ft, model={"base": "llama-3.1-70b"}, hardware={"gpus": ["RTX-4090"]})
+    assert rec(plan)[3] is None and "smaller_base_or_more_gpus" in plan["prerequisites"]
+    plan = plan_for(catalog, **ft, model={"base": "llama-3.1-70b"}, hardware={"gpus": ["H100-80GB"], "gpu_count": 4})
+    t = plan["estimates"]["training"]
+    assert t["gpu_count"] == 4 and t["memory_bytes"] <= t["usable_memory_bytes"]
+
+
+def test_many_adapters_mean_lora_with_multi_lora_serving(catalog):
+    plan = plan_for(catalog, symptoms=["format"], tried={"few_shot": "failed"}, data={"labeled_examples": 200_000},
+                    model={"base": "qwen2.5-0.5b"}, hardware={"gpus": ["H100-80GB"]}, deployment={"adapters": 6})
+    assert rec(plan)[3] == "lora" and plan["serving"]["strategy"] == "multi_lora"
+    assert plan["estimates"]["training"]["lora"]["r"] == 64  # large dataset: larger rank
+    plan = plan_for(catalog, symptoms=["format"], tried={"few_shot": "failed"}, data={"labeled_examples": 200_000},
+                    model={"base": "qwen2.5-0.5b"}, hardware={"gpus": ["H100-80GB"]})
+    assert rec(plan)[3] == "full" and plan["estimates"]["training"]["lora"] is None
+
+
+def test_knowledge_and_behaviour_compose(catalog):
+    plan = plan_for(catalog, symptoms=["knowledge_gap", "style"], tried={"prompting": "partly", "few_shot": "failed"},
+                    data={"labeled_examples": 2000})
+    assert rec(plan)[:2] == ("fine_tune", "sft") and plan["recommendation"]["also"] == ["rag"]
+    assert "FINE_TUNING_IS_NOT_FOR_FACTS" in fired(plan)
+
+
+def test_without_counts_costs_are_per_thousand_examples_and_say_so(catalog):
+    plan = plan_for(catalog, symptoms=["style"], tried={"few_shot": "failed"})
+    assert plan["estimates"]["training"]["stages"][0]["examples_assumed"] is True
+    assert any("costs are for 1,000 examples" in a for a in plan["estimates"]["assumptions"])
+    assert "TOO_FEW_EXAMPLES" in fired(plan) and "more_data" in plan["prerequisites"]
+
+
+def test_planning_with_catalog_models_does_not_import_torch():
+    code = (
+        "import sys\n"
+        "from advisor.answers import load_answers\n"
+        "from advisor.plan import build_plan, example_path\n"
+        "from estimators.catalog import Catalog\n"
+        "c = Catalog.load()\n"
+        "build_plan(load_answers(example_path('ticket-triage'), c), c)\n"
+        "heavy = [m for m in ('torch', 'transformers', 'peft', 'trl', 'bitsandbytes') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
