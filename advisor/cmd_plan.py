@@ -138,7 +138,7 @@ def _print_plan(p: dict[str, Any]) -> None:
              f"{duration(t['hours'] * 3600)}, " + (f"${t['usd']:,.2f} ({t['provider']})" if t["usd"] is not None
                                                     else "no price listed"))
         for s in t["stages"]:
-            echo(f"  {s['method']}: {s['examples']:,} examples x {s['epochs']:g} epochs, seq {s['seq_len']}, "
+            echo(f"  {s['method']}: {s['examples']:,} examples x {s['epochs']:g} epoch(s), seq {s['seq_len']}, "
                  f"lr {s['learning_rate']:g}, batch {s['global_batch_sequences']}")
     h = est.get("hosted_fine_tuning")
     if h:
@@ -149,15 +149,16 @@ def _print_plan(p: dict[str, Any]) -> None:
     if inf and inf["today_usd_per_month"] is not None and inf["after_usd_per_month"] is not None:
         from advisor.plan import months_text
 
+        saving = inf["monthly_saving_usd"]
+        change = f"saving ${saving:,.0f}/month" if saving >= 0 else f"${-saving:,.0f}/month more"
         echo(f"Monthly: ${inf['today_usd_per_month']:,.0f} today -> ${inf['after_usd_per_month']:,.0f} after "
-             f"(saving ${inf['monthly_saving_usd']:,.0f}/month; break-even "
-             + months_text(inf["break_even_months"]) + ")")
+             f"({change}; break-even {months_text(inf['break_even_months'])})")
     if est.get("fit_matrix"):
         echo("")
-        echo("Fit (per GPU, largest micro-batch that fits):")
+        echo("Fit per GPU (memory at the largest micro-batch that fits, else at micro-batch 1):")
         for r in est["fit_matrix"]:
             usd = f"${r['usd']:,.2f}" if r["usd"] is not None else "-"
-            echo(f"  {r['technique']:6} {r['gpu']:10} {gib(r['memory_bytes']):>11}  "
+            echo(f"  {r['technique']:6} {r['gpu']:10} {gib(r['memory_bytes']):>11}  micro-batch {r['micro_batch']:>2}  "
                  f"{'fits' if r['fits'] else 'no  '}  {usd:>10}")
     if p["warnings"]:
         echo("")

@@ -598,8 +598,10 @@ def _summary(d: Decision, rec: Mapping[str, Any], est: Mapping[str, Any]) -> str
 
 
 def _next_steps(d: Decision, rec: Mapping[str, Any], est: Mapping[str, Any]) -> list[dict[str, str]]:
+    have_eval = "eval_set" not in d.prerequisites
     steps = [
-        {"step": "eval_set", "what": PREREQUISITE_TEXT["eval_set"]},
+        {"step": "eval_set", "what": "Keep the eval set held out of any training data, and add the failures you "
+                                     "see in production to it." if have_eval else PREREQUISITE_TEXT["eval_set"]},
         {"step": "baseline", "what": PREREQUISITE_TEXT["baseline"]},
     ]
     if not d.fine_tune:

@@ -19,6 +19,19 @@ def test_readme_first_screen_has_the_two_setup_commands():
     assert "pytest" in tests
 
 
+def test_readme_main_job_runs():
+    import shlex
+
+    from click.testing import CliRunner
+
+    from advisor.cli import main
+
+    main_job, _ = _readme_commands()
+    args = shlex.split(main_job.split("&& advise ", 1)[1])
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+
+
 def test_ci_runs_the_readme_test_command_verbatim():
     _, tests = _readme_commands()
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
