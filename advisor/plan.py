@@ -442,6 +442,7 @@ def _option_row(o: RunOption) -> dict[str, Any]:
     return {
         "technique": o.technique, "gpu": o.gpu.name, "gpu_count": o.gpu_count, "sharding": o.sharding,
         "micro_batch": o.micro_batch, "memory_bytes": o.memory.total_bytes,
+        "memory_parts_bytes": dict(o.memory.parts),
         "usable_memory_bytes": o.gpu.usable_memory_bytes, "fits": o.fits,
         "tokens_per_s": _r(o.tokens_per_s), "hours": _r(o.hours),
         "usd": _r_or_none(o.usd) if o.fits else None, "provider": p.provider if p else None,
@@ -461,6 +462,7 @@ def build_plan(answers: Answers, catalog: Catalog) -> dict[str, Any]:
     if est.model is not None and decision.self_hosted:
         a = est.model.anatomy
         base = {"name": est.model.name, "hub_id": est.model.hub_id, "family": est.model.family,
+                "model_type": a.model_type, "max_position_embeddings": est.model.config.get("max_position_embeddings"),
                 "params_total": a.params_total, "num_layers": a.num_layers, "chosen_by": est.model_source}
 
     run = est.run if decision.self_hosted else None
@@ -488,6 +490,10 @@ def build_plan(answers: Answers, catalog: Catalog) -> dict[str, Any]:
         estimates["training"] = {
             "technique": run.technique, "gpu": run.gpu.name, "gpu_count": run.gpu_count, "sharding": run.sharding,
             "optimizer": run.optimizer, "precision": "bf16", "gradient_checkpointing": True,
+            "attn_implementation": {"sdpa": "sdpa", "eager": "eager", "flash": "flash_attention_2"}[
+                TrainingSetup().resolved_attn(est.model.anatomy.model_type)],
+            "quantization": {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
+                             "bnb_4bit_compute_dtype": "bfloat16"} if run.technique == "qlora" else None,
             "micro_batch": run.micro_batch,
             "stages": [
                 {"method": s.method, "objective": s.objective, "examples": s.examples,

@@ -6,6 +6,8 @@ import json
 
 import yaml
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from advisor.cli import main
 
@@ -76,3 +78,36 @@ def test_questionnaire_rejects_unknown_catalog_names_and_asks_again():
     r = run("plan", "--json", input="\n".join(replies) + "\n")
     assert r.exit_code == 0, r.output
     assert "did you mean 'gpt-4.1-mini'" in r.output
+
+
+_leaf = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**8), st.floats(allow_nan=False, allow_infinity=False),
+                  st.text(max_size=10), st.sampled_from(["format", "cost", "preference", "failed", "fixed", "L4",
+                                                         "qwen2.5-0.5b", "gpt-4.1-mini", "classification"]))
+_key = st.sampled_from(["project", "task", "kind", "symptoms", "tried", "few_shot", "prompting", "data",
+                        "labeled_examples", "preference_pairs", "binary_feedback", "model", "open_weights_ok", "base",
+                        "hardware", "gpus", "gpu_count", "workload", "requests_per_month", "deployment", "adapters"])
+_doc = st.recursive(_leaf, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                   st.dictionaries(_key, inner, max_size=6)), max_leaves=15)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=st.one_of(_doc, st.fixed_dictionaries({"project": st.just("p"), "symptoms": st.lists(
+    st.sampled_from(["format", "cost", "preference", "knowledge_gap", "domain_language"]), min_size=1)},
+    optional={"tried": st.dictionaries(st.sampled_from(["few_shot", "prompting", "tools"]),
+                                       st.sampled_from(["failed", "fixed", "partly", "bogus"])),
+              "data": st.dictionaries(st.sampled_from(["labeled_examples", "preference_pairs", "binary_feedback",
+                                                       "domain_corpus_tokens"]), st.integers(-1, 10**9)),
+              "model": st.fixed_dictionaries({}, optional={"base": st.sampled_from(["qwen2.5-0.5b", "llama-3.1-70b"]),
+                                                           "open_weights_ok": st.booleans()}),
+              "hardware": st.fixed_dictionaries({}, optional={"gpus": st.lists(st.sampled_from(["L4", "H100-80GB"]),
+                                                                               max_size=2),
+                                                              "gpu_count": st.integers(0, 9)})})))
+def test_fuzzed_answer_files_plan_or_fail_cleanly(tmp_path, doc):
+    p = tmp_path / "fuzz.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    r = CliRunner().invoke(main, ["plan", "--answers", str(p), "--json"])
+    assert r.exit_code in (0, 2), r.output
+    if r.exit_code == 2:
+        assert r.output.startswith("Error: ") and r.output.count("\n") == 1
+    else:
+        assert json.loads(r.output)["rules"]
