@@ -103,6 +103,13 @@ def plan(ctx: click.Context, answers_file: str | None, example: str | None, out_
         click.echo(f"\nSaved the answers to {save_answers}")
 
 
+def _rule_list(title: str, rules: list[dict[str, Any]]) -> None:
+    click.echo("")
+    click.echo(title)
+    for r in rules:
+        click.echo(f"  {r['id']}: {r['name']}")
+
+
 def _print_plan(p: dict[str, Any]) -> None:
     from advisor.clitools import duration, gib
 
@@ -126,10 +133,7 @@ def _print_plan(p: dict[str, Any]) -> None:
         echo("First:")
         for s in p["prerequisite_steps"]:
             echo(f"  - {s}")
-    echo("")
-    echo("Why:")
-    for w in p["why"]:
-        echo(f"  {w['id']}: {w['name']}")
+    _rule_list("Why:", p["why"])
     t = est.get("training")
     if t:
         echo("")
@@ -161,10 +165,7 @@ def _print_plan(p: dict[str, Any]) -> None:
             echo(f"  {r['technique']:6} {r['gpu']:10} {gib(r['memory_bytes']):>11}  micro-batch {r['micro_batch']:>2}  "
                  f"{'fits' if r['fits'] else 'no  '}  {usd:>10}")
     if p["warnings"]:
-        echo("")
-        echo("Watch out:")
-        for w in p["warnings"]:
-            echo(f"  {w['id']}: {w['name']}")
+        _rule_list("Watch out:", p["warnings"])
     echo("")
     echo("Next steps:")
     for i, s in enumerate(p["next_steps"], 1):
