@@ -91,7 +91,8 @@ def plan(ctx: click.Context, answers_file: str | None, example: str | None, out_
     answers_yaml = dump_answers(answers)
     if save_answers:
         Path(save_answers).write_text(answers_yaml, encoding="utf-8")
-    result = build_plan(answers, catalog)
+    base_dir = Path(answers_file).parent if answers_file else None
+    result = build_plan(answers, catalog, base_dir)
     if out_dir:
         _write_out(Path(out_dir), result, answers_yaml, force)
     if as_json:

@@ -19,6 +19,7 @@ import yaml
 
 from advisor import __version__
 from advisor.answers import Answers
+from advisor.datafiles import read_data_files
 from advisor.engine import Decision, decide, load_rules
 from estimators.catalog import GPU, Catalog, FineTuningOffer, ModelSpec
 from estimators.cost import (
@@ -42,6 +43,9 @@ OBJECTIVE = {"sft": "sft", "distillation": "sft", "continued_pretraining": "cpt"
 #: hosted fine-tuning methods by plan method (distillation is SFT on the teacher's outputs)
 HOSTED_METHOD = {"sft": "sft", "distillation": "sft", "dpo": "dpo"}
 FIT_TECHNIQUES = ("full", "lora", "qlora", "dora")
+#: which data file kind (advise data check) feeds each method
+DATA_KIND = {"sft": "sft", "distillation": "sft", "continued_pretraining": "text", "dpo": "dpo", "orpo": "dpo",
+             "kto": "kto"}
 
 
 def _r(x: float, digits: int = 6) -> float:
@@ -145,15 +149,24 @@ def tokens_per_example(answers: Answers) -> int:
     return int(training_defaults()["tokens"]["per_example_default"])
 
 
-def plan_stages(decision: Decision, answers: Answers, technique: str | None, model: ModelSpec) -> list[Stage]:
+def _round_up(tokens: float, step: int) -> int:
+    return max(step, math.ceil(tokens / step) * step)
+
+
+def plan_stages(decision: Decision, answers: Answers, technique: str | None, model: ModelSpec,
+                measured: Mapping[str, Mapping[str, Any]] | None = None) -> list[Stage]:
+    """The training stages with their sizes; ``measured`` (data kind -> token lengths from the data files)
+    replaces the assumed lengths: the p95 length sets the sequence length, the file's tokens the total."""
     defaults = training_defaults()
     tok = defaults["tokens"]
     lora = defaults["lora"]
+    step = int(tok["sequence_round_to"])
     max_len = int(model.config.get("max_position_embeddings") or 1 << 20)
-    per_example = tokens_per_example(answers)
+    measured = measured or {}
     stages = []
     for m in decision.methods:
         md = defaults["methods"][m]
+        data = measured.get(DATA_KIND[m])
         if m == "continued_pretraining":
             corpus = answers.data.domain_corpus_tokens
             seq = min(int(tok["cpt_sequence_length"]), max_len)
@@ -161,10 +174,14 @@ def plan_stages(decision: Decision, answers: Answers, technique: str | None, mod
         else:
             n = _count_for(m, answers)
             examples, assumed = (n, False) if n > 0 else (PLACEHOLDER_EXAMPLES, True)
-            per = per_example
-            seq = min(max(int(tok["sequence_round_to"]), math.ceil(per / tok["sequence_round_to"]) * tok["sequence_round_to"]),
-                      max_len)
-            training_tokens = float(examples * per * (2 if m in ("dpo", "orpo") else 1))
+            if data:
+                per = max(1, math.ceil(data["mean_tokens"]))
+                seq = min(_round_up(data["p95_tokens"], step), max_len)
+                training_tokens = float(data["total_tokens"])
+            else:
+                per = tokens_per_example(answers)
+                seq = min(_round_up(per, step), max_len)
+                training_tokens = float(examples * per * (2 if m in ("dpo", "orpo") else 1))
         lr = md["full_learning_rate"] * (lora["lr_multiplier"] if technique in ("lora", "qlora", "dora") else 1)
         stages.append(Stage(m, OBJECTIVE[m], examples, assumed, per, seq, _epochs_for(m, examples), training_tokens,
                             _r(lr), int(md["global_batch_sequences"]), md.get("beta")))
@@ -217,8 +234,9 @@ class RunOption:
 class Estimator:
     """Computes (and caches) the fit matrix and the recommended run for the planner's stage hooks."""
 
-    def __init__(self, answers: Answers, catalog: Catalog) -> None:
-        self.answers, self.catalog = answers, catalog
+    def __init__(self, answers: Answers, catalog: Catalog,
+                 measured: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        self.answers, self.catalog, self.measured = answers, catalog, measured or {}
         names = answers.hardware.gpus or [g.name for g in catalog.gpus]
         self.gpus = list(dict.fromkeys(catalog.gpu(n).name for n in names))
         self.gpu_count = answers.hardware.gpu_count
@@ -290,7 +308,7 @@ class Estimator:
 
     def _fit_facts(self, decision: Decision) -> dict[str, Any]:
         self.model, self.model_source = choose_base(self.answers, decision, self.catalog)
-        self.stages = plan_stages(decision, self.answers, "lora", self.model)
+        self.stages = plan_stages(decision, self.answers, "lora", self.model, self.measured)
         facts = {}
         for t in FIT_TECHNIQUES:
             facts[f"estimates.fits.{t}"] = any(self._option(t, self.catalog.gpu(g)).fits for g in self.gpus)
@@ -308,7 +326,7 @@ class Estimator:
         after = None
         if decision.self_hosted and decision.technique is not None:
             assert self.model is not None
-            self.stages = plan_stages(decision, self.answers, decision.technique, self.model)
+            self.stages = plan_stages(decision, self.answers, decision.technique, self.model, self.measured)
             self.run = self._cheapest(decision.technique)
             training_usd = self.run.usd if self.run else None
             if workload is not None and self.run is not None:
@@ -361,14 +379,14 @@ class Estimator:
         offer = self._hosted_offer(decision)
         if offer is None:
             return None
-        per_example = tokens_per_example(self.answers)
         stages = []
         total = 0.0
         for m in decision.methods:
             if m not in HOSTED_METHOD:
                 continue
             n = _count_for(m, self.answers) or PLACEHOLDER_EXAMPLES
-            tokens = n * per_example * (2 if m == "dpo" else 1)
+            data = self.measured.get(DATA_KIND[m])
+            tokens = data["total_tokens"] if data else n * tokens_per_example(self.answers) * (2 if m == "dpo" else 1)
             epochs = _epochs_for(m, n)
             cost = hosted_finetuning_cost(offer, tokens, epochs)
             total += cost.usd
@@ -449,9 +467,16 @@ def _option_row(o: RunOption) -> dict[str, Any]:
     }
 
 
-def build_plan(answers: Answers, catalog: Catalog) -> dict[str, Any]:
-    """The whole plan for ``answers`` (already validated against ``catalog``)."""
-    est = Estimator(answers, catalog)
+def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None) -> dict[str, Any]:
+    """The whole plan for ``answers`` (already validated against ``catalog``).
+
+    Data files named in the answers are checked (relative paths from ``base_dir``, the answers file's
+    folder) and their counts and token lengths replace the declared ones.
+    """
+    given = answers
+    data_inputs = read_data_files(answers, base_dir)
+    answers = data_inputs.answers
+    est = Estimator(answers, catalog, data_inputs.measured)
     facts = answer_facts(answers, catalog)
     decision = decide(facts, load_rules(), est.stage_facts)
     book = {r.id: r for r in load_rules().rules}
@@ -480,7 +505,7 @@ def build_plan(answers: Answers, catalog: Catalog) -> dict[str, Any]:
 
     estimates: dict[str, Any] = {"base_model": base, "fit_matrix": [], "training": None, "hosted_fine_tuning": None,
                                  "inference": None, "assumptions": []}
-    assumptions: list[str] = []
+    assumptions: list[str] = list((data_inputs.summary or {}).get("notes", []))
     if decision.self_hosted and est.model is not None:
         estimates["fit_matrix"] = [_option_row(est._option(t, catalog.gpu(g))) for t in FIT_TECHNIQUES
                                    for g in est.gpus]
@@ -521,10 +546,11 @@ def build_plan(answers: Answers, catalog: Catalog) -> dict[str, Any]:
                                                 run.gpu).assumptions)
         if any(s.examples_assumed for s in est.stages):
             assumptions.append(f"no example count for a training stage: costs are for {PLACEHOLDER_EXAMPLES:,} examples")
-        assumptions.append(f"{est.stages[0].tokens_per_example} tokens per example "
-                           + ("(workload input + output tokens)" if answers.workload.input_tokens_per_request
-                              is not None and answers.workload.output_tokens_per_request is not None
-                              else "(default; give data files or the workload's token counts)"))
+        if not data_inputs.measured.get(DATA_KIND[est.stages[0].method]):
+            assumptions.append(f"{est.stages[0].tokens_per_example} tokens per example "
+                               + ("(workload input + output tokens)" if answers.workload.input_tokens_per_request
+                                  is not None and answers.workload.output_tokens_per_request is not None
+                                  else "(default; give data files or the workload's token counts)"))
     if est.hosted is not None:
         estimates["hosted_fine_tuning"] = {**est.hosted, "training_usd": _r(est.hosted["training_usd"]),
                                            "usd_per_month": _r_or_none(est.hosted["usd_per_month"])}
@@ -572,7 +598,8 @@ def build_plan(answers: Answers, catalog: Catalog) -> dict[str, Any]:
                   for t in decision.trace],
         "estimates": estimates,
         "next_steps": _next_steps(decision, recommendation, estimates),
-        "answers": answers.to_dict(),
+        "data": data_inputs.summary,
+        "answers": given.to_dict(),
     }
     return plan
 

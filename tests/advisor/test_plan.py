@@ -176,3 +176,39 @@ def test_planning_with_catalog_models_does_not_import_torch():
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _chat_lines(n, words, offset=0):
+    return "".join(
+        json.dumps({"messages": [{"role": "user", "content": f"ticket {i + offset}: " + "word " * words},
+                                 {"role": "assistant", "content": f"category {i % 7}"}]}) + "\n"
+        for i in range(n))
+
+
+def test_data_files_replace_declared_counts_and_set_lengths(catalog, tmp_path):
+    (tmp_path / "train.jsonl").write_text(_chat_lines(640, 300))
+    (tmp_path / "eval.jsonl").write_text(_chat_lines(30, 300, offset=10_000))
+    raw = {"project": "files", "symptoms": ["format"], "tried": {"few_shot": "failed"},
+           "data": {"labeled_examples": 50_000, "eval_examples": 0, "train_file": "train.jsonl",
+                    "eval_file": "eval.jsonl"},
+           "model": {"base": "llama-3.2-1b"}, "hardware": {"gpus": ["L4"]}}
+    plan = build_plan(validate_answers(raw, "a", catalog), catalog, base_dir=tmp_path)
+    files = plan["data"]["files"]
+    assert files["train_file"]["valid_examples"] == 640 and files["train_file"]["eval"]["valid_examples"] == 30
+    assert any("data.labeled_examples: 640 counted in train.jsonl (declared: 50,000)" in n for n in plan["data"]["notes"])
+    assert "EVAL_SET_FIRST" not in fired(plan)  # the eval file counts
+    assert "THIN_SFT_DATA" not in fired(plan) and "OVERFITTING_SMALL_DATA" in fired(plan)
+    stage = plan["estimates"]["training"]["stages"][0]
+    assert stage["examples"] == 640
+    p95 = files["train_file"]["p95_tokens"]
+    assert stage["seq_len"] == -(-p95 // 256) * 256 and stage["seq_len"] >= p95
+    assert stage["training_tokens"] == files["train_file"]["total_tokens"]
+    assert plan["answers"]["data"]["labeled_examples"] == 50_000  # what the user said is kept as said
+
+
+def test_a_missing_data_file_is_a_clean_error_naming_the_field(catalog, tmp_path):
+    from advisor.answers import AnswersError
+
+    raw = {"project": "files", "symptoms": ["format"], "data": {"train_file": "nope.jsonl"}}
+    with pytest.raises(AnswersError, match=r"data.train_file: .*nope.jsonl"):
+        build_plan(validate_answers(raw, "a", catalog), catalog, base_dir=tmp_path)
