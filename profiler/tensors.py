@@ -85,7 +85,7 @@ def state_bytes(model: Any, optimizer: Any | None = None) -> StateBytes:
 class _Held:
     """What the pack hook hands autograd: alive exactly as long as the graph node that saved it."""
 
-    __slots__ = ("t", "where", "__weakref__")
+    __slots__ = ("__weakref__", "t", "where")
 
     def __init__(self, t: Any, where: str) -> None:
         self.t, self.where = t, where
