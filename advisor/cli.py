@@ -237,6 +237,8 @@ def _print_estimate(d: dict[str, Any]) -> None:
 
 
 # ---- commands defined in their own modules (one line each) ------------------------------------------
+from advisor.cmd_profile import profile  # noqa: E402
+main.add_command(profile)
 from advisor.cmd_plan import plan  # noqa: E402
 main.add_command(plan)
 from advisor.cmd_data import data  # noqa: E402
