@@ -66,11 +66,13 @@ def _write_out(out: Path, plan: dict[str, Any], answers_yaml: str, force: bool) 
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Write plan.json and answers.yaml here.")
 @click.option("--force", is_flag=True, help="Overwrite a non-empty --out directory.")
 @click.option("--save-answers", type=click.Path(dir_okay=False), help="Save the answers given to this YAML file.")
+@click.option("--profile", "profile_file", type=click.Path(dir_okay=False),
+              help="A profile from `advise profile`: measured memory and speed replace the estimates it covers.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON instead of a summary.")
 @click.pass_context
 @domain_errors
 def plan(ctx: click.Context, answers_file: str | None, example: str | None, out_dir: str | None, force: bool,
-         save_answers: str | None, as_json: bool) -> None:
+         save_answers: str | None, profile_file: str | None, as_json: bool) -> None:
     """Should you fine-tune, how, on what and for how much: a plan with every reason shown."""
     from advisor.answers import dump_answers, load_answers, validate_answers
     from advisor.plan import build_plan, example_path
@@ -91,8 +93,13 @@ def plan(ctx: click.Context, answers_file: str | None, example: str | None, out_
     answers_yaml = dump_answers(answers)
     if save_answers:
         Path(save_answers).write_text(answers_yaml, encoding="utf-8")
+    profile = None
+    if profile_file:
+        from profiler.schema import load_profile
+
+        profile = load_profile(profile_file)
     base_dir = Path(answers_file).parent if answers_file else None
-    result = build_plan(answers, catalog, base_dir)
+    result = build_plan(answers, catalog, base_dir, profile)
     if out_dir:
         _write_out(Path(out_dir), result, answers_yaml, force)
     if as_json:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,10 +216,12 @@ class RunOption:
     sharding: str
     optimizer: str
     micro_batch: int
-    memory: MemoryBreakdown  # the first stage at micro_batch (or micro-batch 1 if nothing fits)
+    memory: MemoryBreakdown  # the first stage at micro_batch (or micro-batch 1 if nothing fits), estimated
+    memory_bytes: int  # per-GPU peak of the first stage: measured when a profile covers it, else memory's total
     fits: bool
     stage_hours: tuple[float, ...]
     tokens_per_s: float
+    measured: tuple[str, ...] = ()  # which figures come from a profile: "memory", "tokens_per_s"
 
     @property
     def hours(self) -> float:
@@ -235,8 +237,8 @@ class Estimator:
     """Computes (and caches) the fit matrix and the recommended run for the planner's stage hooks."""
 
     def __init__(self, answers: Answers, catalog: Catalog,
-                 measured: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-        self.answers, self.catalog, self.measured = answers, catalog, measured or {}
+                 measured: Mapping[str, Mapping[str, Any]] | None = None, profile: Any = None) -> None:
+        self.answers, self.catalog, self.measured, self.profile = answers, catalog, measured or {}, profile
         names = answers.hardware.gpus or [g.name for g in catalog.gpus]
         self.gpus = list(dict.fromkeys(catalog.gpu(n).name for n in names))
         self.gpu_count = answers.hardware.gpu_count
@@ -261,11 +263,12 @@ class Estimator:
             return self._run_facts(decision)
         return {}
 
-    def _setup(self, technique: str, stage: Stage, micro_batch: int, sharding: str) -> TrainingSetup:
+    def _setup(self, technique: str, stage: Stage, micro_batch: int, sharding: str,
+               optimizer: str = "adamw") -> TrainingSetup:
         lo = lora_settings(self.answers)
         return TrainingSetup(
             technique=technique, objective=stage.objective, seq_len=stage.seq_len, micro_batch=micro_batch,
-            gradient_checkpointing=True, optimizer="paged-adamw-8bit" if technique == "qlora" else "adamw",
+            gradient_checkpointing=True, optimizer=optimizer,
             lora_r=lo["r"], lora_alpha=lo["alpha"], lora_dropout=lo["dropout"], lora_targets=tuple(lo["targets"]),
             gpu_count=self.gpu_count, sharding=sharding,
         )
@@ -281,30 +284,69 @@ class Estimator:
         if key in self.options:
             return self.options[key]
         assert self.model is not None
-        # several GPUs: data parallel when a full replica fits, else ZeRO-3 sharding
+        # several GPUs: data parallel when a full replica fits, else ZeRO-3 sharding; full fine-tuning that
+        # does not fit with AdamW may fit with 8-bit AdamW states (bitsandbytes)
         shardings = ("none",) if self.gpu_count == 1 else ("none", "zero3")
+        optimizers = ("adamw", "adamw-8bit") if technique == "full" else ("adamw",)
+        micro_batches = [mb for mb in training_defaults()["candidate_micro_batches"]
+                         if mb == 1 or all(mb * self.gpu_count <= s.global_batch_sequences for s in self.stages)]
         best = None
         for sharding in shardings:
-            fitting = 0
-            for mb in training_defaults()["candidate_micro_batches"]:
-                if any(mb * self.gpu_count > s.global_batch_sequences for s in self.stages) and mb > 1:
-                    break
-                mems = [self._memory(self._setup(technique, s, mb, sharding)) for s in self.stages]
-                if all(m.total_bytes <= gpu.usable_memory_bytes for m in mems):
+            for optimizer in optimizers:
+                fitting = 0
+                for mb in micro_batches:
+                    mems = [self._memory(self._setup(technique, s, mb, sharding, optimizer)) for s in self.stages]
+                    if not all(m.total_bytes <= gpu.usable_memory_bytes for m in mems):
+                        break
                     fitting = mb
-                else:
+                if fitting:
+                    best = (sharding, optimizer, fitting)
                     break
-            if fitting:
-                best = (sharding, fitting)
+            if best:
                 break
-        sharding, mb = best or (shardings[-1], 1)
-        setups = [self._setup(technique, s, mb, sharding) for s in self.stages]
-        tps = [estimate_throughput(self.model.anatomy, st, gpu) for st in setups]
-        opt = RunOption(technique, gpu, self.gpu_count, sharding, setups[0].optimizer, mb, self._memory(setups[0]),
-                        best is not None, tuple(t.hours_for(s.training_tokens, s.epochs) for t, s in zip(tps, self.stages)),
-                        tps[0].tokens_per_s)
+        sharding, optimizer, mb = best or (shardings[-1], optimizers[0], 1)
+        fits = best is not None
+        setups = [self._setup(technique, s, mb, sharding, optimizer) for s in self.stages]
+        tps = [estimate_throughput(self.model.anatomy, st, gpu).tokens_per_s for st in setups]
+        memory_bytes = self._memory(setups[0]).total_bytes
+        measured: tuple[str, ...] = ()
+        entry = self._profiled(technique, gpu, micro_batches, sharding, optimizer)
+        if entry is not None:
+            mb, e = entry
+            setups[0] = self._setup(technique, self.stages[0], mb, sharding, optimizer)
+            fits = bool(e.fits) and e.device_peak_bytes is not None and e.device_peak_bytes <= gpu.usable_memory_bytes
+            memory_bytes = e.device_peak_bytes if e.device_peak_bytes is not None else memory_bytes
+            measured = ("memory",)
+            if e.tokens_per_s:
+                tps[0] = e.tokens_per_s
+                measured += ("tokens_per_s",)
+        opt = RunOption(technique, gpu, self.gpu_count, sharding, optimizer, mb, self._memory(setups[0]), memory_bytes,
+                        fits, tuple(s.training_tokens * s.epochs / t / 3600 for t, s in zip(tps, self.stages)),
+                        tps[0], measured)
         self.options[key] = opt
         return opt
+
+    def _profiled(self, technique: str, gpu: GPU, micro_batches: Sequence[int], sharding: str,
+                  optimizer: str) -> tuple[int, Any] | None:
+        """The profile's measurement of the first stage on ``gpu``: the largest micro-batch that fitted, else
+        the smallest that ran out of memory; None where the profile does not cover this model, GPU and setup."""
+        p = self.profile
+        if p is None or p.device.kind != "cuda" or p.device.catalog_gpu != gpu.name or self.gpu_count != 1:
+            return None
+        from profiler.schema import measured_entry
+
+        assert self.model is not None
+        found = []
+        for mb in micro_batches:
+            setup = self._setup(technique, self.stages[0], mb, sharding, optimizer)
+            e = measured_entry(p, self.model.hub_id or self.model.name, technique, self.stages[0].seq_len, mb,
+                               setup=setup)
+            if e is not None:
+                found.append((mb, e))
+        fitting = [(mb, e) for mb, e in found if e.fits]
+        if fitting:
+            return fitting[-1]
+        return found[0] if found else None
 
     def _fit_facts(self, decision: Decision) -> dict[str, Any]:
         self.model, self.model_source = choose_base(self.answers, decision, self.catalog)
@@ -459,24 +501,26 @@ def _option_row(o: RunOption) -> dict[str, Any]:
     p = o.gpu.cheapest_price
     return {
         "technique": o.technique, "gpu": o.gpu.name, "gpu_count": o.gpu_count, "sharding": o.sharding,
-        "micro_batch": o.micro_batch, "memory_bytes": o.memory.total_bytes,
-        "memory_parts_bytes": dict(o.memory.parts),
+        "micro_batch": o.micro_batch, "optimizer": o.optimizer, "memory_bytes": o.memory_bytes,
+        "memory_parts_bytes": dict(o.memory.parts), "measured": list(o.measured),
         "usable_memory_bytes": o.gpu.usable_memory_bytes, "fits": o.fits,
         "tokens_per_s": _r(o.tokens_per_s), "hours": _r(o.hours),
         "usd": _r_or_none(o.usd) if o.fits else None, "provider": p.provider if p else None,
     }
 
 
-def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None) -> dict[str, Any]:
+def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None, profile: Any = None) -> dict[str, Any]:
     """The whole plan for ``answers`` (already validated against ``catalog``).
 
     Data files named in the answers are checked (relative paths from ``base_dir``, the answers file's
-    folder) and their counts and token lengths replace the declared ones.
+    folder) and their counts and token lengths replace the declared ones. A ``profile``
+    (``profiler.schema.Profile`` from ``advise profile``) replaces estimated peak memory and tokens/s
+    wherever it measured the same model, GPU, technique, shape and setup; those figures are marked.
     """
     given = answers
     data_inputs = read_data_files(answers, base_dir)
     answers = data_inputs.answers
-    est = Estimator(answers, catalog, data_inputs.measured)
+    est = Estimator(answers, catalog, data_inputs.measured, profile)
     facts = answer_facts(answers, catalog)
     decision = decide(facts, load_rules(), est.stage_facts)
     book = {r.id: r for r in load_rules().rules}
@@ -530,7 +574,8 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None)
                 for s, h in zip(est.stages, run.stage_hours)
             ],
             "lora": lo if run.technique != "full" else None,
-            "memory_bytes": run.memory.total_bytes,
+            "memory_bytes": run.memory_bytes,
+            "measured": list(run.measured),
             "memory_parts_bytes": dict(run.memory.parts),
             "usable_memory_bytes": run.gpu.usable_memory_bytes,
             "tokens_per_s": _r(run.tokens_per_s),
@@ -541,9 +586,12 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None)
             "price_date": price.date if price else None,
         }
         assumptions += list(run.memory.assumptions)
-        assumptions += list(estimate_throughput(est.model.anatomy, est._setup(run.technique, est.stages[0],
-                                                                              run.micro_batch, run.sharding),
-                                                run.gpu).assumptions)
+        setup0 = est._setup(run.technique, est.stages[0], run.micro_batch, run.sharding, run.optimizer)
+        assumptions += list(estimate_throughput(est.model.anatomy, setup0, run.gpu).assumptions)
+        if run.measured:
+            assumptions.insert(0, f"{' and '.join(run.measured)} of the {est.stages[0].method} stage measured by "
+                                  f"`advise profile` on {profile.device.name} ({profile.versions.torch}); "
+                                  f"memory parts stay estimates")
         if any(s.examples_assumed for s in est.stages):
             assumptions.append(f"no example count for a training stage: costs are for {PLACEHOLDER_EXAMPLES:,} examples")
         if not data_inputs.measured.get(DATA_KIND[est.stages[0].method]):
@@ -599,6 +647,11 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None)
         "estimates": estimates,
         "next_steps": _next_steps(decision, recommendation, estimates),
         "data": data_inputs.summary,
+        "profile": None if profile is None else {
+            "device": profile.device.name, "catalog_gpu": profile.device.catalog_gpu, "model": profile.model.name,
+            "created": profile.created, "entries": len(profile.entries),
+            "used": sorted({f"{r['technique']} on {r['gpu']}" for r in estimates["fit_matrix"] if r["measured"]}),
+        },
         "answers": given.to_dict(),
     }
     return plan
@@ -651,6 +704,13 @@ def _next_steps(d: Decision, rec: Mapping[str, Any], est: Mapping[str, Any]) -> 
     else:
         t = est["training"]
         where = f" on {t['gpu_count']} x {t['gpu']}" if t else ""
+        if t:
+            s0 = t["stages"][0]
+            steps.append({"step": "measure", "what": f"Check memory and speed on the real GPU before the full run: "
+                                                     f"`advise profile --model {est['base_model']['hub_id'] or rec['base_model']} "
+                                                     f"--methods {t['technique']} --seq-len {s0['seq_len']} "
+                                                     f"--batch-size {t['micro_batch']}`, then re-plan with "
+                                                     f"`--profile profile.json`."})
         steps.append({"step": "train", "what": f"Train {rec['base_model']}{where} with the settings in the plan's "
                                                f"training section (learning rate, batch, LoRA, epochs)."})
     steps.append({"step": "evaluate", "what": "Score the tuned model on the eval set against the baseline; ship "

@@ -111,3 +111,22 @@ def test_fuzzed_answer_files_plan_or_fail_cleanly(tmp_path, doc):
         assert r.output.startswith("Error: ") and r.output.count("\n") == 1
     else:
         assert json.loads(r.output)["rules"]
+
+
+def test_profile_option_marks_measured_numbers_and_rejects_a_bad_file(tmp_path, catalog):
+    from advisor.answers import load_answers
+    from advisor.plan import build_plan, example_path
+    from profiler.schema import profile_json
+    from tests.advisor.test_plan import _profile_for
+
+    plan = build_plan(load_answers(example_path("ticket-triage"), catalog), catalog)
+    p = tmp_path / "profile.json"
+    p.write_text(profile_json(_profile_for(plan, [(16, True, 25 << 30, 15_000.0)])))
+    r = run("plan", "--example", "ticket-triage", "--profile", str(p), "--json")
+    assert r.exit_code == 0, r.output
+    t = json.loads(r.output)["estimates"]["training"]
+    assert t["measured"] == ["memory", "tokens_per_s"] and t["memory_bytes"] == 25 << 30
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema_version": 1}')
+    r = run("plan", "--example", "ticket-triage", "--profile", str(bad))
+    assert r.exit_code == 2 and r.output.startswith("Error: ") and r.output.count("\n") == 1
