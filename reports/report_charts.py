@@ -1,0 +1,288 @@
+"""The report's charts as plotly figure specs (``{"data", "layout", "config"}``), built from the plan's JSON.
+
+Each builder returns a spec, or a sentence saying why there is no chart (a missing piece is never an empty
+chart). Figures are built with ``plotly.graph_objects`` so a misspelt attribute fails here, then exported
+as plain JSON. Every string that comes from the plan is escaped for plotly's pseudo-HTML labels (plotly
+renders ``<b>``, ``<a href>`` and entities in text), so a GPU named ``<img src=x>`` shows as text.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from typing import Any
+
+from reports.report_view import (
+    GIB,
+    PART_LABELS,
+    TECHNIQUE_LABEL,
+    TECHNIQUES,
+    count,
+    duration,
+    gib,
+    label,
+    money,
+    months_text,
+)
+
+FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
+PART_COLORS = {
+    "weights": "#4c72b0", "trainable_weights": "#8172b3", "gradients": "#c44e52", "optimizer_states": "#dd8452",
+    "activations": "#55a868", "logits_and_loss": "#da8bc3", "backward_workspace": "#8c8c8c",
+    "cuda_context": "#ccb974", "allocator_reserve": "#64b5cd",
+}
+TECHNIQUE_COLORS = {"full": "#4c72b0", "lora": "#55a868", "qlora": "#dd8452", "dora": "#8172b3"}
+EXTRA_COLORS = ("#937860", "#8c8c8c", "#64b5cd", "#ccb974")
+TODAY_COLOR, AFTER_COLOR, LIMIT_COLOR, MUTED = "#7b8794", "#2557a7", "#b3261e", "#5f6b7a"
+CHART_HEIGHT = 380
+SHORT_TECHNIQUE = {"full": "Full", "lora": "LoRA", "qlora": "QLoRA", "dora": "DoRA"}
+CONFIG = {"displaylogo": False, "responsive": True,
+          "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d", "toggleSpikelines"]}
+
+
+def esc(s: Any) -> str:
+    """A plan string made safe for plotly's pseudo-HTML text (ticks, hover, annotations)."""
+    return html.escape(str(s), quote=False)
+
+
+def _layout(**kw: Any) -> dict[str, Any]:
+    base = {
+        "template": {"data": {}, "layout": {}},
+        "height": CHART_HEIGHT, "autosize": True,
+        "font": {"family": FONT, "size": 12, "color": "#1f2933"},
+        "paper_bgcolor": "#ffffff", "plot_bgcolor": "#ffffff",
+        "margin": {"l": 64, "r": 16, "t": 24, "b": 64},
+        "legend": {"orientation": "h", "x": 0, "y": -0.18, "yanchor": "top", "font": {"size": 11}},
+        "hoverlabel": {"font": {"family": FONT, "size": 12}},
+        "xaxis": {"gridcolor": "#e4e7eb", "linecolor": "#9aa5b1", "zeroline": False, "automargin": True},
+        "yaxis": {"gridcolor": "#e4e7eb", "linecolor": "#9aa5b1", "zeroline": False, "automargin": True},
+    }
+    for k, v in kw.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            base[k] = {**base[k], **v}
+        else:
+            base[k] = v
+    return base
+
+
+def _spec(fig: Any) -> dict[str, Any]:
+    d = fig.to_plotly_json()
+    return {"data": d["data"], "layout": d["layout"], "config": CONFIG}
+
+
+def _rows(plan: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return list(((plan.get("estimates") or {}).get("fit_matrix")) or [])
+
+
+def _order(techniques: list[str]) -> list[str]:
+    return sorted(dict.fromkeys(techniques), key=lambda t: (TECHNIQUES.index(t) if t in TECHNIQUES else 99, t))
+
+
+def memory_gpu(plan: Mapping[str, Any]) -> str | None:
+    """The GPU the memory chart is drawn for: the recommended one, else the largest in the fit matrix."""
+    rows = _rows(plan)
+    if not rows:
+        return None
+    rec = (plan.get("recommendation") or {}).get("gpus") or []
+    names = [r["gpu"] for r in rows]
+    if rec and rec[0] in names:
+        return rec[0]
+    return max(rows, key=lambda r: (r.get("usable_memory_bytes") or 0, r["gpu"]))["gpu"]
+
+
+def memory_chart(plan: Mapping[str, Any]) -> dict[str, Any] | str:
+    import plotly.graph_objects as go
+
+    rows = _rows(plan)
+    gpu = memory_gpu(plan)
+    if gpu is None:
+        return "No self-hosted training run is planned, so there is no memory estimate to draw."
+    rows = [r for r in rows if r["gpu"] == gpu and r.get("memory_parts_bytes")]
+    if not rows:
+        return "The plan has no memory breakdown per part for this GPU (made by an older advise?)."
+    techs = _order([r["technique"] for r in rows])
+    by_t = {r["technique"]: r for r in rows}
+    chosen = (plan.get("recommendation") or {}).get("technique")
+    xs = [f"{esc(SHORT_TECHNIQUE.get(t, t))}{' ★' if t == chosen else ''}" for t in techs]
+    parts = list(PART_LABELS) + sorted({k for r in rows for k in r["memory_parts_bytes"]} - set(PART_LABELS))
+    fig = go.Figure()
+    extra = iter(EXTRA_COLORS * 4)
+    for p in parts:
+        ys = [by_t[t]["memory_parts_bytes"].get(p, 0) for t in techs]
+        if not any(ys):
+            continue
+        name = esc(PART_LABELS.get(p, p.replace("_", " ")))
+        fig.add_trace(go.Bar(
+            x=xs, y=[round(v / GIB, 3) for v in ys], name=name,
+            marker={"color": PART_COLORS.get(p) or next(extra)},
+            hovertemplate=f"{name}: %{{y:.2f}} GiB<extra></extra>"))
+    usable = by_t[techs[0]].get("usable_memory_bytes") or 0
+    top = max(max(r.get("memory_bytes") or 0 for r in rows), usable) / GIB
+    notes = []
+    for x, t in zip(xs, techs):
+        r = by_t[t]
+        fit = "fits" if r.get("fits") else "<span style='color:#b3261e'>no fit</span>"
+        notes.append({"x": x, "y": round((r.get("memory_bytes") or 0) / GIB, 3), "yanchor": "bottom",
+                      "showarrow": False,
+                      "text": f"<b>{gib(r.get('memory_bytes'))}</b><br>mb {r.get('micro_batch')} · {fit}",
+                      "font": {"size": 11}})
+    notes.append({"xref": "paper", "x": 1, "xanchor": "right", "y": round(usable / GIB, 3), "yanchor": "bottom",
+                  "showarrow": False, "text": f"{esc(gpu)} usable: {gib(usable)}", "bgcolor": "rgba(255,255,255,0.85)",
+                  "font": {"size": 11, "color": LIMIT_COLOR}})
+    fig.update_layout(_layout(
+        barmode="stack", yaxis={"title": {"text": "GiB per GPU"},
+                                "range": [0, round(top * 1.22, 2)]},
+        shapes=[{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": round(usable / GIB, 3),
+                 "y1": round(usable / GIB, 3), "line": {"color": LIMIT_COLOR, "width": 2, "dash": "dash"}}],
+        annotations=notes, legend={"traceorder": "normal"}, margin={"b": 96}))
+    return _spec(fig)
+
+
+def fit_chart(plan: Mapping[str, Any]) -> dict[str, Any] | str:
+    import plotly.graph_objects as go
+
+    rows = _rows(plan)
+    if not rows:
+        return "No self-hosted training run is planned, so there is no fit matrix."
+    techs = _order([r["technique"] for r in rows])
+    gpus = list(dict.fromkeys(r["gpu"] for r in rows))
+    cell = {(r["technique"], r["gpu"]): r for r in rows}
+    z, text, hover = [], [], []
+    for t in techs:
+        zr, tr, hr = [], [], []
+        for g in gpus:
+            r = cell.get((t, g))
+            if r is None:
+                zr.append(None)
+                tr.append("")
+                hr.append("")
+                continue
+            use = (r.get("memory_bytes") or 0) / max(1, r.get("usable_memory_bytes") or 1)
+            zr.append(round(min(use, 1.5), 4))
+            if r.get("fits"):
+                tr.append(f"{use:.0%} · mb {r.get('micro_batch')}<br>{money(r.get('usd'))}")
+            else:
+                tr.append(f"<b>no fit</b><br>{use:.0%}")
+            hr.append(f"{esc(label(TECHNIQUE_LABEL, t))} on {r.get('gpu_count', 1)} × {esc(g)}<br>"
+                      f"{gib(r.get('memory_bytes'))} of {gib(r.get('usable_memory_bytes'))} usable<br>"
+                      f"micro-batch {r.get('micro_batch')}, {count(round(r.get('tokens_per_s') or 0))} tokens/s<br>"
+                      f"{duration(r.get('hours'))}, {money(r.get('usd'))}"
+                      + (f" ({esc(r['provider'])})" if r.get("provider") else ""))
+        z.append(zr), text.append(tr), hover.append(hr)
+    ys = [esc(SHORT_TECHNIQUE.get(t, t)) for t in techs]
+    xs = [esc(g) for g in gpus]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=xs, y=ys, text=text, customdata=hover, texttemplate="%{text}", textfont={"size": 11},
+        hovertemplate="%{customdata}<extra></extra>", zmin=0, zmax=1.5, showscale=False, xgap=3, ygap=3,
+        colorscale=[[0, "#cfe8d6"], [0.5, "#9fd3ae"], [0.6, "#f6d48f"], [0.6666, "#f3b05a"],
+                    [0.6667, "#f4a8a0"], [1, "#e0645c"]]))
+    rec = plan.get("recommendation") or {}
+    shapes = []
+    if rec.get("technique") in techs and (rec.get("gpus") or [None])[0] in gpus:
+        i, j = techs.index(rec["technique"]), gpus.index(rec["gpus"][0])
+        shapes.append({"type": "rect", "xref": "x", "yref": "y", "x0": j - 0.5, "x1": j + 0.5, "y0": i - 0.5,
+                       "y1": i + 0.5, "line": {"color": "#1f2933", "width": 3}})
+    fig.update_layout(_layout(
+        height=max(260, 90 + 70 * len(techs)), shapes=shapes,
+        xaxis={"side": "top", "gridcolor": "rgba(0,0,0,0)", "linecolor": "rgba(0,0,0,0)"},
+        yaxis={"autorange": "reversed", "gridcolor": "rgba(0,0,0,0)", "linecolor": "rgba(0,0,0,0)"},
+        margin={"t": 40, "b": 16, "l": 56}))
+    return _spec(fig)
+
+
+def gpu_cost_chart(plan: Mapping[str, Any]) -> dict[str, Any] | str:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    rows = [r for r in _rows(plan) if r.get("fits")]
+    if not rows:
+        return ("No self-hosted training run fits the GPUs given, so there is no time or cost to compare."
+                if _rows(plan) else "No self-hosted training run is planned, so there is no time or cost per GPU.")
+    chosen = (plan.get("recommendation") or {}).get("technique")
+    techs = _order([r["technique"] for r in rows])
+    gpus = list(dict.fromkeys(r["gpu"] for r in _rows(plan)))
+    priced = any(r.get("usd") is not None for r in rows)
+    text = {"textposition": "outside", "cliponaxis": False, "textangle": 0, "constraintext": "none",
+            "textfont": {"size": 11}}
+    fig = make_subplots(rows=2 if priced else 1, cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                        subplot_titles=("Training time (hours)", "Training cost (USD)") if priced
+                        else ("Training time (hours)",))
+    for t in techs:
+        by_g = {r["gpu"]: r for r in rows if r["technique"] == t}
+        xs = [esc(g) for g in gpus if g in by_g]
+        rs = [by_g[g] for g in gpus if g in by_g]
+        name = esc(label(TECHNIQUE_LABEL, t)) + (" ★ recommended" if t == chosen else "")
+        common = {"name": name, "legendgroup": t, "opacity": 1.0 if t == chosen or chosen is None else 0.45,
+                  "marker": {"color": TECHNIQUE_COLORS.get(t, MUTED)}}
+        hover = [f"{name} on {esc(r['gpu'])}: {duration(r.get('hours'))}, {money(r.get('usd'))}"
+                 + (f" ({esc(r['provider'])})" if r.get("provider") else "")
+                 + f"<br>micro-batch {r.get('micro_batch')}, {count(round(r.get('tokens_per_s') or 0))} tokens/s"
+                 for r in rs]
+        fig.add_trace(go.Bar(x=xs, y=[round(r.get("hours") or 0, 4) for r in rs], customdata=hover,
+                             text=[duration(r.get("hours")) for r in rs] if t == chosen else None,
+                             hovertemplate="%{customdata}<extra></extra>", **common, **text),
+                      row=1, col=1)
+        if priced:
+            fig.add_trace(go.Bar(x=xs, y=[None if r.get("usd") is None else round(r["usd"], 4) for r in rs],
+                                 customdata=hover, showlegend=False,
+                                 text=[money(r.get("usd")) for r in rs] if t == chosen else None,
+                                 hovertemplate="%{customdata}<extra></extra>", **common, **text),
+                          row=2, col=1)
+    fig.update_layout(_layout(barmode="group", height=520 if priced else CHART_HEIGHT, margin={"t": 40, "b": 40},
+                              legend={"y": -0.08}))
+    fig.update_xaxes(categoryorder="array", categoryarray=[esc(g) for g in gpus])
+    fig.update_yaxes(gridcolor="#e4e7eb", zeroline=False, rangemode="tozero")
+    fig.update_xaxes(linecolor="#9aa5b1")
+    fig.update_annotations(font={"size": 12})
+    return _spec(fig)
+
+
+def cumulative_chart(plan: Mapping[str, Any]) -> dict[str, Any] | str:
+    import plotly.graph_objects as go
+
+    inf = (plan.get("estimates") or {}).get("inference") or {}
+    cum = inf.get("cumulative_usd_12_months") or {}
+    today, after = cum.get("today"), cum.get("after")
+    rec = plan.get("recommendation") or {}
+    if rec.get("approach") not in ("fine_tune", "hosted_fine_tune"):
+        return "No fine-tune is recommended, so today's bill does not change because of training."
+    if not today or not after:
+        return ("The monthly bills cannot be compared: the plan lacks the workload (requests per month and tokens "
+                "per request), today's bill or the training cost.")
+    months = list(range(len(today)))
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=months, y=today, name="today's setup", mode="lines+markers",
+                             line={"color": TODAY_COLOR, "width": 3}, marker={"size": 5},
+                             hovertemplate="month %{x}: %{y:$,.0f} with today's setup<extra></extra>"))
+    fig.add_trace(go.Scatter(x=months, y=after, name="fine-tuned (training included)", mode="lines+markers",
+                             line={"color": AFTER_COLOR, "width": 3}, marker={"size": 5},
+                             hovertemplate="month %{x}: %{y:$,.0f} fine-tuned, training included<extra></extra>"))
+    be = inf.get("break_even_months")
+    notes, shapes = [], []
+    last = months[-1]
+    net = today[-1] - after[-1]
+    if be is not None and be <= last:
+        y = round(today[0] + (today[-1] - today[0]) / last * be, 2) if last else today[0]
+        fig.add_trace(go.Scatter(x=[round(be, 4)], y=[y], name="break-even", mode="markers",
+                                 marker={"size": 13, "color": "#1f2933", "symbol": "diamond"},
+                                 hovertemplate=f"break-even: {months_text(be)}<extra></extra>"))
+        shapes.append({"type": "line", "x0": round(be, 4), "x1": round(be, 4), "yref": "paper", "y0": 0, "y1": 1,
+                       "line": {"color": "#1f2933", "width": 1, "dash": "dot"}})
+        notes.append({"x": round(be, 4), "y": 1, "yref": "paper", "xanchor": "left", "yanchor": "top",
+                      "showarrow": False, "text": f"<b>break-even: {months_text(be)}</b>"})
+    elif be is not None:
+        notes.append({"xref": "paper", "x": 0, "y": 1, "yref": "paper", "xanchor": "left", "yanchor": "top",
+                      "showarrow": False, "text": f"<b>break-even after {months_text(be)}</b> (beyond 12 months)"})
+    else:
+        notes.append({"xref": "paper", "x": 0, "y": 1, "yref": "paper", "xanchor": "left", "yanchor": "top",
+                      "showarrow": False, "align": "left",
+                      "text": "<b>no break-even</b>: costs more per month"})
+    notes.append({"xref": "paper", "x": 1, "yref": "paper", "y": 0.03, "xanchor": "right", "yanchor": "bottom",
+                  "showarrow": False, "bgcolor": "rgba(255,255,255,0.85)",
+                  "text": f"12 months: saves <b>{money(net)}</b>" if net >= 0
+                  else f"12 months: <b>{money(-net)}</b> more than today"})
+    fig.update_layout(_layout(
+        xaxis={"title": {"text": "months from now"}, "dtick": 1, "range": [-0.3, last + 0.3]},
+        yaxis={"title": {"text": "cumulative USD"}, "tickprefix": "$", "tickformat": ",.0f", "rangemode": "tozero"},
+        annotations=notes, shapes=shapes, hovermode="closest"))
+    return _spec(fig)
