@@ -21,6 +21,7 @@ from advisor import __version__
 from advisor.answers import Answers
 from advisor.datafiles import read_data_files
 from advisor.engine import Decision, decide, load_rules
+from estimators.catalog import DATA_DIR as CATALOG_DATA_DIR
 from estimators.catalog import GPU, Catalog, FineTuningOffer, ModelSpec
 from estimators.cost import (
     Workload,
@@ -497,10 +498,11 @@ def months_text(m: float | None) -> str:
     return f"{m:.1f} months" if m >= 1 else f"{m * 30.4:.1f} days"
 
 
-def _option_row(o: RunOption) -> dict[str, Any]:
+def _option_row(o: RunOption, stage: Stage) -> dict[str, Any]:
     p = o.gpu.cheapest_price
     return {
         "technique": o.technique, "gpu": o.gpu.name, "gpu_count": o.gpu_count, "sharding": o.sharding,
+        "objective": stage.objective, "seq_len": stage.seq_len,
         "micro_batch": o.micro_batch, "optimizer": o.optimizer, "memory_bytes": o.memory_bytes,
         "memory_parts_bytes": dict(o.memory.parts), "measured": list(o.measured),
         "usable_memory_bytes": o.gpu.usable_memory_bytes, "fits": o.fits,
@@ -551,7 +553,7 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
                                  "inference": None, "assumptions": []}
     assumptions: list[str] = list((data_inputs.summary or {}).get("notes", []))
     if decision.self_hosted and est.model is not None:
-        estimates["fit_matrix"] = [_option_row(est._option(t, catalog.gpu(g))) for t in FIT_TECHNIQUES
+        estimates["fit_matrix"] = [_option_row(est._option(t, catalog.gpu(g)), est.stages[0]) for t in FIT_TECHNIQUES
                                    for g in est.gpus]
     if run is not None:
         lo = lora_settings(answers)
@@ -642,8 +644,9 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
         "why": [{"id": r.id, "name": r.name, "rationale": r.rationale, "source": r.source} for r in deciding],
         "warnings": [{"id": r.id, "name": r.name, "rationale": r.rationale, "source": r.source}
                      for r in fired if r.recommends.warning],
-        "rules": [{"id": t.id, "name": t.name, "stage": t.stage, "fired": t.fired, "reason": t.reason}
-                  for t in decision.trace],
+        "rules": [{"id": t.id, "name": t.name, "stage": t.stage, "fired": t.fired, "reason": t.reason,
+                   "rationale": book[t.id].rationale, "source": book[t.id].source} for t in decision.trace],
+        "price_data": _price_data(answers, catalog, est, decision),
         "estimates": estimates,
         "next_steps": _next_steps(decision, recommendation, estimates),
         "data": data_inputs.summary,
@@ -655,6 +658,27 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
         "answers": given.to_dict(),
     }
     return plan
+
+
+def _price_data(answers: Answers, catalog: Catalog, est: Estimator, decision: Decision) -> dict[str, Any]:
+    """Where the prices come from and how old they are (the catalog files carry their compile date)."""
+    def compiled(name: str) -> str | None:
+        import re
+
+        m = re.search(r"Compiled (\d{4}-\d{2}-\d{2})", (CATALOG_DATA_DIR / name).read_text(encoding="utf-8"))
+        return m.group(1) if m else None
+
+    api = catalog.api(answers.model.current_api) if answers.model.current_api else None
+    serving_gpu = (est.inference or {}).get("gpu") if decision.self_hosted else None
+    serving_price = catalog.gpu(serving_gpu).cheapest_price if serving_gpu else None
+    return {
+        "gpus_compiled": compiled("gpus.yaml"),
+        "prices_compiled": compiled("prices.yaml"),
+        "training_price_date": est.run.gpu.cheapest_price.date if decision.self_hosted and est.run
+        and est.run.gpu.cheapest_price else None,
+        "serving_price_date": serving_price.date if serving_price else None,
+        "api": None if api is None else {"name": api.name, "date": api.date, "source": api.source},
+    }
 
 
 def _summary(d: Decision, rec: Mapping[str, Any], est: Mapping[str, Any]) -> str:
