@@ -237,6 +237,8 @@ def _print_estimate(d: dict[str, Any]) -> None:
 
 
 # ---- commands defined in their own modules (one line each) ------------------------------------------
+from advisor.cmd_export import export  # noqa: E402
+main.add_command(export)
 from advisor.cmd_report import report  # noqa: E402
 main.add_command(report)
 from advisor.cmd_profile import profile  # noqa: E402
