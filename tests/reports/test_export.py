@@ -1,0 +1,462 @@
+"""``advise export``: what each format emits per plan, values from the plan, headers, determinism, safety, CLI.
+
+The trainers' own validators run in test_export_trl.py (TRL, in this environment) and test_export_validation.py
+(Axolotl, LLaMA-Factory, DeepSpeed, in the validation venv).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+
+from estimators.errors import AdviseError
+from reports import export as ex
+from reports.export import (
+    ExportError,
+    ExportFormat,
+    export_configs,
+    register_format,
+    render_all,
+)
+from tests.reports.export_cases import plans
+
+ALL_CASES = sorted(plans())
+
+
+@pytest.fixture
+def cases():
+    return plans()  # fresh copies: tests may change them
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    return {name: render_all(plan) for name, plan in plans().items()}
+
+
+def _yaml(text: str) -> dict:
+    return yaml.safe_load(text)
+
+
+# ---- what is emitted ------------------------------------------------------------------------------------------
+EXPECTED_FILES = {
+    "sft_dpo_lora": ["README.md", "axolotl/1-sft.yml", "axolotl/2-dpo.yml", "data/dataset_info.json",
+                     "llamafactory/1-sft.yaml", "llamafactory/2-dpo.yaml", "llamafactory/merge-1-sft.yaml",
+                     "llamafactory/merge-2-dpo.yaml", "trl/1-sft.yaml", "trl/2-dpo.yaml", "trl/merge.py"],
+    "multi_lora": ["README.md", "axolotl/sft.yml", "data/dataset_info.json", "llamafactory/sft.yaml", "trl/sft.yaml"],
+    "cpt_sft_8gpu": ["README.md", "accelerate/multi_gpu.yaml", "axolotl/1-cpt.yml", "axolotl/2-sft.yml",
+                     "data/dataset_info.json", "llamafactory/1-cpt.yaml", "llamafactory/2-sft.yaml",
+                     "trl/1-cpt.yaml", "trl/2-sft.yaml"],
+    "zero3_4gpu": ["README.md", "accelerate/deepspeed_zero3.yaml", "axolotl/sft.yml", "data/dataset_info.json",
+                   "deepspeed/zero3.json", "llamafactory/merge-sft.yaml", "llamafactory/sft.yaml", "trl/merge.py",
+                   "trl/sft.yaml"],
+    "fsdp_offload": ["README.md", "accelerate/fsdp2.yaml", "axolotl/sft.yml", "data/dataset_info.json",
+                     "llamafactory/merge-sft.yaml", "llamafactory/sft.yaml", "trl/merge.py", "trl/sft.yaml"],
+    "orpo": ["README.md", "axolotl/orpo.yml", "data/dataset_info.json", "llamafactory/merge-orpo.yaml",
+             "llamafactory/orpo.yaml"],
+    "kto_mistral": ["README.md", "data/dataset_info.json", "llamafactory/kto.yaml", "llamafactory/merge-kto.yaml",
+                    "trl/kto.yaml", "trl/merge.py"],
+    "no_finetune": ["README.md"],
+    "hosted": ["README.md"],
+    "nothing_fits": ["README.md"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_FILES))
+def test_each_plan_exports_the_files_its_methods_need(rendered, name):
+    assert list(rendered[name]) == EXPECTED_FILES[name]
+
+
+def test_the_cases_cover_every_method_technique_and_launch(cases):
+    seen = {(s["method"], t["technique"]) for p in cases.values() if (t := p["estimates"]["training"])
+            for s in t["stages"]}
+    methods = {m for m, _ in seen}
+    techniques = {t for _, t in seen}
+    assert methods == {"sft", "distillation", "continued_pretraining", "dpo", "orpo", "kto"}
+    assert techniques == {"full", "lora", "qlora", "dora"}
+    launches = {(t["gpu_count"] > 1, t["sharding"], t.get("offload", "none"))
+                for p in cases.values() if (t := p["estimates"]["training"])}
+    assert {(False, "none", "none"), (True, "none", "none"), (True, "zero3", "none"), (True, "zero3", "params"),
+            (True, "fsdp", "optimizer")} <= launches
+    assert {p["recommendation"]["approach"] for p in cases.values()} >= {"fine_tune", "hosted_fine_tune", "rag"}
+
+
+def test_a_format_without_a_method_says_so_and_emits_nothing_for_it(rendered):
+    readme = rendered["orpo"]["README.md"]
+    assert not any(p.startswith("trl/") for p in rendered["orpo"])
+    assert "## Not exported" in readme and "TRL's command line has no ORPO command" in readme
+    readme = rendered["kto_mistral"]["README.md"]
+    assert not any(p.startswith("axolotl/") for p in rendered["kto_mistral"])
+    assert "Axolotl's KTO prompt formats are written for the llama3 and ChatML templates only" in readme
+    assert "## Not exported" not in rendered["sft_dpo_lora"]["README.md"]
+
+
+def test_no_fine_tune_hosted_and_blocked_plans_get_a_readme_saying_there_is_nothing_to_train(rendered, cases):
+    assert "## Nothing to train\n" in rendered["no_finetune"]["README.md"]
+    for step in cases["no_finetune"]["next_steps"]:
+        assert step["what"] in rendered["no_finetune"]["README.md"]
+    hosted = rendered["hosted"]["README.md"]
+    h = cases["hosted"]["estimates"]["hosted_fine_tuning"]
+    assert "## Hosted fine-tuning: nothing to run here" in hosted
+    assert h["base_model"] in hosted and h["offer"] in hosted and h["status"] in hosted
+    blocked = rendered["nothing_fits"]["README.md"]
+    assert "## Nothing to train yet" in blocked
+    assert all(s in blocked for s in cases["nothing_fits"]["prerequisite_steps"])
+    for text in (hosted, blocked, rendered["no_finetune"]["README.md"]):
+        assert "outputs/" not in text and "--config" not in text
+
+
+# ---- values come from the plan ----------------------------------------------------------------------------------
+KEYS = {  # the plan's value -> each trainer's key (the trainers' docs; trainer-formats.md)
+    "axolotl": {"lr": "learning_rate", "epochs": "num_epochs", "micro": "micro_batch_size",
+                "accum": "gradient_accumulation_steps", "seq": "sequence_len", "model": "base_model"},
+    "llamafactory": {"lr": "learning_rate", "epochs": "num_train_epochs", "micro": "per_device_train_batch_size",
+                     "accum": "gradient_accumulation_steps", "seq": "cutoff_len", "model": "model_name_or_path"},
+    "trl": {"lr": "learning_rate", "epochs": "num_train_epochs", "micro": "per_device_train_batch_size",
+            "accum": "gradient_accumulation_steps", "seq": "max_length", "model": "model_name_or_path"},
+}
+EXT = {"axolotl": "yml", "llamafactory": "yaml", "trl": "yaml"}
+
+
+@pytest.mark.parametrize("name", [n for n in ALL_CASES if n not in ("no_finetune", "hosted", "nothing_fits")])
+def test_every_config_value_is_the_plans(rendered, cases, name):
+    plan = cases[name]
+    t = plan["estimates"]["training"]
+    stages = t["stages"]
+    checked = 0
+    for fmt, keys in KEYS.items():
+        for i, s in enumerate(stages):
+            stem = ex.STAGE_NAMES.get(s["method"], s["method"])
+            path = f"{fmt}/{i + 1}-{stem}.{EXT[fmt]}" if len(stages) > 1 else f"{fmt}/{stem}.{EXT[fmt]}"
+            if path not in rendered[name]:
+                continue
+            cfg = _yaml(rendered[name][path])
+            assert cfg[keys["lr"]] == s["learning_rate"]
+            assert cfg[keys["epochs"]] == s["epochs"]
+            assert cfg[keys["micro"]] == t["micro_batch"]
+            assert cfg[keys["accum"]] == s["grad_accum"]
+            assert cfg[keys["seq"]] == s["seq_len"]
+            assert (cfg[keys["model"]] == plan["estimates"]["base_model"]["hub_id"]) == (i == 0)
+            assert t["micro_batch"] * s["grad_accum"] * t["gpu_count"] >= s["global_batch_sequences"]
+            lora = t["lora"]
+            if fmt == "trl":
+                assert cfg["use_peft"] is True if lora else "use_peft" not in cfg
+                assert cfg["optim"] == ex.HF_OPTIMIZERS[t["optimizer"]]
+                assert cfg["attn_implementation"] == t["attn_implementation"]
+                assert cfg["bf16"] is (t["precision"] == "bf16")
+                if lora:
+                    assert (cfg["lora_r"], cfg["lora_alpha"], cfg["lora_dropout"]) == \
+                        (lora["r"], lora["alpha"], lora["dropout"])
+                    assert cfg["lora_target_modules"] == lora["targets"]
+                    assert cfg.get("use_dora", False) is (t["technique"] == "dora")
+                q = t["quantization"]
+                assert cfg.get("load_in_4bit", False) is (q is not None)
+                if q:
+                    assert cfg["bnb_4bit_quant_type"] == q["bnb_4bit_quant_type"]
+                    assert cfg["use_bnb_nested_quant"] is q["bnb_4bit_use_double_quant"]
+                if s["beta"] is not None:
+                    assert cfg["beta"] == s["beta"]
+            elif fmt == "axolotl":
+                assert cfg["optimizer"] == ex.HF_OPTIMIZERS[t["optimizer"]]
+                assert cfg.get("adapter") == ({"qlora": "qlora", "full": None}.get(t["technique"], "lora"))
+                assert cfg["gradient_checkpointing"] is (t["gradient_checkpointing"] and t["sharding"] != "fsdp")
+                if lora:
+                    assert (cfg["lora_r"], cfg["lora_alpha"], cfg["lora_dropout"]) == \
+                        (lora["r"], lora["alpha"], lora["dropout"])
+                    assert cfg.get("peft_use_dora", False) is (t["technique"] == "dora")
+                if s["method"] in ("dpo", "kto"):
+                    assert cfg["rl"] == s["method"] and cfg["rl_beta"] == s["beta"]
+                if s["method"] == "orpo":
+                    assert cfg["rl"] == "orpo" and cfg["orpo_alpha"] == s["beta"]
+            else:
+                assert cfg["optim"] == ex.HF_OPTIMIZERS[t["optimizer"]]
+                assert cfg["finetuning_type"] == ("full" if lora is None else "lora")
+                assert cfg["stage"] == ex.LLAMAFACTORY_STAGES[s["objective"]]
+                if lora:
+                    assert (cfg["lora_rank"], cfg["lora_alpha"], cfg["lora_dropout"]) == \
+                        (lora["r"], lora["alpha"], lora["dropout"])
+                if s["beta"] is not None:
+                    assert cfg["pref_beta"] == s["beta"]
+                assert cfg.get("quantization_bit") == (4 if t["quantization"] else None)
+            checked += 1
+    assert checked
+
+
+def test_a_later_stage_starts_from_the_previous_stages_model(rendered):
+    files = rendered["sft_dpo_lora"]  # LoRA: the SFT adapter is merged, DPO trains a new adapter on it
+    assert _yaml(files["trl/2-dpo.yaml"])["model_name_or_path"] == "outputs/trl/1-sft/merged"
+    assert _yaml(files["axolotl/2-dpo.yml"])["base_model"] == "outputs/axolotl/1-sft/merged"
+    assert _yaml(files["llamafactory/2-dpo.yaml"])["model_name_or_path"] == "outputs/llamafactory/1-sft/merged"
+    assert _yaml(files["llamafactory/merge-1-sft.yaml"])["export_dir"] == "outputs/llamafactory/1-sft/merged"
+    files = rendered["cpt_sft_8gpu"]  # full fine-tuning: the CPT model itself
+    assert _yaml(files["trl/2-sft.yaml"])["model_name_or_path"] == "outputs/trl/1-cpt"
+
+
+def test_llamafactory_datasets_are_registered_with_the_columns_of_each_shape(rendered):
+    info = json.loads(rendered["sft_dpo_lora"]["data/dataset_info.json"])
+    assert set(info) == {"advise_train", "advise_preference"}
+    assert info["advise_train"]["formatting"] == "sharegpt" and info["advise_preference"]["ranking"] is True
+    for path in ("llamafactory/1-sft.yaml", "llamafactory/2-dpo.yaml"):
+        cfg = _yaml(rendered["sft_dpo_lora"][path])
+        assert cfg["dataset"] in info and cfg["dataset_dir"] == "data"
+    kto = json.loads(rendered["kto"]["data/dataset_info.json"])["advise_feedback"]
+    assert kto["columns"]["kto_tag"] == "label"
+
+
+def test_chat_templates_follow_the_family(rendered):
+    for name, axo, lf in (("sft_dpo_lora", "llama3", "llama3"), ("distill_lora", "qwen_25", "qwen"),
+                          ("gemma_sft", "gemma", "gemma2")):
+        files = rendered[name]
+        a = next(v for k, v in files.items() if k.startswith("axolotl/"))
+        la = next(v for k, v in files.items() if k.startswith("llamafactory/") and "merge" not in k)
+        assert _yaml(a)["chat_template"] == axo and _yaml(la)["template"] == lf
+    assert "no system role" in rendered["gemma_sft"]["README.md"]
+
+
+def test_multi_gpu_launch_files_match_the_plan(rendered, cases):
+    ds = json.loads(rendered["zero3_4gpu"]["deepspeed/zero3.json"])
+    assert ds["zero_optimization"]["stage"] == 3
+    assert ds["zero_optimization"]["offload_param"]["device"] == "none"
+    off = json.loads(render_all(cases["zero3_offload"])["deepspeed/zero3.json"])["zero_optimization"]
+    assert off["offload_param"]["device"] == "cpu" and off["offload_optimizer"]["device"] == "cpu"
+    acc = _yaml(rendered["zero3_4gpu"]["accelerate/deepspeed_zero3.yaml"])
+    assert acc["distributed_type"] == "DEEPSPEED" and acc["num_processes"] == 4
+    assert acc["deepspeed_config"]["deepspeed_config_file"] == "deepspeed/zero3.json"
+    for path in ("axolotl/sft.yml", "llamafactory/sft.yaml"):
+        assert _yaml(rendered["zero3_4gpu"][path])["deepspeed"] == "deepspeed/zero3.json"
+    fsdp = _yaml(rendered["fsdp_offload"]["accelerate/fsdp2.yaml"])
+    assert fsdp["fsdp_config"]["fsdp_version"] == 2 and fsdp["fsdp_config"]["fsdp_offload_params"] is True
+    assert fsdp["fsdp_config"]["fsdp_activation_checkpointing"] is True
+    assert _yaml(rendered["fsdp_offload"]["trl/sft.yaml"])["gradient_checkpointing"] is False
+    ddp = _yaml(rendered["cpt_sft_8gpu"]["accelerate/multi_gpu.yaml"])
+    assert ddp["distributed_type"] == "MULTI_GPU" and ddp["num_processes"] == 8
+    readme = rendered["cpt_sft_8gpu"]["README.md"]
+    assert "FORCE_TORCHRUN=1 NNODES=1 NPROC_PER_NODE=8 llamafactory-cli train llamafactory/1-cpt.yaml" in readme
+    assert "trl sft --config trl/1-cpt.yaml --accelerate_config accelerate/multi_gpu.yaml" in readme
+
+
+def test_accelerate_configs_load_with_accelerates_own_config_class(tmp_path, cases):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    for name in ("zero3_4gpu", "fsdp_offload", "cpt_sft_8gpu"):
+        out = tmp_path / name
+        export_configs(cases[name], out)
+        (path,) = (out / "accelerate").iterdir()
+        cfg = ClusterConfig.from_yaml_file(path)  # unknown keys raise
+        assert cfg.num_processes == cases[name]["estimates"]["training"]["gpu_count"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(path.read_text() + "num_proceses: 3\n")
+    with pytest.raises(ValueError, match="num_proceses"):
+        ClusterConfig.from_yaml_file(bad)
+
+
+def test_serving_follows_the_plan(rendered, cases):
+    readme = rendered["multi_lora"]["README.md"]
+    lora = cases["multi_lora"]["estimates"]["training"]["lora"]
+    assert f"--enable-lora --max-lora-rank {lora['r']} --max-loras 6 --lora-modules multi_lora=outputs/trl/sft" in readme
+    assert "merge" not in "".join(rendered["multi_lora"]).lower()
+    assert "vllm serve outputs/trl/2-dpo/merged" in rendered["sft_dpo_lora"]["README.md"]
+    assert "- TRL: `vllm serve outputs/trl/sft`\n" in rendered["full_sft"]["README.md"]
+
+
+# ---- headers ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ALL_CASES)
+def test_every_file_opens_with_its_command_version_and_rules(rendered, cases, name):
+    plan = cases[name]
+    rules = ", ".join(w["id"] for w in plan["why"])
+    readme = rendered[name]["README.md"]
+    for path, text in rendered[name].items():
+        if path.endswith(".json"):
+            json.loads(text)  # JSON has no comments: the README lists these files
+            assert f"`{path}`" in readme
+            continue
+        lines = text.splitlines()
+        if path == "README.md":
+            assert lines[0] == "<!--"
+            lines = lines[1:]
+        prefix = "" if path == "README.md" else "# "
+        assert lines[0].startswith(prefix + "Run from the export folder: ")
+        assert lines[1] == f"{prefix}Generated by advise {plan['advise_version']} from the plan for: {plan['project']}"
+        assert lines[2] == f"{prefix}Rules behind it: {rules}"
+        command = lines[0].removeprefix(prefix + "Run from the export folder: ")
+        if path.endswith((".yml", ".yaml")) and not path.startswith("accelerate/"):
+            assert f"`{command}`" in readme  # the README runs it the same way
+            assert path in command
+
+
+# ---- determinism, overwrite, paths -------------------------------------------------------------------------------
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_the_same_plan_gives_byte_identical_files(tmp_path, cases):
+    for name, plan in cases.items():
+        a, b = tmp_path / name / "a", tmp_path / name / "b"
+        written = export_configs(plan, a)
+        export_configs(json.loads(json.dumps(plan)), b)
+        assert _tree(a) == _tree(b) and _tree(a)
+        assert [p.relative_to(a).as_posix() for p in written] == sorted(_tree(a))
+
+
+def test_a_non_empty_folder_is_not_overwritten_without_force(tmp_path, cases):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    with pytest.raises(ExportError, match=r"directory is not empty; pass --force") as e:
+        export_configs(cases["sft_dpo_lora"], out)
+    assert "\n" not in str(e.value) and isinstance(e.value, AdviseError)
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+    export_configs(cases["sft_dpo_lora"], out, force=True)
+    assert (out / "mine.txt").read_text() == "keep" and (out / "trl" / "1-sft.yaml").is_file()
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    with pytest.raises(ExportError, match="exists and is not a directory"):
+        export_configs(cases["sft_dpo_lora"], afile, force=True)
+
+
+def test_names_are_sanitised_and_nothing_lands_outside_the_folder(tmp_path, cases):
+    plan = cases["multi_lora"]
+    plan["project"] = "../../etc/passwd\n# evil: true\r\x00"
+    plan["estimates"]["training"]["stages"][0]["method"] = "../../../escape"
+    plan["estimates"]["training"]["stages"][0]["objective"] = "sft"
+    out = tmp_path / "deep" / "out"
+    written = export_configs(plan, out)
+    root = out.resolve()
+    assert all(root in p.resolve().parents for p in written)
+    assert {p.parent.name for p in written} <= {"out", "trl", "axolotl", "llamafactory", "data"}
+    assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["out"]
+    trl = next(p for p in written if p.parent.name == "trl")
+    assert trl.name == "escape.yaml"
+    header = trl.read_text().splitlines()[1]
+    assert header == "# Generated by advise 0.1.0 from the plan for: ../../etc/passwd # evil: true"
+    assert "evil" not in _yaml(trl.read_text())  # the project name stays inside the comment
+    readme = (out / "README.md").read_text()
+    assert "--lora-modules etc-passwd-evil-true=outputs/trl/escape" in readme
+
+
+@pytest.mark.parametrize("text,name", [("../../x", "x"), ("A B/C", "a-b-c"), ("", "run"), ("...", "run"),
+                                       ("Ünïcode ✓", "n-code"), ("a..b", "a.b"), ("x" * 100, "x" * 64)])
+def test_sanitize_name(text, name):
+    assert ex.sanitize_name(text) == name
+
+
+@pytest.mark.parametrize("rel", ["../x.yaml", "/etc/x", "a/../b", "trl/../../x", "A.yaml", "", "trl/x y.yaml"])
+def test_unsafe_relative_paths_are_refused(rel):
+    with pytest.raises(ExportError, match="not a plain relative path"):
+        ex._relative_parts(rel)
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symlinks")
+def test_a_link_inside_the_folder_cannot_lead_outside(tmp_path, cases):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "trl").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ExportError, match="leads outside"):
+        export_configs(cases["sft_dpo_lora"], out, force=True)
+    assert list(outside.iterdir()) == []
+
+
+# ---- the plan contract -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mutate,message", [
+    (lambda p: p.pop("recommendation"), "plan: missing field recommendation"),
+    (lambda p: p["estimates"]["training"].pop("stages"), "plan: missing field estimates.training.stages"),
+    (lambda p: p["estimates"]["training"].update(technique="magic"), "estimates.training.technique is 'magic'"),
+    (lambda p: p["estimates"]["training"].update(optimizer="sgd"), "estimates.training.optimizer is 'sgd'"),
+    (lambda p: p["estimates"]["training"]["stages"][0].update(learning_rate=-1),
+     r"stages\[0\].learning_rate must be a positive number"),
+    (lambda p: p["estimates"]["training"]["stages"][0].update(objective="rlhf"), r"stages\[0\].objective is 'rlhf'"),
+])
+def test_a_bad_plan_is_one_line_naming_the_field(cases, mutate, message):
+    plan = cases["sft_dpo_lora"]
+    mutate(plan)
+    with pytest.raises(ExportError, match=message) as e:
+        render_all(plan)
+    assert "\n" not in str(e.value)
+
+
+def test_formats_are_registered_once_and_unknown_ones_are_refused(cases):
+    assert list(ex.FORMATS) == ["axolotl", "llamafactory", "trl"]
+    with pytest.raises(ValueError, match="already registered"):
+        register_format(ExportFormat("trl", "TRL again", ex.trl_context, ex.render_trl))
+    with pytest.raises(ValueError, match="format name"):
+        register_format(ExportFormat("../x", "x", ex.trl_context, ex.render_trl))
+    with pytest.raises(AdviseError, match="'trll' is not a known format; did you mean 'trl'"):
+        render_all(cases["sft_dpo_lora"], ["trll"])
+    only = render_all(cases["sft_dpo_lora"], ["trl"])
+    assert sorted(only) == ["README.md", "trl/1-sft.yaml", "trl/2-dpo.yaml", "trl/merge.py"]
+    assert "### TRL" in only["README.md"] and "### Axolotl" not in only["README.md"]
+
+
+# ---- YAML scalars ------------------------------------------------------------------------------------------------
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_floats_read_back_as_the_same_float(x):
+    assert yaml.safe_load(ex.yaml_float(x)) == x
+
+
+@given(st.one_of(st.text(alphabet=st.characters(blacklist_categories=("Cs",))), st.integers(), st.booleans(),
+                 st.none(), st.lists(st.sampled_from(["q_proj", "all-linear", "1e5", "yes", "a: b"]))))
+def test_scalars_read_back_as_the_same_value(value):
+    assert yaml.safe_load("k: " + ex.yaml_scalar(value))["k"] == value
+
+
+# ---- the command line ----------------------------------------------------------------------------------------------
+def _cli(*args: str):
+    from advisor.cli import main
+
+    return CliRunner().invoke(main, list(args))
+
+
+def test_cli_exports_a_plan_file(tmp_path, cases):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(cases["sft_dpo_lora"]))
+    r = _cli("export", "--plan", str(plan), "--format", "trl", "--format", "llamafactory", "--out",
+             str(tmp_path / "out"))
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / "trl" / "1-sft.yaml").is_file() and not (tmp_path / "out" / "axolotl").exists()
+    assert "start with" in r.output
+
+
+@pytest.mark.parametrize("content,message", [
+    (None, r"^Error: --plan .*: file not found; create one with `advise plan --out DIR`"),
+    ("{not json", r"^Error: --plan .*: line 1: not valid JSON"),
+    ("[1, 2]", r"^Error: --plan .*: expected a JSON object"),
+    ('{"advise_version": "0.1.0"}', r"^Error: plan: missing field recommendation"),
+])
+def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, content, message):
+    plan = tmp_path / "plan.json"
+    if content is not None:
+        plan.write_text(content)
+    r = _cli("export", "--plan", str(plan), "--out", str(tmp_path / "out"))
+    assert r.exit_code == 2
+    assert len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+    import re
+
+    assert re.match(message, r.output.strip()), r.output
+
+
+def test_cli_refuses_a_non_empty_folder_without_force(tmp_path, cases):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(cases["kto"]))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "x").write_text("x")
+    r = _cli("export", "--plan", str(plan), "--out", str(tmp_path / "out"))
+    assert r.exit_code == 2 and "directory is not empty; pass --force" in r.output
+    assert _cli("export", "--plan", str(plan), "--out", str(tmp_path / "out"), "--force").exit_code == 0
+
+
+def test_help_does_not_import_jinja_or_torch():
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom advisor.cli import main\n"
+            "assert CliRunner().invoke(main, ['export', '--help']).exit_code == 0\n"
+            "heavy = [m for m in ('torch', 'transformers', 'trl', 'jinja2', 'reports.export') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
