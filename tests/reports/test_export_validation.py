@@ -1,0 +1,167 @@
+"""Axolotl's, LLaMA-Factory's and DeepSpeed's own validators accept every exported file and reject broken ones.
+
+They cannot share the project's environment (their pins clash with ours), so they run in the validation venv
+that .ci/run builds (``ADVISE_VALIDATION_PYTHON``), through tests/reports/export_validators.py, once for all
+files. Without that venv the tests skip with the command that builds it; under CI (``CI`` set) they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reports.export import export_configs
+from tests.reports.export_cases import plans
+
+HARNESS = Path(__file__).with_name("export_validators.py")
+#: what a validator may say about a valid config: Axolotl switches its fused LoRA kernels on by itself
+ALLOWED_WARNINGS = ("Auto-enabling LoRA kernel optimizations",)
+
+
+def _validation_python() -> str:
+    python = os.environ.get("ADVISE_VALIDATION_PYTHON")
+    if python and Path(python).exists():
+        return python
+    build = subprocess.run([sys.executable, str(HARNESS), "--build-command"], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    message = (f"the trainers' validation venv is missing (ADVISE_VALIDATION_PYTHON={python!r}); build it with: "
+               f"{build}")
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _validator(rel: str) -> str | None:
+    if rel.startswith("axolotl/"):
+        return "axolotl"
+    if rel.startswith("llamafactory/merge-"):
+        return "llamafactory-export"
+    if rel.startswith("llamafactory/"):
+        return "llamafactory"
+    if rel.startswith("deepspeed/"):
+        return "deepspeed"
+    return None
+
+
+def _edit_yaml(path: Path, change) -> None:
+    cfg = yaml.safe_load(path.read_text())
+    change(cfg)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def _edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data, indent=2))
+
+
+def _set(**kv):
+    return lambda cfg: cfg.update(kv)
+
+
+def _dataset(**kv):
+    return lambda cfg: cfg["datasets"][0].update(kv)
+
+
+#: id -> (case, file, edit, the validator's complaint); each is a typo or a wrong value a template could produce
+BROKEN = {
+    "axolotl-unknown-key": ("sft_dpo_lora", "axolotl/1-sft.yml", _set(lora_alhpa=32), r"lora_alhpa.*Extra inputs"),
+    "axolotl-bad-type": ("sft_dpo_lora", "axolotl/1-sft.yml", _set(micro_batch_size="four"),
+                         r"micro_batch_size\s+Input should be a valid integer"),
+    "axolotl-negative": ("sft_dpo_lora", "axolotl/1-sft.yml", _set(gradient_accumulation_steps=-4),
+                         r"gradient_accumulation_steps: must be a positive number"),
+    "axolotl-optimizer": ("sft_dpo_lora", "axolotl/1-sft.yml", _set(optimizer="adamw_torch_fusd"),
+                          r"optimizer: 'adamw_torch_fusd' is not an optimizer"),
+    "axolotl-dataset-key": ("sft_dpo_lora", "axolotl/1-sft.yml", _dataset(feild_messages="messages"),
+                            r"datasets\[0\]: unknown keys \['feild_messages'\]"),
+    "axolotl-dataset-type": ("sft_dpo_lora", "axolotl/2-dpo.yml", _dataset(type="chat_template.defualt"),
+                             r"chat_template has no defualt\(\)"),
+    "axolotl-chat-template": ("sft_dpo_lora", "axolotl/1-sft.yml", _set(chat_template="llama33"),
+                              r"chat_template"),
+    "axolotl-qlora-without-4bit": ("qlora_70b", "axolotl/sft.yml", lambda c: c.pop("load_in_4bit"), r"4.?bit"),
+    "axolotl-rl": ("sft_dpo_lora", "axolotl/2-dpo.yml", _set(rl="dpoo"), r"rl\s+Input should be 'dpo'"),
+    "llamafactory-bad-type": ("sft_dpo_lora", "llamafactory/1-sft.yaml", _set(lora_rank="abc"),
+                              r"lora_rank: must be a positive number"),
+    "llamafactory-bad-type-argv": ("sft_dpo_lora", "llamafactory/1-sft.yaml", _set(logging_steps="ten"),
+                                   r"--logging_steps/--logging-steps: invalid float value: 'ten'"),
+    "llamafactory-unknown-key": ("sft_dpo_lora", "llamafactory/1-sft.yaml", _set(lora_rnak=16),
+                                 r"not used by the HfArgumentParser: \['--lora_rnak'"),
+    "llamafactory-template": ("sft_dpo_lora", "llamafactory/1-sft.yaml", _set(template="llama33"),
+                              r"llama33"),
+    "llamafactory-dataset-name": ("sft_dpo_lora", "llamafactory/1-sft.yaml", _set(dataset="advise_trian"),
+                                  r"advise_trian"),
+    "llamafactory-stage-vs-data": ("sft_dpo_lora", "llamafactory/1-sft.yaml", _set(stage="dpo"),
+                                   r"not applicable to stage dpo"),
+    "llamafactory-optimizer": ("sft_dpo_lora", "llamafactory/1-sft.yaml", _set(optim="adamw_torch_fusd"),
+                               r"--optim: invalid choice: 'adamw_torch_fusd'"),
+    "llamafactory-dataset-info": ("sft_dpo_lora", "data/dataset_info.json",
+                                  lambda d: d["advise_train"]["columns"].update(messsages="messages"),
+                                  r"advise_train.columns: unknown keys \['messsages'\]"),
+    "llamafactory-export-key": ("sft_dpo_lora", "llamafactory/merge-1-sft.yaml", _set(export_dri="x"),
+                                r"--export_dri"),
+    "deepspeed-zero-key": ("zero3_4gpu", "deepspeed/zero3.json",
+                           lambda d: d["zero_optimization"].update(stage3_gather_16bit_weights_on_model_sav=True),
+                           r"stage3_gather_16bit_weights_on_model_sav.*Extra inputs"),
+    "deepspeed-top-key": ("zero3_4gpu", "deepspeed/zero3.json", lambda d: d.update(train_micro_batch_size=4),
+                          r"unknown top-level DeepSpeed keys \['train_micro_batch_size'\]"),
+}
+#: the file each broken case is validated as (the dataset_info typo is caught through the config that uses it)
+BROKEN_TARGET = {"llamafactory-dataset-info": "llamafactory/1-sft.yaml"}
+
+
+@pytest.fixture(scope="module")
+def validated(tmp_path_factory):
+    """Every Axolotl, LLaMA-Factory and DeepSpeed file of every case, plus the broken ones, validated in one run."""
+    python = _validation_python()
+    root = tmp_path_factory.mktemp("validate")
+    cases = plans()
+    jobs = []
+    for name, plan in cases.items():
+        export_configs(plan, root / name)
+        gpus = (plan["estimates"]["training"] or {}).get("gpu_count", 1)
+        for path in sorted((root / name).rglob("*")):
+            rel = path.relative_to(root / name).as_posix()
+            if path.is_file() and _validator(rel):
+                jobs.append({"id": f"{name}:{rel}", "validator": _validator(rel), "path": str(path),
+                             "root": str(root / name), "gpu_count": gpus})
+    for bid, (case, rel, edit, _) in BROKEN.items():
+        broken = root / "broken" / bid
+        shutil.copytree(root / case, broken)
+        (_edit_json if rel.endswith(".json") else _edit_yaml)(broken / rel, edit)
+        target = BROKEN_TARGET.get(bid, rel)
+        jobs.append({"id": f"broken:{bid}", "validator": _validator(target), "path": str(broken / target),
+                     "root": str(broken), "gpu_count": (cases[case]["estimates"]["training"] or {})["gpu_count"]})
+    proc = subprocess.run([python, str(HARNESS)], input=json.dumps(jobs), capture_output=True, text=True,
+                          timeout=600, cwd=root, check=False)
+    assert proc.returncode == 0 and "@@RESULTS@@" in proc.stdout, proc.stderr[-4000:]
+    results = {r["id"]: r for r in json.loads(proc.stdout.split("@@RESULTS@@", 1)[1])}
+    assert set(results) == {j["id"] for j in jobs}
+    return results
+
+
+def test_every_exported_file_passes_its_trainers_own_validator(validated):
+    good = {k: v for k, v in validated.items() if not k.startswith("broken:")}
+    failed = {k: v["error"] for k, v in good.items() if not v["ok"]}
+    assert not failed, json.dumps(failed, indent=1)
+    warned = {k: w for k, v in good.items() for w in v["warnings"] if not w.split(": ", 1)[-1].startswith(ALLOWED_WARNINGS)}
+    assert not warned, json.dumps(warned, indent=1)
+    kinds = {}
+    for k in good:
+        kinds[k.split(":", 1)[1].split("/")[0]] = kinds.get(k.split(":", 1)[1].split("/")[0], 0) + 1
+    assert kinds["axolotl"] >= 12 and kinds["llamafactory"] >= 20 and kinds["deepspeed"] >= 2, kinds
+
+
+@pytest.mark.parametrize("bid", sorted(BROKEN))
+def test_each_validator_rejects_a_broken_config(validated, bid):
+    import re
+
+    result = validated[f"broken:{bid}"]
+    assert not result["ok"], f"{bid} passed validation"
+    assert re.search(BROKEN[bid][3], result["error"], flags=re.DOTALL), result["error"]
