@@ -506,8 +506,8 @@ def trl_context(ctx: Mapping[str, Any]) -> dict[str, Any]:
     if missing:
         stages = []
     merges = [s["merge"] for s in stages if s["merge"]]
-    extra = [{"path": TRL_MERGE_SCRIPT, "what": "TRL: merge an adapter into its base (peft)",
-              "runs": " then ".join(merges)}] if merges else []
+    extra = [{"path": TRL_MERGE_SCRIPT, "what": "TRL: merge an adapter into its base (peft)", "runs": merges,
+              "note": ""}] if merges else []
     return {"stages": stages, "extra_files": extra, "missing": [
         {"stage": s["name"], "method": s["method"],
          "why": "TRL's command line has no ORPO command (ORPO lives in trl.experimental.orpo, a Python API); "
@@ -538,6 +538,7 @@ def axolotl_context(ctx: Mapping[str, Any]) -> dict[str, Any]:
             # (axolotl/prompt_strategies/orpo/chat_template.py ``argilla``)
             data_path = "data/preference_messages.jsonl"
             dataset.update(path=data_path, type="chat_template.argilla")
+            s = {**s, "data_shape": "pairs_messages"}
         elif s["objective"] == "kto":
             kto_type = AXOLOTL_KTO_TYPES.get(str(template))
             if kto_type is None:
@@ -584,7 +585,7 @@ def llamafactory_context(ctx: Mapping[str, Any]) -> dict[str, Any]:
                        "merge_header": _header(merge, ctx) if merge else None})
     return {"stages": stages, "missing": [],
             "extra_files": [{"path": "data/dataset_info.json", "what": "LLaMA-Factory's registry of the data files "
-                             "below", "runs": "read by LLaMA-Factory"}] if stages else [],
+                             "below", "runs": [], "note": "read by the LLaMA-Factory configs"}] if stages else [],
             "finetuning_type": "lora" if ctx["adapter"] else "full",
             "disable_gradient_checkpointing": not ctx["trainer_gradient_checkpointing"],
             # merged checkpoints are written in shards of this many GB (LLaMA-Factory examples/merge_lora)
@@ -704,7 +705,8 @@ def deepspeed_zero3(ctx: Mapping[str, Any]) -> dict[str, Any]:
 SERVING_NOTES = {
     "adapter": "Serve the base model with the adapter loaded per request (vLLM multi-LoRA); adapters are "
                "megabytes each and many share one base.",
-    "merged": "Merge the adapter into the base (step 3 does it) and serve the merged model as a plain model.",
+    "merged": "Merge the adapter into the base (the last merge step above does it) and serve the merged model as a "
+              "plain model.",
     "model": "Serve the fine-tuned model as it is.",
 }
 
