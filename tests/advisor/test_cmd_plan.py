@@ -35,9 +35,15 @@ def test_out_writes_plan_and_answers_byte_identically_and_refuses_to_overwrite(t
     assert answers["workload"]["requests_per_month"] == 5_000_000
     r = run("plan", "--example", "ticket-triage", "--out", str(out))
     assert r.exit_code == 2 and "--out" in r.output and "--force" in r.output
+    report, configs = (out / "report.html").read_bytes(), sorted((out / "configs").rglob("*"))
+    (out / "configs" / "stale.yaml").write_text("from an older plan")
     assert run("plan", "--answers", str(out / "answers.yaml"), "--out", str(out), "--force").exit_code == 0
     assert (out / "plan.json").read_bytes() == first  # the saved answers reproduce the plan exactly
-    assert sorted(p.name for p in out.iterdir()) == ["answers.yaml", "plan.json"]
+    assert (out / "report.html").read_bytes() == report
+    assert sorted(p.name for p in out.iterdir()) == ["answers.yaml", "configs", "plan.json", "report.html"]
+    assert sorted((out / "configs").rglob("*")) == configs  # regenerated, nothing stale left
+    assert (out / "configs" / "README.md").is_file() and (out / "configs" / "trl").is_dir()
+    assert "configs/trl/" in report.decode()  # the report shows the configs it was written with
 
 
 def test_bad_answers_file_is_one_line_with_every_problem(tmp_path):
