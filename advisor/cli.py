@@ -2,8 +2,9 @@
 
 Library code raises typed errors (``estimators.errors.AdviseError``); ``advisor.clitools`` turns them into
 one-line ``Error: ...`` messages with exit code 2. Commands that live in their own module
-(``advisor/cmd_*.py``) are registered at the end of this file. Heavy imports (torch, transformers) happen only inside the
-commands that need them, so ``advise --help`` stays fast.
+(``advisor/cmd_*.py``) are registered at the end of this file; those modules import only click and
+``advisor.clitools`` at load time. Heavy imports (torch, transformers, plotly, jinja2) happen only inside
+the commands that need them, so ``advise --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ from advisor.clitools import dump_json as _dump
 from advisor.clitools import duration as _duration
 from advisor.clitools import gib as _gib
 from advisor.clitools import load_catalog as _catalog
+from advisor.cmd_data import data
+from advisor.cmd_export import export
+from advisor.cmd_plan import plan
+from advisor.cmd_profile import profile
+from advisor.cmd_report import report
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -236,17 +242,9 @@ def _print_estimate(d: dict[str, Any]) -> None:
         echo(f"  - {a}")
 
 
-# ---- commands defined in their own modules (one line each) ------------------------------------------
-from advisor.cmd_export import export  # noqa: E402
-main.add_command(export)
-from advisor.cmd_report import report  # noqa: E402
-main.add_command(report)
-from advisor.cmd_profile import profile  # noqa: E402
-main.add_command(profile)
-from advisor.cmd_plan import plan  # noqa: E402
-main.add_command(plan)
-from advisor.cmd_data import data  # noqa: E402
-main.add_command(data)
+# ---- commands defined in their own modules: one registration point ---------------------------------
+for _command in (plan, data, profile, report, export):
+    main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
