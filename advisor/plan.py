@@ -39,6 +39,7 @@ TRAINING_FILE = Path(__file__).parent / "data" / "training.yaml"
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 #: when the answers give no count for a training stage, costs are shown per this many examples
 PLACEHOLDER_EXAMPLES = 1000
+GIB = 1 << 30
 OBJECTIVE = {"sft": "sft", "distillation": "sft", "continued_pretraining": "cpt", "dpo": "dpo", "orpo": "orpo",
              "kto": "kto"}
 #: hosted fine-tuning methods by plan method (distillation is SFT on the teacher's outputs)
@@ -215,6 +216,7 @@ class RunOption:
     gpu: GPU
     gpu_count: int
     sharding: str
+    offload: str
     optimizer: str
     micro_batch: int
     memory: MemoryBreakdown  # the first stage at micro_batch (or micro-batch 1 if nothing fits), estimated
@@ -265,13 +267,13 @@ class Estimator:
         return {}
 
     def _setup(self, technique: str, stage: Stage, micro_batch: int, sharding: str,
-               optimizer: str = "adamw") -> TrainingSetup:
+               optimizer: str = "adamw", offload: str = "none") -> TrainingSetup:
         lo = lora_settings(self.answers)
         return TrainingSetup(
             technique=technique, objective=stage.objective, seq_len=stage.seq_len, micro_batch=micro_batch,
             gradient_checkpointing=True, optimizer=optimizer,
             lora_r=lo["r"], lora_alpha=lo["alpha"], lora_dropout=lo["dropout"], lora_targets=tuple(lo["targets"]),
-            gpu_count=self.gpu_count, sharding=sharding,
+            gpu_count=self.gpu_count, sharding=sharding, offload=offload,
         )
 
     def _memory(self, setup: TrainingSetup) -> MemoryBreakdown:
@@ -285,44 +287,44 @@ class Estimator:
         if key in self.options:
             return self.options[key]
         assert self.model is not None
-        # several GPUs: data parallel when a full replica fits, else ZeRO-3 sharding; full fine-tuning that
-        # does not fit with AdamW may fit with 8-bit AdamW states (bitsandbytes)
-        shardings = ("none",) if self.gpu_count == 1 else ("none", "zero3")
+        # several GPUs: data parallel when a full replica fits, else ZeRO-3 sharding, then ZeRO-3 with the
+        # optimizer and then the parameters offloaded to CPU RAM; full fine-tuning that does not fit with AdamW
+        # may fit with 8-bit AdamW states (bitsandbytes)
+        layouts = (("none", "none"),) if self.gpu_count == 1 else \
+            (("none", "none"), ("zero3", "none"), ("zero3", "optimizer"), ("zero3", "params"))
         optimizers = ("adamw", "adamw-8bit") if technique == "full" else ("adamw",)
         micro_batches = [mb for mb in training_defaults()["candidate_micro_batches"]
                          if mb == 1 or all(mb * self.gpu_count <= s.global_batch_sequences for s in self.stages)]
         best = None
-        for sharding in shardings:
-            for optimizer in optimizers:
-                fitting = 0
-                for mb in micro_batches:
-                    mems = [self._memory(self._setup(technique, s, mb, sharding, optimizer)) for s in self.stages]
-                    if not all(m.total_bytes <= gpu.usable_memory_bytes for m in mems):
-                        break
-                    fitting = mb
-                if fitting:
-                    best = (sharding, optimizer, fitting)
+        for (sharding, offload), optimizer in ((lay, o) for lay in layouts for o in optimizers):
+            fitting = 0
+            for mb in micro_batches:
+                mems = [self._memory(self._setup(technique, s, mb, sharding, optimizer, offload)) for s in self.stages]
+                if not all(m.total_bytes <= gpu.usable_memory_bytes for m in mems):
                     break
-            if best:
+                fitting = mb
+            if fitting:
+                best = (sharding, offload, optimizer, fitting)
                 break
-        sharding, optimizer, mb = best or (shardings[-1], optimizers[0], 1)
+        sharding, offload, optimizer, mb = best or (*layouts[-1], optimizers[0], 1)
         fits = best is not None
-        setups = [self._setup(technique, s, mb, sharding, optimizer) for s in self.stages]
+        setups = [self._setup(technique, s, mb, sharding, optimizer, offload) for s in self.stages]
         tps = [estimate_throughput(self.model.anatomy, st, gpu).tokens_per_s for st in setups]
         memory_bytes = self._memory(setups[0]).total_bytes
         measured: tuple[str, ...] = ()
         entry = self._profiled(technique, gpu, micro_batches, sharding, optimizer)
         if entry is not None:
             mb, e = entry
-            setups[0] = self._setup(technique, self.stages[0], mb, sharding, optimizer)
+            setups[0] = self._setup(technique, self.stages[0], mb, sharding, optimizer, offload)
             fits = bool(e.fits) and e.device_peak_bytes is not None and e.device_peak_bytes <= gpu.usable_memory_bytes
             memory_bytes = e.device_peak_bytes if e.device_peak_bytes is not None else memory_bytes
             measured = ("memory",)
             if e.tokens_per_s:
                 tps[0] = e.tokens_per_s
                 measured += ("tokens_per_s",)
-        opt = RunOption(technique, gpu, self.gpu_count, sharding, optimizer, mb, self._memory(setups[0]), memory_bytes,
-                        fits, tuple(s.training_tokens * s.epochs / t / 3600 for t, s in zip(tps, self.stages)),
+        opt = RunOption(technique, gpu, self.gpu_count, sharding, offload, optimizer, mb, self._memory(setups[0]),
+                        memory_bytes, fits,
+                        tuple(s.training_tokens * s.epochs / t / 3600 for t, s in zip(tps, self.stages)),
                         tps[0], measured)
         self.options[key] = opt
         return opt
@@ -502,7 +504,7 @@ def _option_row(o: RunOption, stage: Stage) -> dict[str, Any]:
     p = o.gpu.cheapest_price
     return {
         "technique": o.technique, "gpu": o.gpu.name, "gpu_count": o.gpu_count, "sharding": o.sharding,
-        "objective": stage.objective, "seq_len": stage.seq_len,
+        "offload": o.offload, "objective": stage.objective, "seq_len": stage.seq_len,
         "micro_batch": o.micro_batch, "optimizer": o.optimizer, "memory_bytes": o.memory_bytes,
         "memory_parts_bytes": dict(o.memory.parts), "measured": list(o.measured),
         "usable_memory_bytes": o.gpu.usable_memory_bytes, "fits": o.fits,
@@ -560,6 +562,7 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
         price = run.gpu.cheapest_price
         estimates["training"] = {
             "technique": run.technique, "gpu": run.gpu.name, "gpu_count": run.gpu_count, "sharding": run.sharding,
+            "offload": run.offload,
             "optimizer": run.optimizer, "precision": "bf16", "gradient_checkpointing": True,
             "attn_implementation": {"sdpa": "sdpa", "eager": "eager", "flash": "flash_attention_2"}[
                 TrainingSetup().resolved_attn(est.model.anatomy.model_type)],
@@ -576,6 +579,7 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
                 for s, h in zip(est.stages, run.stage_hours)
             ],
             "lora": lo if run.technique != "full" else None,
+            **{k: v for k, v in training_defaults()["schedule"].items() if k != "source"},
             "memory_bytes": run.memory_bytes,
             "measured": list(run.measured),
             "memory_parts_bytes": dict(run.memory.parts),
@@ -588,8 +592,12 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
             "price_date": price.date if price else None,
         }
         assumptions += list(run.memory.assumptions)
-        setup0 = est._setup(run.technique, est.stages[0], run.micro_batch, run.sharding, run.optimizer)
+        setup0 = est._setup(run.technique, est.stages[0], run.micro_batch, run.sharding, run.optimizer, run.offload)
         assumptions += list(estimate_throughput(est.model.anatomy, setup0, run.gpu).assumptions)
+        if run.offload != "none":
+            assumptions.append(f"ZeRO-3 offloads the {'optimizer states' if run.offload == 'optimizer' else 'parameters and optimizer states'} "
+                               f"to CPU RAM ({run.memory.states.host_bytes / GIB:,.0f} GiB per GPU): steps are slower "
+                               f"than the speed estimate, which does not model PCIe transfers; measure before budgeting")
         if run.measured:
             assumptions.insert(0, f"{' and '.join(run.measured)} of the {est.stages[0].method} stage measured by "
                                   f"`advise profile` on {profile.device.name} ({profile.versions.torch}); "

@@ -31,13 +31,6 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 #: trainer's own parser on them; .ci/run installs exactly these for Axolotl and LLaMA-Factory)
 VALIDATED_WITH = {"axolotl": "0.19.0", "llamafactory": "0.9.5", "trl": "1.16.0"}
 
-# ---- values no plan field holds yet (the plan should own them; see the export README) ------------------------
-#: alignment-handbook zephyr-7b-beta recipes (recipes/zephyr-7b-beta/{sft,dpo}/config_full.yaml): cosine
-#: schedule with warmup_ratio 0.1, for SFT and DPO alike
-LR_SCHEDULER = "cosine"
-WARMUP_RATIO = 0.1
-#: log every this many optimizer steps (the alignment-handbook recipes log every 5-10)
-LOGGING_STEPS = 10
 #: vLLM's --max-lora-rank accepts these values only (vllm/config/lora.py, MaxLoRARanks)
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
@@ -314,8 +307,7 @@ def _training_context(plan: Mapping[str, Any], t: Mapping[str, Any]) -> dict[str
     sharding = str(t.get("sharding", "none"))
     if sharding not in ("none", "zero3", "fsdp"):
         raise ExportError(f"plan: estimates.training.sharding is {sharding!r}; expected none, zero3 or fsdp")
-    # the plan has no offload field yet: none unless it says so (the estimator knows none|optimizer|params)
-    offload = str(t.get("offload", "none"))
+    offload = str(_get(plan, "estimates.training.offload", str))
     if offload not in ("none", "optimizer", "params"):
         raise ExportError(f"plan: estimates.training.offload is {offload!r}; expected none, optimizer or params")
     micro_batch = int(_get(plan, "estimates.training.micro_batch", int))
@@ -352,9 +344,9 @@ def _training_context(plan: Mapping[str, Any], t: Mapping[str, Any]) -> dict[str
         "accelerate_precision": "bf16" if precision == "bf16" else "no",
         "attn": {"hf": attn, "llamafactory": LLAMAFACTORY_ATTN[attn]},
         "optimizer": HF_OPTIMIZERS[optimizer],
-        "lr_scheduler": LR_SCHEDULER,
-        "warmup_ratio": WARMUP_RATIO,
-        "logging_steps": LOGGING_STEPS,
+        "lr_scheduler": str(_get(plan, "estimates.training.lr_scheduler", str)),
+        "warmup_ratio": float(_get(plan, "estimates.training.warmup_ratio", (int, float))),
+        "logging_steps": int(_get(plan, "estimates.training.logging_steps", int)),
         "micro_batch": micro_batch,
         "gpu": t.get("gpu"),
         "gpu_count": gpu_count,

@@ -259,3 +259,14 @@ def test_a_profile_replaces_estimates_where_it_measured_the_same_run(catalog):
     assert any("measured by `advise profile`" in a for a in measured["estimates"]["assumptions"])
     other = {(r["technique"], r["gpu"]): r for r in measured["estimates"]["fit_matrix"]}
     assert other[("full", "A100-80GB")]["measured"] == []  # not profiled: still estimated
+
+
+def test_several_gpus_shard_then_offload_and_the_exporters_get_the_layout(catalog):
+    plan = plan_for(catalog, symptoms=["domain_language"], data={"domain_corpus_tokens": 2_000_000_000,
+                                                                 "labeled_examples": 5000},
+                    model={"base": "llama-3.1-70b"}, hardware={"gpus": ["H100-80GB"], "gpu_count": 4})
+    t = plan["estimates"]["training"]
+    assert rec(plan)[3] == "full" and (t["sharding"], t["offload"]) == ("zero3", "optimizer")
+    assert t["memory_bytes"] <= t["usable_memory_bytes"]
+    assert any("offloads the optimizer states to CPU RAM" in a for a in plan["estimates"]["assumptions"])
+    assert (t["lr_scheduler"], t["warmup_ratio"], t["logging_steps"]) == ("cosine", 0.1, 10)
