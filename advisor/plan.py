@@ -34,6 +34,7 @@ from estimators.cost import (
 from estimators.memory import MemoryBreakdown, estimate_memory
 from estimators.setup import TrainingSetup
 from estimators.throughput import estimate_throughput
+from estimators.units import duration_hours, money, months_text
 
 TRAINING_FILE = Path(__file__).parent / "data" / "training.yaml"
 EXAMPLES_DIR = Path(__file__).parent / "examples"
@@ -475,31 +476,6 @@ SERVING_NOTES = {
 }
 
 
-def _money(x: float | None) -> str:
-    if x is None:
-        return "unknown"
-    return f"${x:,.0f}" if x >= 100 else f"${x:,.2f}"
-
-
-def _duration(hours: float) -> str:
-    s = hours * 3600
-    if s < 90:
-        return f"{s:.0f} s"
-    if s < 5400:
-        return f"{s / 60:.0f} min"
-    if hours < 72:
-        return f"{hours:.1f} h"
-    return f"{hours / 24:.1f} days"
-
-
-def months_text(m: float | None) -> str:
-    if m is None:
-        return "never"
-    if m * 30.4 < 1:
-        return "under a day"
-    return f"{m:.1f} months" if m >= 1 else f"{m * 30.4:.1f} days"
-
-
 def _option_row(o: RunOption, stage: Stage) -> dict[str, Any]:
     p = o.gpu.cheapest_price
     return {
@@ -698,17 +674,17 @@ def _summary(d: Decision, rec: Mapping[str, Any], est: Mapping[str, Any]) -> str
         h = est["hosted_fine_tuning"]
         head = f"Use hosted {methods} of {h['base_model']} ({h['offer']})" if h else \
             f"Use the vendor's hosted {methods} (no offer for it in the catalog)"
-        cost = f": about {_money(h['training_usd'])} of training" if h else ""
+        cost = f": about {money(h['training_usd'])} of training" if h else ""
     else:
         t = est["training"]
         tech = TECHNIQUE_TEXT[d.technique] if d.technique else "a technique that fits (none does yet)"
         head = f"Fine-tune {rec['base_model']} with {methods} using {tech}"
-        cost = (f" on {t['gpu_count']} x {t['gpu']}: about {_duration(t['hours'])} and {_money(t['usd'])} of training"
+        cost = (f" on {t['gpu_count']} x {t['gpu']}: about {duration_hours(t['hours'])} and {money(t['usd'])} of training"
                 if t else "")
     inf = est.get("inference")
     tail = ""
     if inf and inf["today_usd_per_month"] is not None and inf["after_usd_per_month"] is not None:
-        tail = f", then {_money(inf['after_usd_per_month'])}/month instead of {_money(inf['today_usd_per_month'])}"
+        tail = f", then {money(inf['after_usd_per_month'])}/month instead of {money(inf['today_usd_per_month'])}"
         tail += (f" (break-even in {months_text(inf['break_even_months'])})" if inf["break_even_months"] is not None
                  else " (more per month than today: it does not pay back in money)")
     also = f"; also {', '.join(APPROACH_TEXT[a] for a in d.also)}" if d.also else ""

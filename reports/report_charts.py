@@ -12,18 +12,10 @@ import html
 from collections.abc import Mapping
 from typing import Any
 
-from reports.report_view import (
-    GIB,
-    PART_LABELS,
-    TECHNIQUE_LABEL,
-    TECHNIQUES,
-    count,
-    duration,
-    gib,
-    label,
-    money,
-    months_text,
-)
+from estimators.memory import PART_LABELS
+from estimators.units import duration_hours as duration
+from estimators.units import money, months_text
+from reports.report_view import GIB, TECHNIQUE_LABEL, TECHNIQUES, count, gib, label
 
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 PART_COLORS = {

@@ -14,20 +14,11 @@ from typing import Any
 
 from markupsafe import Markup
 
+from estimators.units import duration_hours as duration
+from estimators.units import money, months_text
+
 GIB = 1 << 30
 
-#: memory parts in the order ``estimators.memory`` reports them (tests check these equal its PART_LABELS)
-PART_LABELS = {
-    "weights": "weights",
-    "trainable_weights": "trainable / master weights",
-    "gradients": "gradients",
-    "optimizer_states": "optimizer states",
-    "activations": "activations",
-    "logits_and_loss": "logits and loss",
-    "backward_workspace": "backward workspace",
-    "cuda_context": "CUDA context",
-    "allocator_reserve": "allocator reserve",
-}
 APPROACHES = ("prompting", "few_shot", "rag", "tools", "reasoning_model", "fine_tune")
 APPROACH_LABEL = {
     "prompting": "Better prompts", "few_shot": "Few-shot examples", "rag": "Retrieval (RAG)",
@@ -64,40 +55,11 @@ def label(table: Mapping[str, str], key: Any) -> str:
 
 
 # ---- numbers as text ------------------------------------------------------------------------------
-def money(x: float | None) -> str:
-    if x is None:
-        return "unknown"
-    sign = "-" if x < 0 else ""
-    x = abs(x)
-    return f"{sign}${x:,.0f}" if x >= 100 else f"{sign}${x:,.2f}"
-
-
-def duration(hours: float | None) -> str:
-    if hours is None:
-        return "unknown"
-    s = hours * 3600
-    if s < 90:
-        return f"{s:.0f} s"
-    if s < 5400:
-        return f"{s / 60:.0f} min"
-    if hours < 72:
-        return f"{hours:.1f} h"
-    return f"{hours / 24:.1f} days"
-
-
 def gib(n: float | None) -> str:
     if n is None:
         return "unknown"
     v = n / GIB
     return f"{v:,.1f} GiB" if v >= 10 else f"{v:,.2f} GiB"
-
-
-def months_text(m: float | None) -> str:
-    if m is None:
-        return "never"
-    if m * 30.4 < 1:
-        return "under a day"
-    return f"{m:.1f} months" if m >= 1 else f"{m * 30.4:.1f} days"
 
 
 def count(n: Any) -> str:

@@ -364,13 +364,6 @@ def test_reports_import_nothing_from_advisor_and_no_torch(plans, tmp_path):
     assert out.stdout.strip() == "[]"
 
 
-def test_part_labels_match_the_estimator():
-    from estimators.memory import PART_LABELS
-    from reports.report_view import PART_LABELS as REPORT_LABELS
-
-    assert REPORT_LABELS == PART_LABELS
-
-
 def test_not_a_plan_is_one_clear_error():
     with pytest.raises(ReportError, match="not an advise plan: missing summary, recommendation"):
         render_report({"project": "x"})
