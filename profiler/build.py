@@ -78,7 +78,9 @@ def build_model(config: Mapping[str, Any] | Any, setup: TrainingSetup, device: s
                 ),
             )
     else:
-        model = AutoModelForCausalLM.from_config(cfg, dtype=dtype, attn_implementation=attn).to(device)
+        # built directly on the device: an 8B model initialised on the CPU and then copied costs minutes
+        with torch.device(device):
+            model = AutoModelForCausalLM.from_config(cfg, dtype=dtype, attn_implementation=attn)
 
     if setup.adapted:
         from peft import LoraConfig, get_peft_model
