@@ -204,6 +204,17 @@ def evaluate(cond: Mapping[str, Any], ctx: _Ctx) -> tuple[bool, list[str]]:
     return ok, [why]
 
 
+def flatten_facts(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested answers as facts: ``{"tried": {"few_shot": "failed"}}`` -> ``{"tried.few_shot": "failed"}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(flatten_facts(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
 # ---- loading ------------------------------------------------------------------------------------
 def answer_facts() -> set[str]:
     """Fact names that come straight from the answers (``data.labeled_examples``, ``symptoms``, ...)."""

@@ -24,15 +24,7 @@ from estimators.cost import (
 from estimators.memory import PART_LABELS, estimate_memory, fit
 from estimators.setup import TrainingSetup
 from estimators.throughput import estimate_throughput
-
-
-def _r(x: float, digits: int = 6) -> float:
-    """Round to ``digits`` significant digits (stable JSON across platforms)."""
-    return float(f"{x:.{digits}g}")
-
-
-def _r_or_none(x: float | None) -> float | None:
-    return None if x is None else _r(x)
+from estimators.units import round_sig, round_sig_or_none
 
 
 def setup_dict(setup: TrainingSetup) -> dict[str, Any]:
@@ -75,8 +67,8 @@ def run_estimate(
             "memory_total_bytes": mem.total_bytes,
             "fits": f.fits,
             "headroom_bytes": f.headroom_bytes,
-            "tokens_per_s": _r(t.tokens_per_s),
-            "usd_per_million_tokens": _r(cheapest[0].usd) if cheapest else None,
+            "tokens_per_s": round_sig(t.tokens_per_s),
+            "usd_per_million_tokens": round_sig(cheapest[0].usd) if cheapest else None,
             "cheapest_provider": cheapest[0].provider if cheapest else None,
         })
 
@@ -97,14 +89,14 @@ def run_estimate(
             "input_tokens_per_request": workload.input_tokens_per_request,
             "output_tokens_per_request": workload.output_tokens_per_request,
             "api": api_price.name if api_price else None,
-            "api_usd_per_month": _r(api_usd) if api_usd is not None else None,
+            "api_usd_per_month": round_sig(api_usd) if api_usd is not None else None,
             "self_hosted": None if serve is None else {
                 "gpu": serve.gpu, "tensor_parallel": serve.tensor_parallel, "replicas": serve.replicas,
-                "max_batch": serve.max_batch, "gpu_hours_per_month": _r(serve.gpu_hours_per_month),
+                "max_batch": serve.max_batch, "gpu_hours_per_month": round_sig(serve.gpu_hours_per_month),
                 "provider": serve.provider, "usd_per_gpu_hour": serve.usd_per_gpu_hour,
-                "usd_per_month": _r(serve.usd_per_month), "assumptions": list(serve.assumptions),
+                "usd_per_month": round_sig(serve.usd_per_month), "assumptions": list(serve.assumptions),
             },
-            "break_even_months": _r_or_none(None if api_usd is None or serve is None or run_usd is None
+            "break_even_months": round_sig_or_none(None if api_usd is None or serve is None or run_usd is None
                                             else break_even_months(run_usd, api_usd, serve.usd_per_month)),
         }
 
@@ -123,7 +115,7 @@ def run_estimate(
         },
         "params_total": a.params_total,
         "trainable_params": trainable,
-        "trainable_share": _r(trainable / a.params_total),
+        "trainable_share": round_sig(trainable / a.params_total),
         "setup": setup_dict(setup),
         "memory": {
             "parts_bytes": dict(mem.parts),
@@ -150,24 +142,24 @@ def run_estimate(
         "throughput": {
             "gpu": gpu.name,
             "gpu_count": setup.gpu_count,
-            "tokens_per_s": _r(tp.tokens_per_s),
-            "seconds_per_million_tokens": _r(tp.seconds_per_million_tokens),
-            "flops_per_token": _r(tp.flops_per_token.total),
+            "tokens_per_s": round_sig(tp.tokens_per_s),
+            "seconds_per_million_tokens": round_sig(tp.seconds_per_million_tokens),
+            "flops_per_token": round_sig(tp.flops_per_token.total),
             "mfu": tp.mfu,
             "mfu_measured": tp.mfu_measured,
         },
         "training": {
             "tokens": cost_tokens,
             "epochs": epochs,
-            "hours": _r(tp.hours_for(cost_tokens, epochs)),
+            "hours": round_sig(tp.hours_for(cost_tokens, epochs)),
             "costs": [
                 {"provider": c.provider, "offer": c.offer, "usd_per_gpu_hour": c.usd_per_gpu_hour,
-                 "gpu_count": c.gpu_count, "usd": _r(c.usd), "price_date": c.price_date}
+                 "gpu_count": c.gpu_count, "usd": round_sig(c.usd), "price_date": c.price_date}
                 for c in costs
             ],
         },
         "hosted_finetuning": [
-            {"offer": h.offer, "provider": h.provider, "billed_tokens": h.billed_tokens, "usd": _r(h.usd),
+            {"offer": h.offer, "provider": h.provider, "billed_tokens": h.billed_tokens, "usd": round_sig(h.usd),
              "price_date": h.date, "status": h.status}
             for h in sorted(hosted, key=lambda h: (h.usd, h.offer))
         ],

@@ -20,7 +20,7 @@ import yaml
 from advisor import __version__
 from advisor.answers import Answers
 from advisor.datafiles import read_data_files
-from advisor.engine import Decision, decide, load_rules
+from advisor.engine import Decision, decide, flatten_facts, load_rules
 from estimators.catalog import DATA_DIR as CATALOG_DATA_DIR
 from estimators.catalog import GPU, Catalog, FineTuningOffer, ModelSpec
 from estimators.cost import (
@@ -34,7 +34,13 @@ from estimators.cost import (
 from estimators.memory import MemoryBreakdown, estimate_memory
 from estimators.setup import TrainingSetup
 from estimators.throughput import estimate_throughput
-from estimators.units import duration_hours, money, months_text
+from estimators.units import (
+    duration_hours,
+    money,
+    months_text,
+    round_sig,
+    round_sig_or_none,
+)
 
 TRAINING_FILE = Path(__file__).parent / "data" / "training.yaml"
 EXAMPLES_DIR = Path(__file__).parent / "examples"
@@ -49,15 +55,6 @@ FIT_TECHNIQUES = ("full", "lora", "qlora", "dora")
 #: which data file kind (advise data check) feeds each method
 DATA_KIND = {"sft": "sft", "distillation": "sft", "continued_pretraining": "text", "dpo": "dpo", "orpo": "dpo",
              "kto": "kto"}
-
-
-def _r(x: float, digits: int = 6) -> float:
-    """Round to ``digits`` significant digits (stable JSON across platforms)."""
-    return float(f"{x:.{digits}g}")
-
-
-def _r_or_none(x: float | None) -> float | None:
-    return None if x is None else _r(x)
 
 
 @functools.lru_cache(maxsize=1)
@@ -78,16 +75,6 @@ def example_path(name: str) -> Path:
 
 
 # ---- facts from the answers ---------------------------------------------------------------------
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = v
-    return out
-
-
 def workload_of(answers: Answers) -> Workload | None:
     w = answers.workload
     if None in (w.requests_per_month, w.input_tokens_per_request, w.output_tokens_per_request):
@@ -109,7 +96,7 @@ def todays_bill(answers: Answers, catalog: Catalog) -> tuple[float | None, str |
 
 
 def answer_facts(answers: Answers, catalog: Catalog) -> dict[str, Any]:
-    facts = _flatten(answers.to_dict())
+    facts = flatten_facts(answers.to_dict())
     facts["workload.monthly_cost_usd"] = todays_bill(answers, catalog)[0]
     return facts
 
@@ -187,7 +174,7 @@ def plan_stages(decision: Decision, answers: Answers, technique: str | None, mod
                 training_tokens = float(examples * per * (2 if m in ("dpo", "orpo") else 1))
         lr = md["full_learning_rate"] * (lora["lr_multiplier"] if technique in ("lora", "qlora", "dora") else 1)
         stages.append(Stage(m, OBJECTIVE[m], examples, assumed, per, seq, _epochs_for(m, examples), training_tokens,
-                            _r(lr), int(md["global_batch_sequences"]), md.get("beta")))
+                            round_sig(lr), int(md["global_batch_sequences"]), md.get("beta")))
     return stages
 
 
@@ -403,8 +390,8 @@ class Estimator:
                 best = s
         self.inference = None if best is None else {
             "gpu": best.gpu, "tensor_parallel": best.tensor_parallel, "replicas": best.replicas,
-            "gpu_hours_per_month": _r(best.gpu_hours_per_month), "provider": best.provider,
-            "usd_per_gpu_hour": best.usd_per_gpu_hour, "usd_per_month": _r(best.usd_per_month),
+            "gpu_hours_per_month": round_sig(best.gpu_hours_per_month), "provider": best.provider,
+            "usd_per_gpu_hour": best.usd_per_gpu_hour, "usd_per_month": round_sig(best.usd_per_month),
             "assumptions": list(best.assumptions),
         }
         return None if best is None else best.usd_per_month
@@ -437,7 +424,7 @@ class Estimator:
             cost = hosted_finetuning_cost(offer, tokens, epochs)
             total += cost.usd
             stages.append({"method": m, "examples": n, "training_tokens": tokens, "epochs": epochs,
-                           "billed_tokens": cost.billed_tokens, "usd": _r(cost.usd)})
+                           "billed_tokens": cost.billed_tokens, "usd": round_sig(cost.usd)})
         monthly = None
         if workload is not None and offer.inference_usd_per_million_input_tokens is not None:
             monthly = api_monthly_usd(offer.inference_usd_per_million_input_tokens,
@@ -484,8 +471,8 @@ def _option_row(o: RunOption, stage: Stage) -> dict[str, Any]:
         "micro_batch": o.micro_batch, "optimizer": o.optimizer, "memory_bytes": o.memory_bytes,
         "memory_parts_bytes": dict(o.memory.parts), "measured": list(o.measured),
         "usable_memory_bytes": o.gpu.usable_memory_bytes, "fits": o.fits,
-        "tokens_per_s": _r(o.tokens_per_s), "hours": _r(o.hours),
-        "usd": _r_or_none(o.usd) if o.fits else None, "provider": p.provider if p else None,
+        "tokens_per_s": round_sig(o.tokens_per_s), "hours": round_sig(o.hours),
+        "usd": round_sig_or_none(o.usd) if o.fits else None, "provider": p.provider if p else None,
     }
 
 
@@ -551,7 +538,7 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
                  "seq_len": s.seq_len, "epochs": s.epochs, "training_tokens": s.training_tokens,
                  "learning_rate": s.learning_rate, "global_batch_sequences": s.global_batch_sequences,
                  "grad_accum": max(1, math.ceil(s.global_batch_sequences / (run.micro_batch * run.gpu_count))),
-                 "beta": s.beta, "hours": _r(h)}
+                 "beta": s.beta, "hours": round_sig(h)}
                 for s, h in zip(est.stages, run.stage_hours)
             ],
             "lora": lo if run.technique != "full" else None,
@@ -560,9 +547,9 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
             "measured": list(run.measured),
             "memory_parts_bytes": dict(run.memory.parts),
             "usable_memory_bytes": run.gpu.usable_memory_bytes,
-            "tokens_per_s": _r(run.tokens_per_s),
-            "hours": _r(run.hours),
-            "usd": _r_or_none(run.usd),
+            "tokens_per_s": round_sig(run.tokens_per_s),
+            "hours": round_sig(run.hours),
+            "usd": round_sig_or_none(run.usd),
             "provider": price.provider if price else None,
             "usd_per_gpu_hour": price.usd_per_hour if price else None,
             "price_date": price.date if price else None,
@@ -586,8 +573,8 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
                                   is not None and answers.workload.output_tokens_per_request is not None
                                   else "(default; give data files or the workload's token counts)"))
     if est.hosted is not None:
-        estimates["hosted_fine_tuning"] = {**est.hosted, "training_usd": _r(est.hosted["training_usd"]),
-                                           "usd_per_month": _r_or_none(est.hosted["usd_per_month"])}
+        estimates["hosted_fine_tuning"] = {**est.hosted, "training_usd": round_sig(est.hosted["training_usd"]),
+                                           "usd_per_month": round_sig_or_none(est.hosted["usd_per_month"])}
 
     after, money = est.after_usd, est.money
     if decision.fine_tune and (today is not None or after is not None):
@@ -597,16 +584,16 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
             "requests_per_month": answers.workload.requests_per_month,
             "input_tokens_per_request": answers.workload.input_tokens_per_request,
             "output_tokens_per_request": answers.workload.output_tokens_per_request,
-            "today_usd_per_month": _r_or_none(today), "today_source": today_source,
-            "after_usd_per_month": _r_or_none(after),
+            "today_usd_per_month": round_sig_or_none(today), "today_source": today_source,
+            "after_usd_per_month": round_sig_or_none(after),
             "after_source": ("self-hosted serving estimate" if decision.self_hosted else "hosted fine-tuned model "
                              "inference prices") if after is not None else None,
             "self_hosted": est.inference if decision.self_hosted else None,
-            "monthly_saving_usd": _r_or_none(saving),
-            "break_even_months": _r_or_none(be),
+            "monthly_saving_usd": round_sig_or_none(saving),
+            "break_even_months": round_sig_or_none(be),
             "cumulative_usd_12_months": None if today is None or after is None or training_usd is None else {
-                "today": [_r(today * m) for m in range(13)],
-                "after": [_r(training_usd + after * m) for m in range(13)],
+                "today": [round_sig(today * m) for m in range(13)],
+                "after": [round_sig(training_usd + after * m) for m in range(13)],
             },
         }
         if est.inference:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from advisor.answers import SYMPTOMS, TASK_KINDS, TRIED
-from advisor.engine import _Ctx, evaluate
+from advisor.engine import _Ctx, evaluate, flatten_facts
 
 
 @dataclass(frozen=True)
@@ -93,16 +93,6 @@ QUESTIONS: tuple[Question, ...] = (
 Prompt = Callable[[Question, Any], Any]
 
 
-def _flat(raw: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in raw.items():
-        if isinstance(v, dict):
-            out.update({f"{k}.{kk}": vv for kk, vv in _flat(v).items()})
-        else:
-            out[k] = v
-    return out
-
-
 def _set(raw: dict[str, Any], key: str, value: Any) -> None:
     *parents, last = key.split(".")
     for p in parents:
@@ -113,7 +103,7 @@ def _set(raw: dict[str, Any], key: str, value: Any) -> None:
 def should_ask(q: Question, raw: dict[str, Any]) -> bool:
     if not q.ask_if:
         return True
-    return evaluate(q.ask_if, _Ctx(_flat(raw), set()))[0]
+    return evaluate(q.ask_if, _Ctx(flatten_facts(raw), set()))[0]
 
 
 def ask(prompt: Prompt, questions: Sequence[Question] = QUESTIONS) -> dict[str, Any]:

@@ -36,3 +36,12 @@ def months_text(months: float | None) -> str:
     if months * DAYS_PER_MONTH < 1:
         return "under a day"
     return f"{months:.1f} months" if months >= 1 else f"{months * DAYS_PER_MONTH:.1f} days"
+
+
+def round_sig(x: float, digits: int = 6) -> float:
+    """``x`` to ``digits`` significant digits, so the same inputs give byte-identical JSON across platforms."""
+    return float(f"{x:.{digits}g}")
+
+
+def round_sig_or_none(x: float | None) -> float | None:
+    return None if x is None else round_sig(x)
