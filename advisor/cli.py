@@ -1,6 +1,6 @@
 """The ``advise`` command line: a thin click layer over the library.
 
-Library code raises typed errors (``estimators.errors.AdviseError``); ``advisor.clitools`` turns them into
+Library code raises typed errors (``advisor.contract.errors.AdviseError``); ``advisor.clitools`` turns them into
 one-line ``Error: ...`` messages with exit code 2. Commands that live in their own module
 (``advisor/cmd_*.py``) are registered at the end of this file; those modules import only click and
 ``advisor.clitools`` at load time. Heavy imports (torch, transformers, plotly, jinja2) happen only inside

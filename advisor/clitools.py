@@ -1,7 +1,7 @@
 """Helpers shared by the ``advise`` commands: domain errors at the edge, catalog loading, formatting.
 
 Each command module (``advisor/cli.py`` and the ``advisor/cmd_*.py`` modules it registers) imports these;
-nothing imports ``cli.py`` itself. Library code raises typed errors (``estimators.errors.AdviseError``);
+nothing imports ``cli.py`` itself. Library code raises typed errors (``advisor.contract.errors.AdviseError``);
 ``domain_errors`` turns them into one-line ``Error: ...`` messages with exit code 2.
 """
 
@@ -29,7 +29,7 @@ def domain_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from estimators.errors import AdviseError
+        from advisor.contract.errors import AdviseError
 
         try:
             return fn(*args, **kwargs)

@@ -13,7 +13,7 @@ from advisor.clitools import AdviseUsageError, domain_errors, dump_json, load_ca
 def _click_prompt(catalog: Any):
     """A questionnaire prompt on the terminal: the explanation, the question, re-asked until valid."""
     from advisor.questionnaire import parse
-    from estimators.errors import AdviseError
+    from advisor.contract.errors import AdviseError
 
     def check_names(q, value):
         if value is None:
@@ -87,7 +87,7 @@ def _write_out(out: Path, plan: dict[str, Any], answers_yaml: str, profile: Any,
 def plan(ctx: click.Context, answers_file: str | None, example: str | None, out_dir: str | None, force: bool,
          save_answers: str | None, profile_file: str | None, as_json: bool) -> None:
     """Should you fine-tune, how, on what and for how much: a plan with every reason shown."""
-    from advisor.answers import dump_answers, load_answers, validate_answers
+    from advisor.contract.answers import dump_answers, load_answers, validate_answers
     from advisor.plan import build_plan, example_path
 
     if answers_file and example:

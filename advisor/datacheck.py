@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from estimators.errors import AdviseError
+from advisor.contract.errors import AdviseError
 
 KINDS = ("sft", "dpo", "kto", "text")
 #: Required and optional top-level keys per kind.

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from advisor.answers import Answers, AnswersError
+from advisor.contract.answers import Answers, AnswersError
 
 #: which answers count a file of each kind fills
 COUNT_FIELD = {"sft": "labeled_examples", "dpo": "preference_pairs", "kto": "binary_feedback",
@@ -42,7 +42,7 @@ def read_data_files(answers: Answers, base_dir: Path | None, source: str = "answ
     if not (d.train_file or d.preference_file or d.eval_file):
         return DataInputs(answers)
     from advisor.datacheck import check_data
-    from estimators.errors import AdviseError
+    from advisor.contract.errors import AdviseError
 
     base = base_dir or Path.cwd()
 

@@ -34,7 +34,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from estimators.errors import AdviseError
+from advisor.contract.errors import AdviseError
 
 RULES_FILE = Path(__file__).parent / "data" / "rules.yaml"
 STAGES: tuple[str, ...] = ("approach", "delivery", "technique", "checks")
@@ -218,7 +218,7 @@ def flatten_facts(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 # ---- loading ------------------------------------------------------------------------------------
 def answer_facts() -> set[str]:
     """Fact names that come straight from the answers (``data.labeled_examples``, ``symptoms``, ...)."""
-    from advisor.answers import Answers
+    from advisor.contract.answers import Answers
 
     out: set[str] = set()
 

@@ -24,7 +24,7 @@ from estimators.cost import (
 from estimators.memory import PART_LABELS, estimate_memory, fit
 from estimators.setup import TrainingSetup
 from estimators.throughput import estimate_throughput
-from estimators.units import round_sig, round_sig_or_none
+from advisor.contract.units import round_sig, round_sig_or_none
 
 
 def setup_dict(setup: TrainingSetup) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from advisor import __version__
-from advisor.answers import Answers
+from advisor.contract.answers import Answers
 from advisor.datafiles import read_data_files
 from advisor.engine import Decision, decide, flatten_facts, load_rules
 from estimators.catalog import DATA_DIR as CATALOG_DATA_DIR
@@ -34,7 +34,7 @@ from estimators.cost import (
 from estimators.memory import MemoryBreakdown, estimate_memory
 from estimators.setup import TrainingSetup
 from estimators.throughput import estimate_throughput
-from estimators.units import (
+from advisor.contract.units import (
     duration_hours,
     money,
     months_text,
@@ -67,7 +67,7 @@ def example_names() -> tuple[str, ...]:
 
 
 def example_path(name: str) -> Path:
-    from estimators.errors import UnknownNameError
+    from advisor.contract.errors import UnknownNameError
 
     if name not in example_names():
         raise UnknownNameError("example", name, example_names(), hint=f"(built-in: {', '.join(example_names())})")

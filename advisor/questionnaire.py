@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from advisor.answers import SYMPTOMS, TASK_KINDS, TRIED
+from advisor.contract.answers import SYMPTOMS, TASK_KINDS, TRIED
 from advisor.engine import _Ctx, evaluate, flatten_facts
 
 

@@ -23,7 +23,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from estimators.anatomy import Anatomy
-from estimators.errors import AdviseError, CatalogError, UnknownNameError
+from advisor.contract.errors import AdviseError, UnknownNameError
+from estimators.errors import CatalogError
 
 DATA_DIR = Path(__file__).parent / "data"
 ANATOMY_FILE = DATA_DIR / "models_anatomy.json"

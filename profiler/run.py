@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from estimators.catalog import GPU, ModelSpec
-from estimators.errors import AdviseError
+from advisor.contract.errors import AdviseError
 from estimators.setup import TECHNIQUES, TrainingSetup
 from profiler.schema import (
     DeviceInfo,
@@ -639,7 +639,7 @@ def run_profile(req: ProfileRequest, progress: Callable[[ProgressEvent], None] |
 def default_gpu_lookup(catalog: Any) -> Callable[[str], GPU | None]:
     """Map ``torch.cuda.get_device_name()`` ('NVIDIA H100 80GB HBM3') to a catalog GPU: the catalog lists
     each card's nvidia-smi name, normalised, among its aliases."""
-    from estimators.errors import UnknownNameError
+    from advisor.contract.errors import UnknownNameError
 
     def lookup(name: str) -> GPU | None:
         for candidate in (name, name.removeprefix("NVIDIA ").strip()):

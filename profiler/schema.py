@@ -45,7 +45,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from estimators.errors import AdviseError
+from advisor.contract.errors import AdviseError
 
 SCHEMA_VERSION = 1
 TECHNIQUE_ORDER = ("full", "lora", "qlora", "dora")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from estimators.errors import AdviseError, UnknownNameError
+from advisor.contract.errors import AdviseError, UnknownNameError
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from estimators.errors import AdviseError
+from advisor.contract.errors import AdviseError
 from reports import report_charts as charts
 from reports import report_view as view
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from estimators.memory import PART_LABELS
-from estimators.units import duration_hours as duration
-from estimators.units import money, months_text
+from advisor.contract.units import duration_hours as duration
+from advisor.contract.units import money, months_text
 from reports.report_view import GIB, TECHNIQUE_LABEL, TECHNIQUES, count, gib, label
 
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"

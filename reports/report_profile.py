@@ -24,7 +24,7 @@ MEASURED_MEMORY = ("device_peak_bytes", "peak_memory_bytes", "peak_reserved_byte
 
 def _estimate_from_estimators(profile: Mapping[str, Any], entry: Mapping[str, Any]) -> tuple[Any, Any]:
     from estimators.catalog import Catalog
-    from estimators.errors import AdviseError
+    from advisor.contract.errors import AdviseError
     from estimators.memory import estimate_memory
     from estimators.setup import TrainingSetup
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from markupsafe import Markup
 
-from estimators.units import duration_hours as duration
-from estimators.units import money, months_text
+from advisor.contract.units import duration_hours as duration
+from advisor.contract.units import money, months_text
 
 GIB = 1 << 30
 

@@ -7,7 +7,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from advisor.answers import (
+from advisor.contract.answers import (
     Answers,
     AnswersError,
     dump_answers,

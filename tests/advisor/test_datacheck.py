@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from advisor import datacheck
 from advisor.cli import main
 from advisor.datacheck import DataReport, check_data
-from estimators.errors import AdviseError
+from advisor.contract.errors import AdviseError
 
 FIX = Path(__file__).parent / "data_fixtures"
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from advisor.answers import load_answers, validate_answers
+from advisor.contract.answers import load_answers, validate_answers
 from advisor.plan import build_plan, example_path
 
 
@@ -169,7 +169,7 @@ def test_without_counts_costs_are_per_thousand_examples_and_say_so(catalog):
 def test_planning_with_catalog_models_does_not_import_torch():
     code = (
         "import sys\n"
-        "from advisor.answers import load_answers\n"
+        "from advisor.contract.answers import load_answers\n"
         "from advisor.plan import build_plan, example_path\n"
         "from estimators.catalog import Catalog\n"
         "c = Catalog.load()\n"
@@ -209,7 +209,7 @@ def test_data_files_replace_declared_counts_and_set_lengths(catalog, tmp_path):
 
 
 def test_a_missing_data_file_is_a_clean_error_naming_the_field(catalog, tmp_path):
-    from advisor.answers import AnswersError
+    from advisor.contract.answers import AnswersError
 
     raw = {"project": "files", "symptoms": ["format"], "data": {"train_file": "nope.jsonl"}}
     with pytest.raises(AnswersError, match=r"data.train_file: .*nope.jsonl"):

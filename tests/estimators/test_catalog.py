@@ -8,7 +8,8 @@ import textwrap
 import pytest
 
 from estimators.catalog import Catalog
-from estimators.errors import AdviseError, CatalogError, UnknownNameError
+from advisor.contract.errors import AdviseError, UnknownNameError
+from estimators.errors import CatalogError
 
 REQUIRED_MODELS = [
     "llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b", "llama-3.1-70b", "qwen2.5-0.5b", "qwen2.5-1.5b",

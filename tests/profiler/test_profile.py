@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from advisor.cli import main
 from estimators.activations import trace_activations
 from estimators.catalog import Catalog
-from estimators.errors import AdviseError
+from advisor.contract.errors import AdviseError
 from estimators.memory import model_states
 from profiler.build import TINY_CONFIGS
 from profiler.run import (

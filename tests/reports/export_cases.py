@@ -51,7 +51,7 @@ def _variant(plan: dict[str, Any], **training: Any) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=1)
 def _built() -> dict[str, dict[str, Any]]:
-    from advisor.answers import load_answers, validate_answers
+    from advisor.contract.answers import load_answers, validate_answers
     from advisor.plan import build_plan, example_path
     from estimators.catalog import Catalog
 

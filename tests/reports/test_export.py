@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from estimators.errors import AdviseError
+from advisor.contract.errors import AdviseError
 from reports import export as ex
 from reports.export import (
     ExportError,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from advisor.answers import validate_answers
+from advisor.contract.answers import validate_answers
 from advisor.engine import load_rules
 from advisor.plan import build_plan
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from estimators.errors import AdviseError, UnknownNameError
+from advisor.contract.errors import AdviseError, UnknownNameError
 
 TaskKind = Literal["classification", "extraction", "generation", "chat", "code", "tool_use", "summarization", "other"]
 Symptom = Literal["knowledge_gap", "stale_knowledge", "format", "style", "reasoning", "actions", "tool_errors",

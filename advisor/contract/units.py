@@ -1,0 +1,83 @@
+"""Numbers for people, and numbers for byte-stable JSON: one module for the terminal, the report and the configs.
+
+Every money amount, duration, memory size and count that advise prints, writes into a report or an exported
+README goes through these functions, so the same figure reads the same everywhere.
+"""
+
+from __future__ import annotations
+
+GIB = 1 << 30
+DAYS_PER_MONTH = 30.4  # 365 / 12
+
+
+def money(usd: float | None) -> str:
+    """$1,234 from $100 up, $12.34 below; negative amounts keep their sign."""
+    if usd is None:
+        return "unknown"
+    sign = "-" if usd < 0 else ""
+    usd = abs(usd)
+    return f"{sign}${usd:,.0f}" if usd >= 100 else f"{sign}${usd:,.2f}"
+
+
+def hourly(usd_per_hour: float | None) -> str:
+    """A GPU's hourly price: $1.39/GPU-hour."""
+    return "unknown" if usd_per_hour is None else f"{money(usd_per_hour)}/GPU-hour"
+
+
+def duration(seconds: float | None) -> str:
+    """A duration in the unit that reads best: 45 s, 12 min, 3.5 h, 4.2 days."""
+    if seconds is None:
+        return "unknown"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    hours = seconds / 3600
+    if hours < 72:
+        return f"{hours:.1f} h"
+    return f"{hours / 24:.1f} days"
+
+
+def duration_hours(hours: float | None) -> str:
+    """``duration`` of a time given in hours."""
+    return "unknown" if hours is None else duration(hours * 3600)
+
+
+def months_text(months: float | None) -> str:
+    """A payback time: 'never' (None), 'under a day', days below a month, then months."""
+    if months is None:
+        return "never"
+    if months * DAYS_PER_MONTH < 1:
+        return "under a day"
+    return f"{months:.1f} months" if months >= 1 else f"{months * DAYS_PER_MONTH:.1f} days"
+
+
+def gib(n: float | None) -> str:
+    """Bytes as GiB: one decimal from 10 GiB up, two below (12.3 GiB, 0.75 GiB)."""
+    if n is None:
+        return "unknown"
+    v = n / GIB
+    return f"{v:,.1f} GiB" if abs(v) >= 10 else f"{v:,.2f} GiB"
+
+
+def count(n: float | None) -> str:
+    """A count with thousands separators; a non-whole number keeps two decimals; '-' when unknown."""
+    if n is None:
+        return "-"
+    if isinstance(n, float) and not n.is_integer():
+        return f"{n:,.2f}"
+    return f"{int(n):,}"
+
+
+def plural(n: int, noun: str) -> str:
+    """'1 line', '2 lines', '1,000 lines'."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def round_sig(x: float, digits: int = 6) -> float:
+    """``x`` to ``digits`` significant digits, so the same inputs give byte-identical JSON across platforms."""
+    return float(f"{x:.{digits}g}")
+
+
+def round_sig_or_none(x: float | None) -> float | None:
+    return None if x is None else round_sig(x)
