@@ -20,6 +20,7 @@ from advisor.clitools import dump_json as _dump
 from advisor.clitools import duration as _duration
 from advisor.clitools import gib as _gib
 from advisor.clitools import load_catalog as _catalog
+from advisor.contract.vocab import ATTENTION, OBJECTIVES, OFFLOAD, OPTIMIZERS, PRECISIONS, SHARDING, TECHNIQUES
 from advisor.cmd_data import data
 from advisor.cmd_export import export
 from advisor.cmd_plan import plan
@@ -91,10 +92,10 @@ def gpus(ctx: click.Context, as_json: bool) -> None:
 @main.command()
 @click.option("--model", required=True, help="Catalog name, Hub id, or a local config.json / model directory.")
 @click.option("--method", "technique", default="lora", show_default=True,
-              type=click.Choice(["full", "lora", "qlora", "dora"], case_sensitive=False),
+              type=click.Choice(tuple(TECHNIQUES), case_sensitive=False),
               help="Fine-tuning technique.")
 @click.option("--objective", default="sft", show_default=True,
-              type=click.Choice(["sft", "cpt", "dpo", "orpo", "kto"], case_sensitive=False),
+              type=click.Choice(tuple(OBJECTIVES), case_sensitive=False),
               help="Training objective (DPO/ORPO double the sequences; DPO/KTO add a reference forward).")
 @click.option("--gpu", "gpu_name", default="H100-80GB", show_default=True, help="GPU to report time and fit for.")
 @click.option("--seq-len", default=2048, show_default=True, type=click.IntRange(min=1), help="Tokens per sequence.")
@@ -103,16 +104,16 @@ def gpus(ctx: click.Context, as_json: bool) -> None:
               help="Gradient accumulation steps.")
 @click.option("--gpus", "gpu_count", default=1, show_default=True, type=click.IntRange(min=1), help="Number of GPUs.")
 @click.option("--sharding", default="none", show_default=True,
-              type=click.Choice(["none", "zero2", "zero3", "fsdp"], case_sensitive=False))
+              type=click.Choice(tuple(SHARDING), case_sensitive=False))
 @click.option("--offload", default="none", show_default=True,
-              type=click.Choice(["none", "optimizer", "params"], case_sensitive=False),
+              type=click.Choice(tuple(OFFLOAD), case_sensitive=False),
               help="CPU offload with zero2/zero3/fsdp.")
-@click.option("--precision", default="bf16", show_default=True, type=click.Choice(["bf16", "fp32"]))
+@click.option("--precision", default="bf16", show_default=True, type=click.Choice(tuple(PRECISIONS)))
 @click.option("--optimizer", default="adamw", show_default=True,
-              type=click.Choice(["adamw", "adamw-8bit", "paged-adamw-8bit"], case_sensitive=False))
+              type=click.Choice(tuple(OPTIMIZERS), case_sensitive=False))
 @click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=True, show_default=True)
 @click.option("--attn", "attn_impl", default="auto", show_default=True,
-              type=click.Choice(["auto", "sdpa", "flash", "eager"], case_sensitive=False))
+              type=click.Choice(tuple(ATTENTION), case_sensitive=False))
 @click.option("--lora-r", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--lora-alpha", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--lora-dropout", default=0.05, show_default=True, type=click.FloatRange(0, 1, max_open=True))
@@ -168,7 +169,7 @@ def estimate(ctx: click.Context, model: str, technique: str, objective: str, gpu
 def _print_estimate(d: dict[str, Any]) -> None:
     s, m, mem = d["setup"], d["model"], d["memory"]
     echo = click.echo
-    tech = {"full": "full fine-tuning", "lora": "LoRA", "qlora": "QLoRA", "dora": "DoRA"}[s["technique"]]
+    tech = TECHNIQUES[s["technique"]].label
     echo(f"{m['name']}" + (f" ({m['hub_id']})" if m["hub_id"] and m["hub_id"] != m["name"] else "")
          + f": {d['params_total']:,} parameters")
     lora = (f", r={s['lora_r']} alpha={s['lora_alpha']} on {','.join(s['lora_targets'])}"

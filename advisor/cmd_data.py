@@ -11,8 +11,8 @@ from typing import Any
 import click
 
 from advisor.clitools import domain_errors, dump_json
+from advisor.contract.vocab import DATA_KINDS
 
-KIND_CHOICES = ("sft", "dpo", "kto", "text")  # advisor.datacheck.KINDS (a test keeps them equal)
 PROBLEMS_SHOWN = 20
 SOURCES = {"given": "--kind", "detected": "detected", "training file": "as the training file"}
 
@@ -28,7 +28,7 @@ def data() -> None:
 
 @data.command("check")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--kind", type=click.Choice(KIND_CHOICES),
+@click.option("--kind", type=click.Choice(tuple(DATA_KINDS)),
               help="sft (chat messages), dpo (prompt/chosen/rejected), kto (prompt/completion/label) or text; "
                    "detected from the first lines when left out.")
 @click.option("--eval", "eval_file", type=click.Path(dir_okay=False),

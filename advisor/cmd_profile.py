@@ -23,8 +23,9 @@ from advisor.clitools import (
     gib,
     load_catalog,
 )
+from advisor.contract.vocab import DEVICES, TECHNIQUES
 
-METHODS = ("full", "lora", "qlora", "dora")
+METHODS = tuple(TECHNIQUES)
 
 
 class _IntList(click.ParamType):
@@ -71,7 +72,7 @@ def _methods(value: str) -> tuple[str, ...]:
               help="Measure K and 2K decoder layers and extrapolate to the full depth (models too big or slow).")
 @click.option("--out", default="profile.json", show_default=True, type=click.Path(dir_okay=False),
               help="Profile file: written after every measurement; a rerun resumes it.")
-@click.option("--device", default="cuda", show_default=True, type=click.Choice(["cuda", "cpu"]),
+@click.option("--device", default="cuda", show_default=True, type=click.Choice(tuple(DEVICES)),
               help="cpu runs the same code on tiny models (tests, CI): time and peak RSS only.")
 @click.option("--memory-limit-gib", type=click.FloatRange(min=0, min_open=True),
               help="Pretend the device has this much memory (CUDA: allocator cap; CPU: address-space cap).")

@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from advisor.contract.errors import AdviseError
+from advisor.contract.vocab import DATA_KINDS
 
-KINDS = ("sft", "dpo", "kto", "text")
+KINDS = tuple(DATA_KINDS)
 #: Required and optional top-level keys per kind.
 KIND_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "sft": (("messages",), ("tools",)),

@@ -13,10 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.contract.answers import Answers, AnswersError
-
-#: which answers count a file of each kind fills
-COUNT_FIELD = {"sft": "labeled_examples", "dpo": "preference_pairs", "kto": "binary_feedback",
-               "text": "domain_corpus_tokens"}
+from advisor.contract.vocab import DATA_KINDS
 #: problems kept per file in the plan (the data check itself keeps up to 1,000; all are counted)
 PLAN_PROBLEMS_KEPT = 20
 
@@ -71,7 +68,7 @@ def read_data_files(answers: Answers, base_dir: Path | None, source: str = "answ
         if r.kind is None:
             notes.append(f"data.{field_name}: no valid examples, so nothing is counted from it")
             continue
-        count_field = COUNT_FIELD[r.kind]
+        count_field = DATA_KINDS[r.kind].count_field
         value = r.total_tokens if r.kind == "text" else r.valid_examples
         declared = getattr(d, count_field)
         updates[count_field] = value

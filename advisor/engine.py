@@ -35,14 +35,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from advisor.contract.errors import AdviseError
+from advisor.contract.vocab import APPROACHES, METHODS, PREREQUISITES, RULE_STAGES, SERVING, TECHNIQUES, pipeline_order
 
 RULES_FILE = Path(__file__).parent / "data" / "rules.yaml"
-STAGES: tuple[str, ...] = ("approach", "delivery", "technique", "checks")
-APPROACHES = ("prompting", "few_shot", "rag", "tools", "reasoning_model", "fine_tune", "hosted_fine_tune")
-METHODS = ("continued_pretraining", "sft", "distillation", "orpo", "dpo", "kto")  # also the pipeline order
-TECHNIQUES = ("full", "lora", "qlora", "dora")
-SERVING = ("multi_lora", "single_adapter", "merged", "hosted", "none")
-PREREQUISITES = ("eval_set", "baseline", "more_data", "preference_data", "smaller_base_or_more_gpus")
+STAGES: tuple[str, ...] = tuple(RULE_STAGES)
 
 #: every fact a condition may name, with what it means (the answers' own fields are added from the schema)
 FACTS: dict[str, str] = {
@@ -73,14 +69,14 @@ class RulesError(AdviseError):
 class Recommends(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    approach: Literal[APPROACHES] | None = None  # type: ignore[valid-type]
-    methods: list[Literal[METHODS]] = []  # type: ignore[valid-type]
+    approach: Literal[tuple(APPROACHES)] | None = None  # type: ignore[valid-type]
+    methods: list[Literal[tuple(METHODS)]] = []  # type: ignore[valid-type]
     replaces: list[str] = []  # approaches or methods this rule supersedes
-    technique: Literal[TECHNIQUES] | None = None  # type: ignore[valid-type]
+    technique: Literal[tuple(TECHNIQUES)] | None = None  # type: ignore[valid-type]
     base_size: Literal["small", "default"] | None = None
-    prerequisites: list[Literal[PREREQUISITES]] = []  # type: ignore[valid-type]
+    prerequisites: list[Literal[tuple(PREREQUISITES)]] = []  # type: ignore[valid-type]
     warning: bool = False
-    serving: Literal[SERVING] | None = None  # type: ignore[valid-type]
+    serving: Literal[tuple(SERVING)] | None = None  # type: ignore[valid-type]
 
 
 class Rule(BaseModel):
@@ -88,7 +84,7 @@ class Rule(BaseModel):
 
     id: str = Field(pattern=r"^[A-Z][A-Z0-9_]+$")
     name: str
-    stage: Literal[STAGES]  # type: ignore[valid-type]
+    stage: Literal[tuple(RULE_STAGES)]  # type: ignore[valid-type]
     when: dict[str, Any]
     recommends: Recommends
     rationale: str
@@ -105,7 +101,7 @@ class Rule(BaseModel):
 class RuleBook(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    approach_priority: dict[Literal[APPROACHES], int]  # type: ignore[valid-type]
+    approach_priority: dict[Literal[tuple(APPROACHES)], int]  # type: ignore[valid-type]
     rules: list[Rule]
 
 
@@ -252,7 +248,7 @@ def load_rules(path: str | Path = RULES_FILE) -> RuleBook:
             problems.append(f"rule {r.id}: duplicate id")
         problems += _check_condition(r.when, f"rule {r.id}: when", known, earlier)
         for x in r.recommends.replaces:
-            if x not in APPROACHES + METHODS:
+            if x not in APPROACHES and x not in METHODS:
                 problems.append(f"rule {r.id}: replaces '{x}', which is neither an approach nor a method")
         earlier.add(r.id)
     missing = set(APPROACHES) - set(book.approach_priority)
@@ -287,11 +283,11 @@ class Decision:
 
     @property
     def fine_tune(self) -> bool:
-        return self.approach in ("fine_tune", "hosted_fine_tune")
+        return APPROACHES[self.approach].fine_tune
 
     @property
     def self_hosted(self) -> bool:
-        return self.approach == "fine_tune"
+        return APPROACHES[self.approach].fine_tune and not APPROACHES[self.approach].hosted
 
     @property
     def fired(self) -> tuple[str, ...]:
@@ -312,7 +308,7 @@ def compose(book: RuleBook, fired: Sequence[Rule], trace: Sequence[TraceEntry] =
     """The decision the fired rules make together.
 
     The primary approach is the fired approach with the highest ``approach_priority`` (nothing fired:
-    prompting); the training stages are the fired methods in pipeline order (``METHODS``); a rule's
+    prompting); the training stages are the fired methods in pipeline order (``vocab.pipeline_order``); a rule's
     ``replaces`` removes approaches or methods it supersedes (ORPO replaces SFT + DPO, hosted fine-tuning
     replaces self-hosted). The first fired technique and serving rule win (rules are ordered by preference).
     """
@@ -321,14 +317,14 @@ def compose(book: RuleBook, fired: Sequence[Rule], trace: Sequence[TraceEntry] =
                   if a not in replaced]
     approaches.sort(key=lambda a: -book.approach_priority[a])
     primary = approaches[0] if approaches else "prompting"
-    ft = primary in ("fine_tune", "hosted_fine_tune")
+    ft = APPROACHES[primary].fine_tune
     stages = {m for r in fired for m in r.recommends.methods} - replaced
-    methods = tuple(m for m in METHODS if m in stages) if ft else ()
+    methods = pipeline_order(stages) if ft else ()
     technique = next((r.recommends.technique for r in fired if r.recommends.technique), None) \
         if primary == "fine_tune" else None
     if not ft:
         serving = "none"
-    elif primary == "hosted_fine_tune":
+    elif APPROACHES[primary].hosted:
         serving = "hosted"
     else:
         serving = next((r.recommends.serving for r in fired if r.recommends.serving), "none")

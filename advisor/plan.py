@@ -19,6 +19,16 @@ import yaml
 
 from advisor import __version__
 from advisor.contract.answers import Answers
+from advisor.contract.vocab import (
+    APPROACHES,
+    ATTENTION,
+    DATA_KINDS,
+    METHODS,
+    OBJECTIVES,
+    PREREQUISITES,
+    SERVING,
+    TECHNIQUES,
+)
 from advisor.datafiles import read_data_files
 from advisor.engine import Decision, decide, flatten_facts, load_rules
 from estimators.catalog import DATA_DIR as CATALOG_DATA_DIR
@@ -47,14 +57,6 @@ EXAMPLES_DIR = Path(__file__).parent / "examples"
 #: when the answers give no count for a training stage, costs are shown per this many examples
 PLACEHOLDER_EXAMPLES = 1000
 GIB = 1 << 30
-OBJECTIVE = {"sft": "sft", "distillation": "sft", "continued_pretraining": "cpt", "dpo": "dpo", "orpo": "orpo",
-             "kto": "kto"}
-#: hosted fine-tuning methods by plan method (distillation is SFT on the teacher's outputs)
-HOSTED_METHOD = {"sft": "sft", "distillation": "sft", "dpo": "dpo"}
-FIT_TECHNIQUES = ("full", "lora", "qlora", "dora")
-#: which data file kind (advise data check) feeds each method
-DATA_KIND = {"sft": "sft", "distillation": "sft", "continued_pretraining": "text", "dpo": "dpo", "orpo": "dpo",
-             "kto": "kto"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -118,13 +120,19 @@ class Stage:
 
 
 def _count_for(method: str, answers: Answers) -> int:
-    d = answers.data
-    return {"sft": d.labeled_examples, "distillation": d.labeled_examples, "dpo": d.preference_pairs,
-            "orpo": d.preference_pairs, "kto": d.binary_feedback}.get(method, 0)
+    """The answers' count of the data a method trains on (continued pre-training counts tokens, not examples)."""
+    m = METHODS[method]
+    return 0 if m.objective == "cpt" else getattr(answers.data, DATA_KINDS[m.data_kind].count_field)
+
+
+def _examples_per_pair(method: str) -> int:
+    """Training sequences per example: preference pairs train on the chosen and the rejected answer."""
+    return 2 if OBJECTIVES[METHODS[method].objective].paired else 1
 
 
 def _epochs_for(method: str, examples: int) -> float:
-    if method in ("continued_pretraining", "dpo", "orpo", "kto"):
+    m = METHODS[method]
+    if m.preference or m.objective == "cpt":
         return 1.0
     for row in training_defaults()["epochs"]["by_examples"]:
         if row["below"] is None or examples < row["below"]:
@@ -156,7 +164,7 @@ def plan_stages(decision: Decision, answers: Answers, technique: str | None, mod
     stages = []
     for m in decision.methods:
         md = defaults["methods"][m]
-        data = measured.get(DATA_KIND[m])
+        data = measured.get(METHODS[m].data_kind)
         if m == "continued_pretraining":
             corpus = answers.data.domain_corpus_tokens
             seq = min(int(tok["cpt_sequence_length"]), max_len)
@@ -171,9 +179,10 @@ def plan_stages(decision: Decision, answers: Answers, technique: str | None, mod
             else:
                 per = tokens_per_example(answers)
                 seq = min(_round_up(per, step), max_len)
-                training_tokens = float(examples * per * (2 if m in ("dpo", "orpo") else 1))
-        lr = md["full_learning_rate"] * (lora["lr_multiplier"] if technique in ("lora", "qlora", "dora") else 1)
-        stages.append(Stage(m, OBJECTIVE[m], examples, assumed, per, seq, _epochs_for(m, examples), training_tokens,
+                training_tokens = float(examples * per * _examples_per_pair(m))
+        adapter = technique is not None and TECHNIQUES[technique].adapter
+        lr = md["full_learning_rate"] * (lora["lr_multiplier"] if adapter else 1)
+        stages.append(Stage(m, METHODS[m].objective, examples, assumed, per, seq, _epochs_for(m, examples), training_tokens,
                             round_sig(lr), int(md["global_batch_sequences"]), md.get("beta")))
     return stages
 
@@ -343,7 +352,7 @@ class Estimator:
         self.model, self.model_source = choose_base(self.answers, decision, self.catalog)
         self.stages = plan_stages(decision, self.answers, "lora", self.model, self.measured)
         facts = {}
-        for t in FIT_TECHNIQUES:
+        for t in TECHNIQUES:
             facts[f"estimates.fits.{t}"] = any(self._option(t, self.catalog.gpu(g)).fits for g in self.gpus)
         return facts
 
@@ -397,7 +406,7 @@ class Estimator:
         return None if best is None else best.usd_per_month
 
     def _hosted_offer(self, decision: Decision) -> FineTuningOffer | None:
-        methods = {HOSTED_METHOD[m] for m in decision.methods if m in HOSTED_METHOD}
+        methods = {METHODS[m].hosted_method for m in decision.methods if METHODS[m].hosted_method}
         offers = [o for o in self.catalog.finetuning
                   if o.base_model and o.min_params_b is None and methods and methods <= set(o.methods)]
         api = self.answers.model.current_api
@@ -415,11 +424,11 @@ class Estimator:
         stages = []
         total = 0.0
         for m in decision.methods:
-            if m not in HOSTED_METHOD:
+            if not METHODS[m].hosted_method:
                 continue
             n = _count_for(m, self.answers) or PLACEHOLDER_EXAMPLES
-            data = self.measured.get(DATA_KIND[m])
-            tokens = data["total_tokens"] if data else n * tokens_per_example(self.answers) * (2 if m == "dpo" else 1)
+            data = self.measured.get(METHODS[m].data_kind)
+            tokens = data["total_tokens"] if data else n * tokens_per_example(self.answers) * _examples_per_pair(m)
             epochs = _epochs_for(m, n)
             cost = hosted_finetuning_cost(offer, tokens, epochs)
             total += cost.usd
@@ -436,31 +445,8 @@ class Estimator:
 
 
 # ---- the plan -----------------------------------------------------------------------------------
-APPROACH_TEXT = {
-    "prompting": "improve the prompt", "few_shot": "add few-shot examples to the prompt",
-    "rag": "add retrieval (RAG)", "tools": "give the model tools (function calling)",
-    "reasoning_model": "use a reasoning model or chain-of-thought", "fine_tune": "fine-tune an open model",
-    "hosted_fine_tune": "use the vendor's hosted fine-tuning",
-}
-METHOD_TEXT = {"sft": "supervised fine-tuning (SFT)", "distillation": "distillation (SFT on the big model's outputs)",
-               "continued_pretraining": "continued pre-training", "dpo": "DPO", "orpo": "ORPO", "kto": "KTO"}
-TECHNIQUE_TEXT = {"full": "full fine-tuning", "lora": "LoRA", "qlora": "QLoRA", "dora": "DoRA"}
-PREREQUISITE_TEXT = {
-    "eval_set": "Build an eval set: 20-200 representative cases with known good answers, held out of training.",
-    "baseline": "Score today's setup (the current prompt and model) on the eval set: the baseline to beat.",
-    "more_data": "Collect more training examples (a few hundred clean, diverse ones at least).",
-    "preference_data": "Collect preference data: pairs of answers with the better one marked, or thumbs up/down.",
-    "smaller_base_or_more_gpus": "Choose a smaller base model or more/larger GPUs: nothing fits as planned.",
-}
-SERVING_NOTES = {
-    "multi_lora": "Serve one base model and load each task's LoRA adapter per request (vLLM --enable-lora "
-                  "--max-loras N); adapters are megabytes each.",
-    "single_adapter": "Serve the base model with one LoRA adapter loaded (vLLM --enable-lora).",
-    "merged": "Merge the adapter into the bf16 base (peft merge_and_unload) and serve it as a plain model "
-              "(vLLM, TGI or SGLang); full fine-tunes are served as they are.",
-    "hosted": "Call the fine-tuned model through the vendor's API, as today.",
-    "none": "Nothing new to serve: keep calling today's model.",
-}
+#: the prerequisites' sentences (their thresholds come from the rules file)
+PREREQUISITE_TEXT = {k: t.text.format(eval_min_examples=20, eval_max_examples=200) for k, t in PREREQUISITES.items()}
 
 
 def _option_row(o: RunOption, stage: Stage) -> dict[str, Any]:
@@ -518,7 +504,7 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
                                  "inference": None, "assumptions": []}
     assumptions: list[str] = list((data_inputs.summary or {}).get("notes", []))
     if decision.self_hosted and est.model is not None:
-        estimates["fit_matrix"] = [_option_row(est._option(t, catalog.gpu(g)), est.stages[0]) for t in FIT_TECHNIQUES
+        estimates["fit_matrix"] = [_option_row(est._option(t, catalog.gpu(g)), est.stages[0]) for t in TECHNIQUES
                                    for g in est.gpus]
     if run is not None:
         lo = lora_settings(answers)
@@ -527,8 +513,7 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
             "technique": run.technique, "gpu": run.gpu.name, "gpu_count": run.gpu_count, "sharding": run.sharding,
             "offload": run.offload,
             "optimizer": run.optimizer, "precision": "bf16", "gradient_checkpointing": True,
-            "attn_implementation": {"sdpa": "sdpa", "eager": "eager", "flash": "flash_attention_2"}[
-                TrainingSetup().resolved_attn(est.model.anatomy.model_type)],
+            "attn_implementation": ATTENTION[TrainingSetup().resolved_attn(est.model.anatomy.model_type)].transformers_name,
             "quantization": {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
                              "bnb_4bit_compute_dtype": "bfloat16"} if run.technique == "qlora" else None,
             "micro_batch": run.micro_batch,
@@ -567,7 +552,7 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
                                   f"memory parts stay estimates")
         if any(s.examples_assumed for s in est.stages):
             assumptions.append(f"no example count for a training stage: costs are for {PLACEHOLDER_EXAMPLES:,} examples")
-        if not data_inputs.measured.get(DATA_KIND[est.stages[0].method]):
+        if not data_inputs.measured.get(METHODS[est.stages[0].method].data_kind):
             assumptions.append(f"{est.stages[0].tokens_per_example} tokens per example "
                                + ("(workload input + output tokens)" if answers.workload.input_tokens_per_request
                                   is not None and answers.workload.output_tokens_per_request is not None
@@ -611,7 +596,7 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
         "recommendation": recommendation,
         "prerequisites": list(decision.prerequisites),
         "prerequisite_steps": [PREREQUISITE_TEXT[p] for p in decision.prerequisites],
-        "serving": {"strategy": decision.serving, "notes": SERVING_NOTES[decision.serving]},
+        "serving": {"strategy": decision.serving, "notes": SERVING[decision.serving].note},
         "why": [{"id": r.id, "name": r.name, "rationale": r.rationale, "source": r.source} for r in deciding],
         "warnings": [{"id": r.id, "name": r.name, "rationale": r.rationale, "source": r.source}
                      for r in fired if r.recommends.warning],
@@ -654,9 +639,9 @@ def _price_data(answers: Answers, catalog: Catalog, est: Estimator, decision: De
 
 def _summary(d: Decision, rec: Mapping[str, Any], est: Mapping[str, Any]) -> str:
     if not d.fine_tune:
-        parts = [APPROACH_TEXT[d.approach]] + [APPROACH_TEXT[a] for a in d.also]
+        parts = [APPROACHES.phrase(d.approach)] + [APPROACHES.phrase(a) for a in d.also]
         return f"Don't fine-tune yet: {'; then '.join(parts) if len(parts) < 3 else ', '.join(parts)}."
-    methods = " then ".join(METHOD_TEXT[m] for m in d.methods)
+    methods = " then ".join(METHODS.phrase(m) for m in d.methods)
     if d.approach == "hosted_fine_tune":
         h = est["hosted_fine_tuning"]
         head = f"Use hosted {methods} of {h['base_model']} ({h['offer']})" if h else \
@@ -664,7 +649,7 @@ def _summary(d: Decision, rec: Mapping[str, Any], est: Mapping[str, Any]) -> str
         cost = f": about {money(h['training_usd'])} of training" if h else ""
     else:
         t = est["training"]
-        tech = TECHNIQUE_TEXT[d.technique] if d.technique else "a technique that fits (none does yet)"
+        tech = TECHNIQUES.phrase(d.technique) if d.technique else "a technique that fits (none does yet)"
         head = f"Fine-tune {rec['base_model']} with {methods} using {tech}"
         cost = (f" on {t['gpu_count']} x {t['gpu']}: about {duration_hours(t['hours'])} and {money(t['usd'])} of training"
                 if t else "")
@@ -674,7 +659,7 @@ def _summary(d: Decision, rec: Mapping[str, Any], est: Mapping[str, Any]) -> str
         tail = f", then {money(inf['after_usd_per_month'])}/month instead of {money(inf['today_usd_per_month'])}"
         tail += (f" (break-even in {months_text(inf['break_even_months'])})" if inf["break_even_months"] is not None
                  else " (more per month than today: it does not pay back in money)")
-    also = f"; also {', '.join(APPROACH_TEXT[a] for a in d.also)}" if d.also else ""
+    also = f"; also {', '.join(APPROACHES.phrase(a) for a in d.also)}" if d.also else ""
     return f"{head}{cost}{tail}{also}."
 
 
@@ -686,7 +671,7 @@ def _next_steps(d: Decision, rec: Mapping[str, Any], est: Mapping[str, Any]) -> 
         {"step": "baseline", "what": PREREQUISITE_TEXT["baseline"]},
     ]
     if not d.fine_tune:
-        steps.append({"step": "change", "what": "Then " + "; ".join(APPROACH_TEXT[a] for a in (d.approach, *d.also))
+        steps.append({"step": "change", "what": "Then " + "; ".join(APPROACHES.phrase(a) for a in (d.approach, *d.also))
                       + ", and score each change on the eval set."})
         steps.append({"step": "monitor", "what": "Keep scoring a sample of production traffic; revisit this plan "
                                                  "if the problems persist or the volume grows."})
@@ -710,7 +695,7 @@ def _next_steps(d: Decision, rec: Mapping[str, Any], est: Mapping[str, Any]) -> 
                                                f"training section (learning rate, batch, LoRA, epochs)."})
     steps.append({"step": "evaluate", "what": "Score the tuned model on the eval set against the baseline; ship "
                                               "only if it wins."})
-    steps.append({"step": "deploy", "what": SERVING_NOTES[d.serving]})
+    steps.append({"step": "deploy", "what": SERVING[d.serving].note})
     steps.append({"step": "monitor", "what": "Score a sample of production traffic weekly; retrain when quality "
                                              "drifts or the data changes."})
     return steps

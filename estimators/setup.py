@@ -11,17 +11,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from advisor.contract.vocab import (
+    ATTENTION,
+    OBJECTIVES,
+    OFFLOAD,
+    OPTIMIZERS,
+    PRECISIONS,
+    SHARDING,
+    TECHNIQUES,
+)
 from estimators.errors import EstimateError
 
-TECHNIQUES = ("full", "lora", "qlora", "dora")
-OBJECTIVES = ("sft", "cpt", "dpo", "orpo", "kto")
-PRECISIONS = ("bf16", "fp32")
-OPTIMIZERS = ("adamw", "adamw-8bit", "paged-adamw-8bit")
-ATTN_IMPLS = ("auto", "sdpa", "flash", "eager")
-SHARDINGS = ("none", "zero2", "zero3", "fsdp")
-OFFLOADS = ("none", "optimizer", "params")
-
-DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+#: adapters may keep their own dtype; "auto" follows the recipe (``TrainingSetup.adapter_bytes``)
+ADAPTER_DTYPES = ("auto", *PRECISIONS)
 
 #: architectures whose attention transformers 5 cannot run through SDPA (softcapping): eager or flash only
 _NO_SDPA = {"gemma2"}
@@ -68,16 +70,16 @@ class TrainingSetup:
                 errors.append(str(e))
 
         for name, allowed in (
-            ("technique", TECHNIQUES),
-            ("objective", OBJECTIVES),
-            ("precision", PRECISIONS),
-            ("optimizer", OPTIMIZERS),
-            ("attn_impl", ATTN_IMPLS),
-            ("sharding", SHARDINGS),
-            ("offload", OFFLOADS),
+            ("technique", tuple(TECHNIQUES)),
+            ("objective", tuple(OBJECTIVES)),
+            ("precision", tuple(PRECISIONS)),
+            ("optimizer", tuple(OPTIMIZERS)),
+            ("attn_impl", tuple(ATTENTION)),
+            ("sharding", tuple(SHARDING)),
+            ("offload", tuple(OFFLOAD)),
+            ("adapter_dtype", ADAPTER_DTYPES),
         ):
             check(lambda n=name, a=allowed: object.__setattr__(self, n, _choice(n, getattr(self, n), a)))
-        check(lambda: object.__setattr__(self, "adapter_dtype", _choice("adapter_dtype", self.adapter_dtype, ("auto", "fp32", "bf16"))))
         for name in ("seq_len", "micro_batch", "grad_accum", "gpu_count", "lora_r", "lora_alpha"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -105,12 +107,12 @@ class TrainingSetup:
     @property
     def adapted(self) -> bool:
         """LoRA-family technique (frozen base, trainable adapters)."""
-        return self.technique != "full"
+        return TECHNIQUES[self.technique].adapter
 
     @property
     def compute_bytes(self) -> int:
         """Bytes per element of weights and activations in the forward pass."""
-        return DTYPE_BYTES[self.precision]
+        return PRECISIONS[self.precision].bytes
 
     @property
     def adapter_bytes(self) -> int:
@@ -120,7 +122,7 @@ class TrainingSetup:
         casts QLoRA adapters back to bf16, as the QLoRA paper does.
         """
         if self.adapter_dtype != "auto":
-            return DTYPE_BYTES[self.adapter_dtype]
+            return PRECISIONS[self.adapter_dtype].bytes
         if self.precision == "fp32":
             return 4
         return 2 if self.technique == "qlora" else 4
@@ -128,17 +130,17 @@ class TrainingSetup:
     @property
     def magnitude_bytes(self) -> int:
         """DoRA's magnitude vector stays fp32 (peft's upcast; TRL excludes it from the QLoRA bf16 cast)."""
-        return 4 if self.precision == "bf16" else DTYPE_BYTES[self.precision]
+        return 4 if self.precision == "bf16" else PRECISIONS[self.precision].bytes
 
     @property
     def sequences_per_micro_batch(self) -> int:
         """Sequences a forward pass sees: preference objectives run chosen and rejected together."""
-        return self.micro_batch * (2 if self.objective in ("dpo", "orpo") else 1)
+        return self.micro_batch * (2 if OBJECTIVES[self.objective].paired else 1)
 
     @property
     def needs_reference_model(self) -> bool:
         """DPO and KTO compare against a frozen reference policy (ORPO does not)."""
-        return self.objective in ("dpo", "kto")
+        return OBJECTIVES[self.objective].reference_model
 
     def resolved_attn(self, model_type: str) -> str:
         if self.attn_impl == "auto":

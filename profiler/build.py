@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
+from advisor.contract.vocab import ATTENTION, PRECISIONS
 from estimators.anatomy import build_config
 from estimators.setup import TrainingSetup
 
@@ -42,11 +43,11 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
 def _torch_dtype(precision: str):
     import torch
 
-    return {"bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+    return getattr(torch, PRECISIONS[precision].torch_name)
 
 
 def _attn_name(setup: TrainingSetup, model_type: str) -> str:
-    return {"sdpa": "sdpa", "eager": "eager", "flash": "flash_attention_2"}[setup.resolved_attn(model_type)]
+    return ATTENTION[setup.resolved_attn(model_type)].transformers_name
 
 
 def build_model(config: Mapping[str, Any] | Any, setup: TrainingSetup, device: str = "cpu", seed: int = 0) -> Any:

@@ -47,7 +47,8 @@ from typing import Any
 
 from estimators.catalog import GPU, ModelSpec
 from advisor.contract.errors import AdviseError
-from estimators.setup import TECHNIQUES, TrainingSetup
+from advisor.contract.vocab import TECHNIQUES
+from estimators.setup import TrainingSetup
 from profiler.schema import (
     DeviceInfo,
     Entry,

@@ -46,9 +46,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from advisor.contract.errors import AdviseError
+from advisor.contract.vocab import TECHNIQUES
 
 SCHEMA_VERSION = 1
-TECHNIQUE_ORDER = ("full", "lora", "qlora", "dora")
+TECHNIQUE_ORDER = tuple(TECHNIQUES)
 
 
 class _Strict(BaseModel):

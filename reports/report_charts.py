@@ -15,7 +15,9 @@ from typing import Any
 from estimators.memory import PART_LABELS
 from advisor.contract.units import duration_hours as duration
 from advisor.contract.units import money, months_text
-from reports.report_view import GIB, TECHNIQUE_LABEL, TECHNIQUES, count, gib, label
+from advisor.contract.units import GIB, count, gib
+from advisor.contract.vocab import TECHNIQUES
+from reports.report_view import label
 
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 PART_COLORS = {
@@ -27,7 +29,6 @@ TECHNIQUE_COLORS = {"full": "#4c72b0", "lora": "#55a868", "qlora": "#dd8452", "d
 EXTRA_COLORS = ("#937860", "#8c8c8c", "#64b5cd", "#ccb974")
 TODAY_COLOR, AFTER_COLOR, LIMIT_COLOR, MUTED = "#7b8794", "#2557a7", "#b3261e", "#5f6b7a"
 CHART_HEIGHT = 380
-SHORT_TECHNIQUE = {"full": "Full", "lora": "LoRA", "qlora": "QLoRA", "dora": "DoRA"}
 CONFIG = {"displaylogo": False, "responsive": True,
           "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d", "toggleSpikelines"]}
 
@@ -66,8 +67,13 @@ def _rows(plan: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return list(((plan.get("estimates") or {}).get("fit_matrix")) or [])
 
 
+def _short(technique: str) -> str:
+    return TECHNIQUES[technique].compact if technique in TECHNIQUES else technique
+
+
 def _order(techniques: list[str]) -> list[str]:
-    return sorted(dict.fromkeys(techniques), key=lambda t: (TECHNIQUES.index(t) if t in TECHNIQUES else 99, t))
+    order = tuple(TECHNIQUES)
+    return sorted(dict.fromkeys(techniques), key=lambda t: (order.index(t) if t in order else 99, t))
 
 
 def memory_gpu(plan: Mapping[str, Any]) -> str | None:
@@ -95,7 +101,7 @@ def memory_chart(plan: Mapping[str, Any]) -> dict[str, Any] | str:
     techs = _order([r["technique"] for r in rows])
     by_t = {r["technique"]: r for r in rows}
     chosen = (plan.get("recommendation") or {}).get("technique")
-    xs = [f"{esc(SHORT_TECHNIQUE.get(t, t))}{' ★' if t == chosen else ''}" for t in techs]
+    xs = [f"{esc(_short(t))}{' ★' if t == chosen else ''}" for t in techs]
     parts = list(PART_LABELS) + sorted({k for r in rows for k in r["memory_parts_bytes"]} - set(PART_LABELS))
     fig = go.Figure()
     extra = iter(EXTRA_COLORS * 4)
@@ -155,13 +161,13 @@ def fit_chart(plan: Mapping[str, Any]) -> dict[str, Any] | str:
                 tr.append(f"{use:.0%} · mb {r.get('micro_batch')}<br>{money(r.get('usd'))}")
             else:
                 tr.append(f"<b>no fit</b><br>{use:.0%}")
-            hr.append(f"{esc(label(TECHNIQUE_LABEL, t))} on {r.get('gpu_count', 1)} × {esc(g)}<br>"
+            hr.append(f"{esc(label(TECHNIQUES, t))} on {r.get('gpu_count', 1)} × {esc(g)}<br>"
                       f"{gib(r.get('memory_bytes'))} of {gib(r.get('usable_memory_bytes'))} usable<br>"
                       f"micro-batch {r.get('micro_batch')}, {count(round(r.get('tokens_per_s') or 0))} tokens/s<br>"
                       f"{duration(r.get('hours'))}, {money(r.get('usd'))}"
                       + (f" ({esc(r['provider'])})" if r.get("provider") else ""))
         z.append(zr), text.append(tr), hover.append(hr)
-    ys = [esc(SHORT_TECHNIQUE.get(t, t)) for t in techs]
+    ys = [esc(_short(t)) for t in techs]
     xs = [esc(g) for g in gpus]
     fig = go.Figure(go.Heatmap(
         z=z, x=xs, y=ys, text=text, customdata=hover, texttemplate="%{text}", textfont={"size": 11},
@@ -203,7 +209,7 @@ def gpu_cost_chart(plan: Mapping[str, Any]) -> dict[str, Any] | str:
         by_g = {r["gpu"]: r for r in rows if r["technique"] == t}
         xs = [esc(g) for g in gpus if g in by_g]
         rs = [by_g[g] for g in gpus if g in by_g]
-        name = esc(label(TECHNIQUE_LABEL, t)) + (" ★ recommended" if t == chosen else "")
+        name = esc(label(TECHNIQUES, t)) + (" ★ recommended" if t == chosen else "")
         common = {"name": name, "legendgroup": t, "opacity": 1.0 if t == chosen or chosen is None else 0.45,
                   "marker": {"color": TECHNIQUE_COLORS.get(t, MUTED)}}
         hover = [f"{name} on {esc(r['gpu'])}: {duration(r.get('hours'))}, {money(r.get('usd'))}"

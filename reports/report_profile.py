@@ -16,7 +16,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from reports.report_charts import CONFIG, _layout, esc
-from reports.report_view import GIB, TECHNIQUE_LABEL, count, gib, label
+from advisor.contract.units import GIB, count, gib
+from advisor.contract.vocab import TECHNIQUES
+from reports.report_view import label
 
 #: measured peak fields, best first: what the device held (CUDA context included) is what the estimate models
 MEASURED_MEMORY = ("device_peak_bytes", "peak_memory_bytes", "peak_reserved_bytes", "peak_allocated_bytes")
@@ -97,7 +99,7 @@ def comparison(plan: Mapping[str, Any], profile: Mapping[str, Any]) -> dict[str,
                 est_from = "estimators" if est_mem is not None else ""
         ratio = f"{measured / est_mem - 1:+.1%}" if measured and est_mem else "-"
         rows.append({
-            "label": f"{label(TECHNIQUE_LABEL, e.get('technique'))} {e.get('seq_len')}×{e.get('micro_batch')}",
+            "label": f"{label(TECHNIQUES, e.get('technique'))} {e.get('seq_len')}×{e.get('micro_batch')}",
             "source": str(e.get("source") or "measured"), "status": str(e.get("status", "ok")),
             "measured_bytes": measured, "measured": "OOM" if e.get("status") == "oom" else gib(measured),
             "field": field or "-", "estimated_bytes": est_mem, "estimated": gib(est_mem) if est_mem else "-",

@@ -14,62 +14,33 @@ from typing import Any
 
 from markupsafe import Markup
 
+from advisor.contract.units import GIB, count, gib
 from advisor.contract.units import duration_hours as duration
+from advisor.contract.vocab import (
+    APPROACHES,
+    METHODS,
+    NEXT_STEPS,
+    PREREQUISITES,
+    RULE_STAGES,
+    SERVING,
+    TECHNIQUES,
+    Terms,
+)
 from advisor.contract.units import money, months_text
 
-GIB = 1 << 30
-
-APPROACHES = ("prompting", "few_shot", "rag", "tools", "reasoning_model", "fine_tune")
-APPROACH_LABEL = {
-    "prompting": "Better prompts", "few_shot": "Few-shot examples", "rag": "Retrieval (RAG)",
-    "tools": "Tools / function calling", "reasoning_model": "Reasoning model", "fine_tune": "Fine-tune",
-    "hosted_fine_tune": "Vendor's hosted fine-tuning",
-}
-METHODS = ("sft", "distillation", "continued_pretraining", "dpo", "orpo", "kto")
-METHOD_LABEL = {"sft": "SFT", "distillation": "Distillation", "continued_pretraining": "Continued pre-training",
-                "dpo": "DPO", "orpo": "ORPO", "kto": "KTO"}
-TECHNIQUES = ("full", "lora", "qlora", "dora")
-TECHNIQUE_LABEL = {"full": "Full fine-tuning", "lora": "LoRA", "qlora": "QLoRA", "dora": "DoRA"}
-SERVINGS = ("merged", "single_adapter", "multi_lora", "hosted", "none")
-SERVING_LABEL = {"merged": "Merged model", "single_adapter": "Base + one adapter", "multi_lora": "Multi-LoRA",
-                 "hosted": "Vendor's API", "none": "Nothing new"}
-STAGES = ("approach", "delivery", "technique", "checks")
-STAGE_LABEL = {"approach": "Approach", "delivery": "Delivery", "technique": "Technique and serving",
-               "checks": "Checks"}
-STAGE_QUESTION = {"approach": "What kind of change fixes the problem?",
-                  "delivery": "Train it yourself, or use the vendor's hosted fine-tuning?",
-                  "technique": "Full fine-tuning, LoRA, QLoRA or DoRA, on which GPU, served how?",
-                  "checks": "What must happen first, and what can go wrong?"}
-PREREQUISITE_LABEL = {"eval_set": "Eval set", "baseline": "Baseline", "more_data": "More data",
-                      "preference_data": "Preference data", "smaller_base_or_more_gpus": "Smaller base or more GPUs"}
-STEP_LABEL = {"eval_set": "Eval set", "baseline": "Baseline", "data": "Data", "train": "Train",
-              "evaluate": "Evaluate", "deploy": "Deploy", "monitor": "Monitor", "change": "Change"}
+#: the approaches the decision path shows as choices (hosted fine-tuning is a delivery of fine-tuning)
+APPROACH_CHOICES = APPROACHES.where(hosted=False)
+#: the serving strategies in the order the decision path shows them
 #: how many deciding rules the first screen shows (the decision path shows them all)
 TOP_REASONS = 3
 
 
-def label(table: Mapping[str, str], key: Any) -> str:
-    if key is None:
-        return "none"
-    return table.get(key) or str(key).replace("_", " ")
+def label(terms: Terms[Any], key: Any) -> str:
+    """How ``key`` reads as a heading or a table cell."""
+    return terms.title(key)
 
 
-# ---- numbers as text ------------------------------------------------------------------------------
-def gib(n: float | None) -> str:
-    if n is None:
-        return "unknown"
-    v = n / GIB
-    return f"{v:,.1f} GiB" if v >= 10 else f"{v:,.2f} GiB"
-
-
-def count(n: Any) -> str:
-    if n is None:
-        return "-"
-    if isinstance(n, float) and not n.is_integer():
-        return f"{n:,.2f}"
-    return f"{int(n):,}"
-
-
+# ---- text ----------------------------------------------------------------------------------------
 def prose(text: Any) -> Markup:
     """Plan text as safe HTML: escaped, with `backticked` commands shown as code."""
     return Markup(re.sub(r"`([^`<>]+)`", r"<code>\1</code>", html.escape(str(text or ""), quote=False)))
@@ -122,7 +93,7 @@ def kpis(plan: Mapping[str, Any]) -> list[dict[str, str]]:
         assumed = any(s.get("examples_assumed") for s in stages)
         price = (f" at ${t['usd_per_gpu_hour']:.2f}/GPU-h ({t.get('provider')})"
                  if t.get("usd_per_gpu_hour") is not None else ", no listed price")
-        sub = f"{label(TECHNIQUE_LABEL, t.get('technique'))} on {t.get('gpu_count', 1)} × {t.get('gpu')}{price}"
+        sub = f"{label(TECHNIQUES, t.get('technique'))} on {t.get('gpu_count', 1)} × {t.get('gpu')}{price}"
         if assumed:
             sub += "; for 1,000 assumed examples"
         tiles.append({"label": "Training run", "value": f"{duration(t.get('hours'))} · {money(t.get('usd'))}",
@@ -176,7 +147,7 @@ def reasons(plan: Mapping[str, Any]) -> list[dict[str, str]]:
 def prerequisites(plan: Mapping[str, Any]) -> list[dict[str, str]]:
     keys = plan.get("prerequisites") or []
     texts = plan.get("prerequisite_steps") or []
-    return [{"label": label(PREREQUISITE_LABEL, k), "text": prose(texts[i]) if i < len(texts) else ""}
+    return [{"label": label(PREREQUISITES, k), "text": prose(texts[i]) if i < len(texts) else ""}
             for i, k in enumerate(keys)]
 
 
@@ -201,20 +172,20 @@ def decision_flow(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
         return {"text": text, "chosen": chosen, "secondary": secondary, "note": note, "risk": note == "risk"}
 
     flow = []
-    opts = [option(label(APPROACH_LABEL, a), a == approach or (a == "fine_tune" and ft), secondary=a in also)
-            for a in APPROACHES]
-    if approach not in APPROACHES and approach not in ("hosted_fine_tune", None):
-        opts.append(option(label(APPROACH_LABEL, approach), True))
+    opts = [option(label(APPROACHES, a), a == approach or (a == "fine_tune" and ft), secondary=a in also)
+            for a in APPROACH_CHOICES]
+    if approach not in APPROACH_CHOICES and approach not in ("hosted_fine_tune", None):
+        opts.append(option(label(APPROACHES, approach), True))
     rows = [{"title": "Change", "options": opts}]
     if ft:
         rows.append({"title": "Method", "options": [
-            option(label(METHOD_LABEL, m), m in methods, f"step {methods.index(m) + 1}" if m in methods else "")
+            option(label(METHODS, m), m in methods, f"step {methods.index(m) + 1}" if m in methods else "")
             for m in (*METHODS, *[m for m in methods if m not in METHODS])]})
-    outcome = " then ".join(label(METHOD_LABEL, m) for m in methods) if ft else label(APPROACH_LABEL, approach)
-    flow.append({"stage": "approach", "title": STAGE_LABEL["approach"], "reached": True, "outcome": outcome,
+    outcome = " then ".join(label(METHODS, m) for m in methods) if ft else label(APPROACHES, approach)
+    flow.append({"stage": "approach", "title": label(RULE_STAGES, "approach"), "reached": True, "outcome": outcome,
                  "rows": rows})
 
-    flow.append({"stage": "delivery", "title": STAGE_LABEL["delivery"], "reached": ft,
+    flow.append({"stage": "delivery", "title": label(RULE_STAGES, "delivery"), "reached": ft,
                  "outcome": ("self-hosted open model" if approach == "fine_tune" else "vendor's hosted fine-tuning")
                  if ft else "not needed",
                  "rows": [{"title": "Where", "options": [
@@ -226,27 +197,27 @@ def decision_flow(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
     gpus = rec.get("gpus") or []
     tech_outcome = "not needed"
     if self_hosted:
-        tech_outcome = (f"{label(TECHNIQUE_LABEL, technique)} on {rec.get('gpu_count', 1)} × {', '.join(gpus)}"
-                        if technique and gpus else label(TECHNIQUE_LABEL, technique) if technique
+        tech_outcome = (f"{label(TECHNIQUES, technique)} on {rec.get('gpu_count', 1)} × {', '.join(gpus)}"
+                        if technique and gpus else label(TECHNIQUES, technique) if technique
                         else "nothing fits")
     elif approach == "hosted_fine_tune":
         tech_outcome = "set by the vendor"
-    flow.append({"stage": "technique", "title": STAGE_LABEL["technique"], "reached": self_hosted,
+    flow.append({"stage": "technique", "title": label(RULE_STAGES, "technique"), "reached": self_hosted,
                  "outcome": tech_outcome,
                  "rows": [
                      {"title": "Technique", "options": [
-                         option(label(TECHNIQUE_LABEL, t), t == technique,
+                         option(label(TECHNIQUES, t), t == technique,
                                 ("fits" if fits[t] else "does not fit") if t in fits else "")
                          for t in TECHNIQUES]},
-                     {"title": "Serving", "options": [option(label(SERVING_LABEL, s), s == serving)
-                                                      for s in SERVINGS]}]})
+                     {"title": "Serving", "options": [option(label(SERVING, s), s == serving)
+                                                      for s in SERVING]}]})
 
     prereq = plan.get("prerequisites") or []
-    flow.append({"stage": "checks", "title": STAGE_LABEL["checks"], "reached": True,
+    flow.append({"stage": "checks", "title": label(RULE_STAGES, "checks"), "reached": True,
                  "outcome": f"{len(prereq)} prerequisite{'s' if len(prereq) != 1 else ''}, "
                             f"{len(warnings)} risk{'s' if len(warnings) != 1 else ''}",
                  "rows": [{"title": "Flagged", "options": [
-                     *(option(label(PREREQUISITE_LABEL, p), True, "prerequisite") for p in prereq),
+                     *(option(label(PREREQUISITES, p), True, "prerequisite") for p in prereq),
                      *(option(str(w.get("name")), True, "risk") for w in warnings)]}]})
     return flow
 
@@ -258,7 +229,7 @@ def decision_stages(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
     by_stage: dict[str, list[Mapping[str, Any]]] = {}
     for r in plan.get("rules") or []:
         by_stage.setdefault(str(r.get("stage")), []).append(r)
-    order = [s for s in STAGES if s in by_stage] + [s for s in by_stage if s not in STAGES]
+    order = [s for s in RULE_STAGES if s in by_stage] + [s for s in by_stage if s not in RULE_STAGES]
     out = []
     for s in order:
         fired, other = [], []
@@ -271,7 +242,7 @@ def decision_stages(plan: Mapping[str, Any]) -> list[dict[str, Any]]:
                    "source": str(info.get("source") or r.get("source") or ""),
                    "kind": "risk" if rid in warning_ids else "decided"}
             (fired if r.get("fired") else other).append(row)
-        out.append({"stage": s, "title": label(STAGE_LABEL, s), "question": STAGE_QUESTION.get(s, ""),
+        out.append({"stage": s, "title": label(RULE_STAGES, s), "question": RULE_STAGES[s].question if s in RULE_STAGES else "",
                     "fired": fired, "other": other,
                     "other_title": "Checks that did not apply" if s == "checks" else "Alternatives considered"})
     return out
@@ -291,7 +262,7 @@ def training(plan: Mapping[str, Any]) -> dict[str, Any] | None:
         ("Parameters", count(base.get("params_total")) + (f", {base['num_layers']} layers"
                                                           if base.get("num_layers") else "")),
         ("Chosen by", str(base.get("chosen_by") or "-")),
-        ("Technique", label(TECHNIQUE_LABEL, t.get("technique"))),
+        ("Technique", label(TECHNIQUES, t.get("technique"))),
         ("GPUs", f"{t.get('gpu_count', 1)} × {t.get('gpu')}"
                  + (f", {t['sharding']}" if t.get("sharding") not in (None, "none") else "")),
         ("Precision / optimizer", f"{t.get('precision')} / {t.get('optimizer')}"),
@@ -308,7 +279,7 @@ def training(plan: Mapping[str, Any]) -> dict[str, Any] | None:
     if q:
         setup.append(("4-bit loading", ", ".join(f"{k}={v}" for k, v in sorted(q.items()))))
     stages = [{
-        "method": label(METHOD_LABEL, s.get("method")),
+        "method": label(METHODS, s.get("method")),
         "examples": count(s.get("examples")) + (" (assumed)" if s.get("examples_assumed") else ""),
         "seq_len": count(s.get("seq_len")), "epochs": f"{s.get('epochs', 0):g}",
         "tokens": count(s.get("training_tokens")), "lr": f"{s.get('learning_rate', 0):g}",
@@ -334,7 +305,7 @@ def hosted(plan: Mapping[str, Any]) -> dict[str, Any] | None:
         rows.append(("Status", str(h["status"])))
     rows.append(("Price source", f"{h.get('source')}" + (f" ({h['price_date']})" if h.get("price_date") else
                                                          " (undated)")))
-    stages = [{"method": label(METHOD_LABEL, s.get("method")), "examples": count(s.get("examples")),
+    stages = [{"method": label(METHODS, s.get("method")), "examples": count(s.get("examples")),
                "tokens": count(s.get("training_tokens")), "epochs": f"{s.get('epochs', 0):g}",
                "billed": count(s.get("billed_tokens")), "usd": money(s.get("usd"))} for s in h.get("stages") or []]
     return {"rows": rows, "stages": stages}
@@ -420,7 +391,7 @@ def data_readiness(plan: Mapping[str, Any]) -> dict[str, Any] | None:
         for m in methods:
             if m in used_by:
                 s = stages.get(m)
-                use = f"{label(METHOD_LABEL, m)} stage" + (
+                use = f"{label(METHODS, m)} stage" + (
                     f": {count(s.get('examples'))} × {count(s.get('tokens_per_example'))} tokens, "
                     f"{s.get('epochs', 0):g} epoch(s)" if s else "")
         n = measured.get(key, data.get(key))
@@ -436,7 +407,7 @@ def data_readiness(plan: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def next_steps(plan: Mapping[str, Any]) -> list[dict[str, str]]:
-    return [{"label": label(STEP_LABEL, s.get("step")), "what": prose(s.get("what"))}
+    return [{"label": label(NEXT_STEPS, s.get("step")), "what": prose(s.get("what"))}
             for s in plan.get("next_steps") or [] if isinstance(s, Mapping)]
 
 
@@ -494,7 +465,7 @@ def serving(plan: Mapping[str, Any]) -> dict[str, Any]:
         rows.append(("Today", f"{money(inf['today_usd_per_month'])}/month, from {inf.get('today_source')}"))
     if inf.get("after_usd_per_month") is not None and not sh:
         rows.append(("After", f"{money(inf['after_usd_per_month'])}/month, from {inf.get('after_source')}"))
-    return {"strategy": label(SERVING_LABEL, s.get("strategy")), "notes": prose(s.get("notes")), "rows": rows,
+    return {"strategy": label(SERVING, s.get("strategy")), "notes": prose(s.get("notes")), "rows": rows,
             "assumptions": [str(a) for a in (sh or {}).get("assumptions") or []]}
 
 

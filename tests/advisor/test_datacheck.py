@@ -467,12 +467,6 @@ def test_cli_user_errors_exit_2_with_one_line(args, message):
     assert len([x for x in r.output.splitlines() if x.startswith("Error:")]) == 1
 
 
-def test_cli_kind_choices_match_the_library():
-    from advisor.cmd_data import KIND_CHOICES
-
-    assert KIND_CHOICES == datacheck.KINDS
-
-
 def test_data_check_without_tokenizer_imports_no_torch():
     code = (
         "import sys\n"
