@@ -141,10 +141,10 @@ def main() -> None:
     if args.cpu_smoke:
         tmp = Path(tempfile.mkdtemp(prefix="profile-gpu-smoke-"))
         sys.path.insert(0, str(ROOT))
-        from profiler.build import TINY_CONFIGS
+        from estimators.families import tiny_config
 
         (tmp / "model").mkdir()
-        (tmp / "model" / "config.json").write_text(json.dumps({**TINY_CONFIGS["llama"], "num_hidden_layers": 4}))
+        (tmp / "model" / "config.json").write_text(json.dumps({**tiny_config("llama"), "num_hidden_layers": 4}))
         out = args.out or tmp / "profile.json"
         _run(commands(out, args.part, model=str(tmp / "model"), device="cpu", seq="32", batches="1,2", steps=2,
                       warmup=1, layers=1), args.dry_run)

@@ -2,8 +2,8 @@
 
 Rather than a closed formula (Korthikanti et al. 2022, arXiv 2205.05198, eq. 1 gives
 ``s*b*h*(34 + 5*a*s/h)`` bytes per layer for a GPT-2-style fp16 block), this module replays the forward
-pass of the transformers 5 implementation of each supported family (llama, qwen2, mistral, gemma2,
-phi3) symbolically and applies autograd's saving rules to every op:
+pass of the transformers 5 implementation of each family (``estimators/data/families.yaml``: its norm variant,
+sandwich norms, scaled embedding, attention layout) symbolically and applies autograd's saving rules to every op:
 
 * an op saves an input only when the gradient of *another* input that requires grad needs it
   (``mul`` saves ``other`` for ``self``'s gradient and vice versa; a frozen ``linear`` saves nothing,
@@ -28,9 +28,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from estimators.anatomy import Anatomy, LinearGroup, select_lora_targets
+from estimators.families import family
 from estimators.setup import TrainingSetup
 
-SUPPORTED_FAMILIES = ("llama", "qwen2", "mistral", "gemma2", "phi3")
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,7 @@ class _Tracer:
     def __init__(self, anatomy: Anatomy, setup: TrainingSetup, nseq: int, seq_len: int, device: str,
                  shared: tuple[_T, ...] = ()) -> None:
         self.a, self.s, self.device = anatomy, setup, device
+        self.fam = family(anatomy.model_type)
         self._shared = {id(t) for t in shared}  # tensors that exist already: never counted here
         self.nseq, self.seq = nseq, seq_len
         self.T = nseq * seq_len  # tokens in the micro-batch
@@ -221,7 +222,7 @@ class _Tracer:
             # the kernel's output follows the query's strides (empty_like): llama-style rope keeps the
             # (b, s, h, d) layout of the projection, so transpose(1, 2).contiguous() is free; phi3's
             # rope ends in torch.cat, a contiguous (b, h, s, d) query, and the transpose copies
-            attn_out = self.new(out.nbytes, out.rg) if a.model_type == "phi3" else out
+            attn_out = self.new(out.nbytes, out.rg) if self.fam.attention_copy else out
         else:
             attn_out = self._eager(q_rot, k_rot, v)
         return self.linear(attn_out, L["o_proj"])
@@ -279,16 +280,16 @@ class _Tracer:
 
     # -- the model -------------------------------------------------------------------------------
     def layer(self, x: _T, cos: _T, sin: _T) -> _T:
-        gemma = self.a.model_type == "gemma2"
+        gemma, sandwich = self.fam.norm == "gemma", self.fam.sandwich_norms
         h = self.rmsnorm(x, "input_layernorm", gemma)
         o = self.attention(h, "self_attn.", cos, sin)
-        if gemma:
-            o = self.rmsnorm(o, "post_attention_layernorm", True)
+        if sandwich:
+            o = self.rmsnorm(o, "post_attention_layernorm", gemma)
         x = self.new(self.T * self.a.hidden_size * self.dt, x.rg or o.rg)
-        h = self.rmsnorm(x, "pre_feedforward_layernorm" if gemma else "post_attention_layernorm", gemma)
+        h = self.rmsnorm(x, "pre_feedforward_layernorm" if sandwich else "post_attention_layernorm", gemma)
         m = self.mlp(h, "mlp.")
-        if gemma:
-            m = self.rmsnorm(m, "post_feedforward_layernorm", True)
+        if sandwich:
+            m = self.rmsnorm(m, "post_feedforward_layernorm", gemma)
         return self.new(self.T * self.a.hidden_size * self.dt, x.rg or m.rg)
 
 
@@ -308,14 +309,15 @@ def trace_activations(
     tr = _Tracer(a, s, nseq, s.seq_len, device)
     T, h, dt, V = tr.T, a.hidden_size, tr.dt, a.vocab_size
     gc = s.gradient_checkpointing
-    gemma = a.model_type == "gemma2"
+    fam = family(a.model_type)
+    gemma = fam.norm == "gemma"
 
     # embedding: a trainable table saves the indices; peft models under checkpointing get
     # enable_input_require_grads, so the embedding output requires grad
     tr.group, tr.where = "embedding", "embed_tokens"
     if tr.full:
         tr.save(tr.new(T * 8, False), "token ids (int64)")
-    if gemma and tr.full:  # Gemma2TextScaledWordEmbedding: lookup * embed_scale (a scalar buffer)
+    if fam.scaled_embedding and tr.full:  # Gemma2TextScaledWordEmbedding: lookup * embed_scale (a scalar buffer)
         tr.save(tr.new(dt, False), "embedding scale")
     # (enable_input_require_grads marks the embedding module's output, after the scale)
     x = tr.new(T * h * dt, tr.full or gc)
@@ -367,7 +369,7 @@ def trace_activations(
         by_group=by_group,
         layer_bytes_no_checkpoint=one.saved_bytes,
         forward_transient_bytes=tr.transient,
-        family_supported=a.model_type in SUPPORTED_FAMILIES,
+        family_supported=fam.verified,
     )
 
 

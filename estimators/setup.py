@@ -21,12 +21,10 @@ from advisor.contract.vocab import (
     TECHNIQUES,
 )
 from estimators.errors import EstimateError
+from estimators.families import family
 
 #: adapters may keep their own dtype; "auto" follows the recipe (``TrainingSetup.adapter_bytes``)
 ADAPTER_DTYPES = ("auto", *PRECISIONS)
-
-#: architectures whose attention transformers 5 cannot run through SDPA (softcapping): eager or flash only
-_NO_SDPA = {"gemma2"}
 
 
 def _choice(field_name: str, value: str, allowed: Sequence[str]) -> str:
@@ -143,9 +141,10 @@ class TrainingSetup:
         return OBJECTIVES[self.objective].reference_model
 
     def resolved_attn(self, model_type: str) -> str:
+        sdpa = family(model_type).sdpa  # False: transformers cannot run it through SDPA (softcapping)
         if self.attn_impl == "auto":
-            return "eager" if model_type in _NO_SDPA else "sdpa"
-        if self.attn_impl == "sdpa" and model_type in _NO_SDPA:
+            return "sdpa" if sdpa else "eager"
+        if self.attn_impl == "sdpa" and not sdpa:
             raise EstimateError(
                 f"attn_impl sdpa: transformers cannot run {model_type} attention through SDPA "
                 "(logit softcapping); use eager or flash"

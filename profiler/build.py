@@ -3,7 +3,8 @@
 Memory and speed do not depend on weight values, so models are built from their architecture config
 and nothing is downloaded. The recipe (dtypes, adapters, quantization, checkpointing) is the one the
 estimators assume (``estimators.setup.TrainingSetup``); the profiler and the estimator tests both build
-models here so that measurement and estimate describe the same run.
+models here so that measurement and estimate describe the same run. Tiny test architectures per family are
+data (``estimators.families.tiny_config``).
 """
 
 from __future__ import annotations
@@ -15,29 +16,6 @@ from typing import Any
 from advisor.contract.vocab import ATTENTION, PRECISIONS
 from estimators.anatomy import build_config
 from estimators.setup import TrainingSetup
-
-#: tiny architectures per family for CPU tests: every structural feature of the real model
-#: (GQA, biases, tied embeddings, softcapping, fused projections) at a few thousand parameters
-TINY_CONFIGS: dict[str, dict[str, Any]] = {
-    "llama": {"model_type": "llama", "hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 2,
-        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 1024,
-        "tie_word_embeddings": False},
-    "qwen2": {"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 176, "num_hidden_layers": 2,
-        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 1024,
-        "tie_word_embeddings": True, "use_sliding_window": False},
-    "mistral": {"model_type": "mistral", "hidden_size": 64, "intermediate_size": 192, "num_hidden_layers": 2,
-        "num_attention_heads": 8, "num_key_value_heads": 2, "head_dim": 8, "vocab_size": 512,
-        "max_position_embeddings": 1024, "tie_word_embeddings": False, "sliding_window": None},
-    "gemma2": {"model_type": "gemma2", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 512,
-        "max_position_embeddings": 1024, "sliding_window": 16, "query_pre_attn_scalar": 16,
-        "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0, "tie_word_embeddings": True,
-        "pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 1},
-    "phi3": {"model_type": "phi3", "hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 2,
-        "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 512, "max_position_embeddings": 1024,
-        "original_max_position_embeddings": 1024, "tie_word_embeddings": False,
-        "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2},
-}
 
 
 def _torch_dtype(precision: str):

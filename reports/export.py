@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from advisor.contract.errors import AdviseError, UnknownNameError
+from estimators.families import family as family_of
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -33,22 +34,6 @@ VALIDATED_WITH = {"axolotl": "0.19.0", "llamafactory": "0.9.5", "trl": "1.16.0"}
 
 #: vLLM's --max-lora-rank accepts these values only (vllm/config/lora.py, MaxLoRARanks)
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
-
-# ---- chat templates per base-model family (model_type from config.json) --------------------------------------
-#: Axolotl: the ``ChatTemplate`` enum (axolotl/utils/schemas/enums.py); LLaMA-Factory: ``TEMPLATES``
-#: (llamafactory/data/template.py); TRL: an instruct tokenizer of the same family whose chat template
-#: ``chat_template_path`` clones onto a base checkpoint (TRL SFTConfig docs, ``clone_chat_template``); None when
-#: the catalog's checkpoint of that family is itself an instruct model that ships its template.
-CHAT_TEMPLATES: dict[str, dict[str, str | None]] = {
-    "llama": {"axolotl": "llama3", "llamafactory": "llama3", "trl": "meta-llama/Llama-3.1-8B-Instruct"},
-    "qwen2": {"axolotl": "qwen_25", "llamafactory": "qwen", "trl": "Qwen/Qwen2.5-7B-Instruct"},
-    "mistral": {"axolotl": "mistral_v2v3", "llamafactory": "mistral", "trl": "mistralai/Mistral-7B-Instruct-v0.3"},
-    "gemma2": {"axolotl": "gemma", "llamafactory": "gemma2", "trl": "google/gemma-2-9b-it"},
-    "phi3": {"axolotl": "phi_35", "llamafactory": "phi", "trl": None},
-}
-#: Axolotl's KTO prompt formats that take prompt/completion/label strings exist for these chat templates only
-#: (axolotl/prompt_strategies/kto/{llama3,chatml}.py ``prompt_pairs``)
-AXOLOTL_KTO_TYPES = {"llama3": "llama3.prompt_pairs", "qwen_25": "chatml.prompt_pairs"}
 
 # ---- plan values -> trainer values ---------------------------------------------------------------------------
 #: transformers ``OptimizerNames`` (used as ``optim`` by TRL and LLaMA-Factory, ``optimizer`` by Axolotl);
@@ -318,7 +303,7 @@ def _training_context(plan: Mapping[str, Any], t: Mapping[str, Any]) -> dict[str
     if technique == "qlora" and not isinstance(quant, Mapping):
         raise ExportError("plan: estimates.training.quantization is missing for technique qlora")
 
-    family = CHAT_TEMPLATES.get(model_type)
+    family = family_of(model_type)
     data_answers = ((plan.get("answers") or {}).get("data") or {}) if isinstance(plan.get("answers"), Mapping) else {}
     raw_stages = _get(plan, "estimates.training.stages", list)
     if not raw_stages:
@@ -326,8 +311,9 @@ def _training_context(plan: Mapping[str, Any], t: Mapping[str, Any]) -> dict[str
 
     ctx: dict[str, Any] = {
         "model": {"hub_id": hub_id, "name": base.get("name"), "model_type": model_type,
-                  "family_known": family is not None},
-        "chat_template": family or {"axolotl": "tokenizer_default", "llamafactory": None, "trl": None},
+                  "family_known": family.known},
+        "family": family,
+        "chat_template": {t: family.chat_template(t) for t in VALIDATED_WITH},
         "technique": technique,
         "technique_text": TECHNIQUE_TEXT[technique],
         "adapter": technique in ADAPTER_TECHNIQUES,
@@ -532,7 +518,7 @@ def axolotl_context(ctx: Mapping[str, Any]) -> dict[str, Any]:
             dataset.update(path=data_path, type="chat_template.argilla")
             s = {**s, "data_shape": "pairs_messages"}
         elif s["objective"] == "kto":
-            kto_type = AXOLOTL_KTO_TYPES.get(str(template))
+            kto_type = ctx["family"].kto_formats.get("axolotl")
             if kto_type is None:
                 missing.append({"stage": s["name"], "method": s["method"],
                                 "why": f"Axolotl's KTO prompt formats are written for the llama3 and ChatML "
@@ -713,9 +699,9 @@ def _notes(ctx: Mapping[str, Any], exported: list[Mapping[str, Any]]) -> list[st
                      f"it in its family's instruct format (TRL clones the template from `{trl_source}`). Its "
                      f"special tokens may be untrained in a base model; if generations do not stop, train from "
                      f"the instruct checkpoint instead.")
-    if ctx["model"]["model_type"] == "gemma2" and any(s["chat"] for s in ctx["stages"]):
-        notes.append("Gemma 2's chat template has no system role: fold system messages into the first user "
-                     "message, or the template raises an error.")
+    if not ctx["family"].system_role and any(s["chat"] for s in ctx["stages"]):
+        notes.append(f"{ctx['family'].title}'s chat template has no system role: fold system messages into the "
+                     f"first user message, or the template raises an error.")
     if "trl" in names and any(s["chat"] for s in ctx["stages"]):
         notes.append("TRL's SFT computes the loss on the whole conversation (its `assistant_only_loss` needs a "
                      "template with generation markers); Axolotl and LLaMA-Factory train on the assistant turns "

@@ -22,7 +22,7 @@ from estimators.activations import trace_activations
 from estimators.catalog import Catalog
 from advisor.contract.errors import AdviseError
 from estimators.memory import model_states
-from profiler.build import TINY_CONFIGS
+from estimators.families import tiny_config
 from profiler.run import (
     ProfileRequest,
     linear_in_depth,
@@ -34,9 +34,9 @@ from profiler.schema import load_profile, measured_entry, profile_json
 
 METHODS = ("full", "lora", "qlora")
 SEQ, BATCH, STEPS, WARMUP = 32, 2, 2, 1
-LLAMA = {**TINY_CONFIGS["llama"], "num_hidden_layers": 4}  # 4 layers: extrapolate from 1 and 2
+LLAMA = {**tiny_config("llama"), "num_hidden_layers": 4}  # 4 layers: extrapolate from 1 and 2
 #: wide vocabulary: the logits dominate, so the allocation that fails under a memory limit is a large tensor
-BIG_VOCAB = {**TINY_CONFIGS["llama"], "vocab_size": 8192}
+BIG_VOCAB = {**tiny_config("llama"), "vocab_size": 8192}
 
 
 def _model_dir(root: Path, cfg: dict) -> Path:
@@ -73,7 +73,7 @@ def llama_run(tmp_path_factory):
 def qwen_cli_run(tmp_path_factory):
     """qwen2 through the three methods with the command line, as a user runs it."""
     root = tmp_path_factory.mktemp("qwen2")
-    model_dir = _model_dir(root / "model", TINY_CONFIGS["qwen2"])
+    model_dir = _model_dir(root / "model", tiny_config("qwen2"))
     out = root / "profile.json"
     result = CliRunner().invoke(main, ["profile", "--model", str(model_dir), "--device", "cpu", "--methods",
                                        ",".join(METHODS), "--seq-len", str(SEQ), "--batch-size", str(BATCH),
@@ -84,7 +84,7 @@ def qwen_cli_run(tmp_path_factory):
 # ---- two families, three methods ----------------------------------------------------------------
 def test_two_families_through_full_lora_and_qlora(llama_run, qwen_cli_run):
     assert qwen_cli_run.result.exit_code == 0, qwen_cli_run.result.output
-    for out, cfg in ((llama_run.out, LLAMA), (qwen_cli_run.out, TINY_CONFIGS["qwen2"])):
+    for out, cfg in ((llama_run.out, LLAMA), (qwen_cli_run.out, tiny_config("qwen2"))):
         profile = load_profile(out)
         assert profile.device.kind == "cpu" and any("CPU" in n for n in profile.notes)
         assert profile.model.num_layers == cfg["num_hidden_layers"]

@@ -12,12 +12,12 @@ import json
 import pytest
 
 from estimators.catalog import Catalog
-from profiler.build import TINY_CONFIGS
+from estimators.families import tiny_config
 from profiler.run import ProfileRequest, default_gpu_lookup, run_profile
 
 pytestmark = pytest.mark.gpu
 
-LLAMA = {**TINY_CONFIGS["llama"], "num_hidden_layers": 4}
+LLAMA = {**tiny_config("llama"), "num_hidden_layers": 4}
 
 
 def _request(tmp_path, **kw):

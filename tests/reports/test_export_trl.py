@@ -179,7 +179,7 @@ def tiny_model(tmp_path_factory):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
-    from profiler.build import TINY_CONFIGS
+    from estimators.families import tiny_config
 
     root = tmp_path_factory.mktemp("tiny")
     tok = Tokenizer(models.BPE())
@@ -192,7 +192,7 @@ def tiny_model(tmp_path_factory):
                                    pad_token="<|endoftext|>")
     fast.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
                           "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-    cfg = dict(TINY_CONFIGS["llama"])
+    cfg = dict(tiny_config("llama"))
     config = AutoConfig.for_model(cfg.pop("model_type"), **cfg, bos_token_id=fast.bos_token_id,
                                   eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id)
     AutoModelForCausalLM.from_config(config).save_pretrained(root / "model")

@@ -1,0 +1,84 @@
+"""Model families as data (``estimators/data/families.yaml``): one entry per transformers ``model_type``.
+
+``family(model_type)`` returns the entry, or for a family the file does not know a llama-style default marked
+``known=False`` (traced as a llama-style decoder, no chat template, no tiny config). Code branches on the
+fields (``fam.sdpa``, ``fam.sandwich_norms``, ``fam.chat_templates["axolotl"]``), never on a family's name.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from estimators.errors import CatalogError
+
+FAMILIES_FILE = Path(__file__).parent / "data" / "families.yaml"
+#: what an unknown family's chat template is, per trainer: Axolotl can fall back on the tokenizer's own
+UNKNOWN_CHAT_TEMPLATES: dict[str, str | None] = {"axolotl": "tokenizer_default", "llamafactory": None, "trl": None}
+
+
+class Family(BaseModel):
+    """What advise knows of one architecture family (the fields are explained in families.yaml)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    title: str
+    known: bool = True
+    verified: bool = False
+    sdpa: bool = True
+    norm: Literal["llama", "gemma"] = "llama"
+    sandwich_norms: bool = False
+    scaled_embedding: bool = False
+    attention_copy: bool = False
+    system_role: bool = True
+    chat_templates: dict[str, str | None] = Field(default_factory=lambda: dict(UNKNOWN_CHAT_TEMPLATES))
+    kto_formats: dict[str, str] = Field(default_factory=dict)
+    tiny_config: dict[str, Any] | None = None
+    source: str = ""
+
+    def chat_template(self, trainer: str) -> str | None:
+        """The chat template a trainer should use for this family (None: the trainer has none to name)."""
+        return self.chat_templates.get(trainer, UNKNOWN_CHAT_TEMPLATES.get(trainer))
+
+
+@functools.lru_cache(maxsize=1)
+def families() -> Mapping[str, Family]:
+    """Every family in the data file, validated; a malformed file is one ``CatalogError`` naming the field."""
+    try:
+        raw = yaml.safe_load(FAMILIES_FILE.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise CatalogError(f"{FAMILIES_FILE}: cannot read the families ({e})") from None
+    out: dict[str, Family] = {}
+    problems = []
+    for name, entry in (raw.get("families") or {}).items():
+        try:
+            fam = Family.model_validate({"name": name, **(entry or {})})
+        except ValidationError as e:
+            problems += [f"{name}.{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()]
+            continue
+        if fam.tiny_config is not None and fam.tiny_config.get("model_type") != name:
+            problems.append(f"{name}.tiny_config.model_type: must be '{name}'")
+        out[name] = fam
+    if problems:
+        raise CatalogError(f"{FAMILIES_FILE}: " + "; ".join(problems))
+    return out
+
+
+def family(model_type: str) -> Family:
+    """The family of ``model_type``; an unknown one is a llama-style default (``known`` and ``verified`` False)."""
+    found = families().get(model_type)
+    return found if found is not None else Family(name=model_type, title=model_type, known=False)
+
+
+def tiny_config(model_type: str) -> dict[str, Any]:
+    """The family's tiny test architecture (a fresh copy); ``KeyError`` for a family without one."""
+    cfg = family(model_type).tiny_config
+    if cfg is None:
+        raise KeyError(f"no tiny config for model type '{model_type}' in {FAMILIES_FILE.name}")
+    return dict(cfg)
