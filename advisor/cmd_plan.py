@@ -88,7 +88,7 @@ def plan(ctx: click.Context, answers_file: str | None, example: str | None, out_
          save_answers: str | None, profile_file: str | None, as_json: bool) -> None:
     """Should you fine-tune, how, on what and for how much: a plan with every reason shown."""
     from advisor.contract.answers import dump_answers, load_answers, validate_answers
-    from advisor.plan import build_plan, example_path
+    from advisor.planner import build_plan, example_path
 
     if answers_file and example:
         raise AdviseUsageError("give --answers or --example, not both")
@@ -112,7 +112,7 @@ def plan(ctx: click.Context, answers_file: str | None, example: str | None, out_
 
         profile = load_profile(profile_file)
     base_dir = Path(answers_file).parent if answers_file else None
-    result = build_plan(answers, catalog, base_dir, profile)
+    result = build_plan(answers, catalog, base_dir, profile).to_dict()
     if out_dir:
         written = _write_out(Path(out_dir), result, answers_yaml, profile, force)
     if as_json:
@@ -174,7 +174,7 @@ def _print_plan(p: dict[str, Any]) -> None:
              f"${h['training_usd']:,.2f}" + (f" ({h['status']})" if h["status"] else ""))
     inf = est.get("inference")
     if inf and inf["today_usd_per_month"] is not None and inf["after_usd_per_month"] is not None:
-        from advisor.plan import months_text
+        from advisor.contract.units import months_text
 
         saving = inf["monthly_saving_usd"]
         change = f"saving ${saving:,.0f}/month" if saving >= 0 else f"${-saving:,.0f}/month more"

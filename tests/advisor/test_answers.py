@@ -101,7 +101,7 @@ def test_fuzzed_answers_only_ever_give_clean_errors(catalog, raw):
 
 
 def test_the_example_answers_are_valid(catalog):
-    from advisor.plan import EXAMPLES_DIR
+    from advisor.planner import EXAMPLES_DIR
 
     for p in EXAMPLES_DIR.glob("*.yaml"):
         load_answers(p, catalog)

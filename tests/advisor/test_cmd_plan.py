@@ -121,7 +121,7 @@ def test_fuzzed_answer_files_plan_or_fail_cleanly(tmp_path, doc):
 
 def test_profile_option_marks_measured_numbers_and_rejects_a_bad_file(tmp_path, catalog):
     from advisor.contract.answers import load_answers
-    from advisor.plan import build_plan, example_path
+    from advisor.planner import build_plan, example_path
     from profiler.schema import profile_json
     from tests.advisor.test_plan import _profile_for
 

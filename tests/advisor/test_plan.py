@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from advisor.contract.answers import load_answers, validate_answers
-from advisor.plan import build_plan, example_path
+from advisor.planner import build_plan, example_path
 
 
 def plan_for(catalog, **raw):
@@ -17,54 +17,54 @@ def plan_for(catalog, **raw):
 
 
 def rec(plan):
-    r = plan["recommendation"]
-    return r["approach"], r["method"], r["then"], r["technique"]
+    r = plan.recommendation
+    return r.approach, r.method, r.then, r.technique
 
 
 def fired(plan):
-    return {r["id"] for r in plan["rules"] if r["fired"]}
+    return {r.id for r in plan.rules if r.fired}
 
 
 def test_ticket_triage_distils_into_a_small_model_and_pays_back(catalog):
     plan = build_plan(load_answers(example_path("ticket-triage"), catalog), catalog)
-    r = plan["recommendation"]
+    r = plan.recommendation
     assert rec(plan) == ("fine_tune", "distillation", [], "lora")
-    assert r["base_model"] == "qwen2.5-1.5b" and r["gpus"] == ["A100-80GB"] and r["gpu_count"] == 1
-    assert plan["serving"]["strategy"] == "merged"
-    assert plan["prerequisites"] == ["eval_set", "baseline"]
-    assert [w["id"] for w in plan["why"]] == ["DISTILL_FOR_COST", "LORA_DEFAULT", "MERGED_SERVING"]
-    t = plan["estimates"]["training"]
-    assert t["memory_bytes"] <= t["usable_memory_bytes"]
-    assert t["stages"][0]["examples"] == 10_000 and t["stages"][0]["tokens_per_example"] == 525
-    inf = plan["estimates"]["inference"]
-    assert inf["today_usd_per_month"] == 2500
-    assert 0 < inf["after_usd_per_month"] < 2500
-    assert inf["monthly_saving_usd"] == pytest.approx(2500 - inf["after_usd_per_month"], rel=1e-5)
-    assert 0 < inf["break_even_months"] < 1
-    assert len(inf["cumulative_usd_12_months"]["today"]) == 13
-    steps = [s["step"] for s in plan["next_steps"]]
+    assert r.base_model == "qwen2.5-1.5b" and r.gpus == ["A100-80GB"] and r.gpu_count == 1
+    assert plan.serving.strategy == "merged"
+    assert plan.prerequisites == ["eval_set", "baseline"]
+    assert [w.id for w in plan.why] == ["DISTILL_FOR_COST", "LORA_DEFAULT", "MERGED_SERVING"]
+    t = plan.estimates.training
+    assert t.memory_bytes <= t.usable_memory_bytes
+    assert t.stages[0].examples == 10_000 and t.stages[0].tokens_per_example == 525
+    inf = plan.estimates.inference
+    assert inf.today_usd_per_month == 2500
+    assert 0 < inf.after_usd_per_month < 2500
+    assert inf.monthly_saving_usd == pytest.approx(2500 - inf.after_usd_per_month, rel=1e-5)
+    assert 0 < inf.break_even_months < 1
+    assert len(inf.cumulative_usd_12_months.today) == 13
+    steps = [s.step for s in plan.next_steps]
     assert steps == ["eval_set", "baseline", "data", "measure", "train", "evaluate", "deploy", "monitor"]
     assert "advise profile --model Qwen/Qwen2.5-1.5B --methods lora --seq-len 768 --batch-size 16" in \
-        plan["next_steps"][3]["what"]
-    assert plan["summary"].startswith("Fine-tune qwen2.5-1.5b with distillation")
+        plan.next_steps[3].what
+    assert plan.summary.startswith("Fine-tune qwen2.5-1.5b with distillation")
 
 
 def test_the_same_answers_give_a_byte_identical_plan(catalog):
     a = load_answers(example_path("ticket-triage"), catalog)
-    assert json.dumps(build_plan(a, catalog)) == json.dumps(build_plan(a, catalog))
+    assert build_plan(a, catalog).to_json() == build_plan(a, catalog).to_json()
 
 
 def test_knowledge_gaps_get_retrieval_not_fine_tuning(catalog):
     plan = plan_for(catalog, symptoms=["knowledge_gap", "stale_knowledge"], tried={"prompting": "partly"},
                     data={"eval_examples": 50})
     assert rec(plan) == ("rag", None, [], None)
-    assert plan["serving"]["strategy"] == "none" and plan["estimates"]["training"] is None
-    assert plan["summary"] == "Don't fine-tune yet: add retrieval (RAG)."
+    assert plan.serving.strategy == "none" and plan.estimates.training is None
+    assert plan.summary == "Don't fine-tune yet: add retrieval (RAG)."
 
 
 def test_prompting_that_works_is_kept(catalog):
     plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "fixed"}, data={"eval_examples": 50})
-    assert rec(plan) == ("prompting", None, [], None) and plan["prerequisites"] == []
+    assert rec(plan) == ("prompting", None, [], None) and plan.prerequisites == []
 
 
 def test_format_problems_try_few_shot_then_sft(catalog):
@@ -73,9 +73,9 @@ def test_format_problems_try_few_shot_then_sft(catalog):
     plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed"},
                     data={"labeled_examples": 3000, "eval_examples": 100}, hardware={"gpus": ["A100-80GB"]})
     assert rec(plan) == ("fine_tune", "sft", [], "lora")
-    assert plan["recommendation"]["base_model"] == "llama-3.1-8b"
-    stage = plan["estimates"]["training"]["stages"][0]
-    assert stage["learning_rate"] == 2e-4 and stage["epochs"] == 3 and stage["seq_len"] == 512
+    assert plan.recommendation.base_model == "llama-3.1-8b"
+    stage = plan.estimates.training.stages[0]
+    assert stage.learning_rate == 2e-4 and stage.epochs == 3 and stage.seq_len == 512
 
 
 def test_actions_get_tools_and_tool_errors_with_tools_get_sft_on_traces(catalog):
@@ -97,10 +97,10 @@ def test_preferences_dpo_after_sft_orpo_from_pairs_kto_from_thumbs(catalog):
     assert rec(plan_for(catalog, symptoms=["preference"], data={"binary_feedback": 5000}))[1] == "kto"
     plan = plan_for(catalog, symptoms=["preference"], data={"preference_pairs": 1000})
     assert rec(plan)[1:3] == ("dpo", [])
-    dpo = plan["estimates"]["training"]["stages"][0]
-    assert dpo["learning_rate"] == 5e-6 and dpo["beta"] == 0.1 and dpo["training_tokens"] == 1000 * 512 * 2
+    dpo = plan.estimates.training.stages[0]
+    assert dpo.learning_rate == 5e-6 and dpo.beta == 0.1 and dpo.training_tokens == 1000 * 512 * 2
     plan = plan_for(catalog, symptoms=["preference"])
-    assert rec(plan)[0] == "prompting" and "preference_data" in plan["prerequisites"]
+    assert rec(plan)[0] == "prompting" and "preference_data" in plan.prerequisites
 
 
 def test_domain_language_with_a_large_corpus_gets_cpt_then_sft(catalog):
@@ -108,10 +108,10 @@ def test_domain_language_with_a_large_corpus_gets_cpt_then_sft(catalog):
                                                                  "labeled_examples": 5000},
                     hardware={"gpus": ["H100-80GB"], "gpu_count": 8})
     assert rec(plan) == ("fine_tune", "continued_pretraining", ["sft"], "full")
-    cpt, sft = plan["estimates"]["training"]["stages"]
-    assert cpt["training_tokens"] == 500_000_000 and cpt["seq_len"] == 2048 and cpt["epochs"] == 1
-    assert sft["method"] == "sft" and "FORGETTING_RISK" in fired(plan)
-    assert plan["recommendation"]["gpu_count"] == 8
+    cpt, sft = plan.estimates.training.stages
+    assert cpt.training_tokens == 500_000_000 and cpt.seq_len == 2048 and cpt.epochs == 1
+    assert sft.method == "sft" and "FORGETTING_RISK" in fired(plan)
+    assert plan.recommendation.gpu_count == 8
 
 
 def test_closed_weights_use_the_vendors_hosted_fine_tuning(catalog):
@@ -120,11 +120,11 @@ def test_closed_weights_use_the_vendors_hosted_fine_tuning(catalog):
                     workload={"requests_per_month": 100_000, "input_tokens_per_request": 800,
                               "output_tokens_per_request": 200})
     assert rec(plan) == ("hosted_fine_tune", "sft", [], None)
-    h = plan["estimates"]["hosted_fine_tuning"]
-    assert h["offer"] == "openai-gpt-4.1-mini" and plan["serving"]["strategy"] == "hosted"
-    assert h["training_usd"] == pytest.approx(2000 * 1000 * 3 / 1e6 * 5.00)  # examples x tokens x epochs x $/1M
-    assert plan["estimates"]["fit_matrix"] == []
-    assert "does not pay back" in plan["summary"]  # fine-tuned 4.1-mini costs more per token than the base
+    h = plan.estimates.hosted_fine_tuning
+    assert h.offer == "openai-gpt-4.1-mini" and plan.serving.strategy == "hosted"
+    assert h.training_usd == pytest.approx(2000 * 1000 * 3 / 1e6 * 5.00)  # examples x tokens x epochs x $/1M
+    assert plan.estimates.fit_matrix == []
+    assert "does not pay back" in plan.summary  # fine-tuned 4.1-mini costs more per token than the base
 
 
 def test_technique_follows_the_estimates(catalog):
@@ -132,45 +132,45 @@ def test_technique_follows_the_estimates(catalog):
     assert rec(plan_for(catalog, **ft, model={"base": "llama-3.1-8b"}, hardware={"gpus": ["A100-80GB"]}))[3] == "lora"
     plan = plan_for(catalog, **ft, model={"base": "llama-3.1-70b"}, hardware={"gpus": ["A100-80GB"]})
     assert rec(plan)[3] == "qlora"
-    matrix = {(r["technique"], r["gpu"]): r for r in plan["estimates"]["fit_matrix"]}
-    assert not matrix[("lora", "A100-80GB")]["fits"] and matrix[("qlora", "A100-80GB")]["fits"]
-    assert matrix[("lora", "A100-80GB")]["usd"] is None
+    matrix = {(r.technique, r.gpu): r for r in plan.estimates.fit_matrix}
+    assert not matrix[("lora", "A100-80GB")].fits and matrix[("qlora", "A100-80GB")].fits
+    assert matrix[("lora", "A100-80GB")].usd is None
     plan = plan_for(catalog, **ft, model={"base": "llama-3.1-70b"}, hardware={"gpus": ["RTX-4090"]})
-    assert rec(plan)[3] is None and "smaller_base_or_more_gpus" in plan["prerequisites"]
+    assert rec(plan)[3] is None and "smaller_base_or_more_gpus" in plan.prerequisites
     plan = plan_for(catalog, **ft, model={"base": "llama-3.1-70b"}, hardware={"gpus": ["H100-80GB"], "gpu_count": 4})
-    t = plan["estimates"]["training"]
-    assert t["gpu_count"] == 4 and t["memory_bytes"] <= t["usable_memory_bytes"]
+    t = plan.estimates.training
+    assert t.gpu_count == 4 and t.memory_bytes <= t.usable_memory_bytes
 
 
 def test_many_adapters_mean_lora_with_multi_lora_serving(catalog):
     plan = plan_for(catalog, symptoms=["format"], tried={"few_shot": "failed"}, data={"labeled_examples": 200_000},
                     model={"base": "qwen2.5-0.5b"}, hardware={"gpus": ["H100-80GB"]}, deployment={"adapters": 6})
-    assert rec(plan)[3] == "lora" and plan["serving"]["strategy"] == "multi_lora"
-    assert plan["estimates"]["training"]["lora"]["r"] == 64  # large dataset: larger rank
+    assert rec(plan)[3] == "lora" and plan.serving.strategy == "multi_lora"
+    assert plan.estimates.training.lora.r == 64  # large dataset: larger rank
     plan = plan_for(catalog, symptoms=["format"], tried={"few_shot": "failed"}, data={"labeled_examples": 200_000},
                     model={"base": "qwen2.5-0.5b"}, hardware={"gpus": ["H100-80GB"]})
-    assert rec(plan)[3] == "full" and plan["estimates"]["training"]["lora"] is None
+    assert rec(plan)[3] == "full" and plan.estimates.training.lora is None
 
 
 def test_knowledge_and_behaviour_compose(catalog):
     plan = plan_for(catalog, symptoms=["knowledge_gap", "style"], tried={"prompting": "partly", "few_shot": "failed"},
                     data={"labeled_examples": 2000})
-    assert rec(plan)[:2] == ("fine_tune", "sft") and plan["recommendation"]["also"] == ["rag"]
+    assert rec(plan)[:2] == ("fine_tune", "sft") and plan.recommendation.also == ["rag"]
     assert "FINE_TUNING_IS_NOT_FOR_FACTS" in fired(plan)
 
 
 def test_without_counts_costs_are_per_thousand_examples_and_say_so(catalog):
     plan = plan_for(catalog, symptoms=["style"], tried={"few_shot": "failed"})
-    assert plan["estimates"]["training"]["stages"][0]["examples_assumed"] is True
-    assert any("costs are for 1,000 examples" in a for a in plan["estimates"]["assumptions"])
-    assert "TOO_FEW_EXAMPLES" in fired(plan) and "more_data" in plan["prerequisites"]
+    assert plan.estimates.training.stages[0].examples_assumed is True
+    assert any("costs are for 1,000 examples" in a for a in plan.estimates.assumptions)
+    assert "TOO_FEW_EXAMPLES" in fired(plan) and "more_data" in plan.prerequisites
 
 
 def test_planning_with_catalog_models_does_not_import_torch():
     code = (
         "import sys\n"
         "from advisor.contract.answers import load_answers\n"
-        "from advisor.plan import build_plan, example_path\n"
+        "from advisor.planner import build_plan, example_path\n"
         "from estimators.catalog import Catalog\n"
         "c = Catalog.load()\n"
         "build_plan(load_answers(example_path('ticket-triage'), c), c)\n"
@@ -195,17 +195,17 @@ def test_data_files_replace_declared_counts_and_set_lengths(catalog, tmp_path):
                     "eval_file": "eval.jsonl"},
            "model": {"base": "llama-3.2-1b"}, "hardware": {"gpus": ["L4"]}}
     plan = build_plan(validate_answers(raw, "a", catalog), catalog, base_dir=tmp_path)
-    files = plan["data"]["files"]
-    assert files["train_file"]["valid_examples"] == 640 and files["train_file"]["eval"]["valid_examples"] == 30
-    assert any("data.labeled_examples: 640 counted in train.jsonl (declared: 50,000)" in n for n in plan["data"]["notes"])
+    files = plan.data.files
+    assert files["train_file"].valid_examples == 640 and files["train_file"].eval.valid_examples == 30
+    assert any("data.labeled_examples: 640 counted in train.jsonl (declared: 50,000)" in n for n in plan.data.notes)
     assert "EVAL_SET_FIRST" not in fired(plan)  # the eval file counts
     assert "THIN_SFT_DATA" not in fired(plan) and "OVERFITTING_SMALL_DATA" in fired(plan)
-    stage = plan["estimates"]["training"]["stages"][0]
-    assert stage["examples"] == 640
-    p95 = files["train_file"]["p95_tokens"]
-    assert stage["seq_len"] == -(-p95 // 256) * 256 and stage["seq_len"] >= p95
-    assert stage["training_tokens"] == files["train_file"]["total_tokens"]
-    assert plan["answers"]["data"]["labeled_examples"] == 50_000  # what the user said is kept as said
+    stage = plan.estimates.training.stages[0]
+    assert stage.examples == 640
+    p95 = files["train_file"].p95_tokens
+    assert stage.seq_len == -(-p95 // 256) * 256 and stage.seq_len >= p95
+    assert stage.training_tokens == files["train_file"].total_tokens
+    assert plan.answers.data.labeled_examples == 50_000  # what the user said is kept as said
 
 
 def test_a_missing_data_file_is_a_clean_error_naming_the_field(catalog, tmp_path):
@@ -223,21 +223,21 @@ def _profile_for(plan, entries):
     from estimators.setup import TrainingSetup
     from profiler.schema import Entry, Profile
 
-    t, base = plan["estimates"]["training"], plan["estimates"]["base_model"]
+    t, base = plan.estimates.training, plan.estimates.base_model
     rows = []
     for mb, fits, peak, tps in entries:
-        setup = TrainingSetup(technique=t["technique"], seq_len=t["stages"][0]["seq_len"], micro_batch=mb,
-                              lora_r=t["lora"]["r"], lora_alpha=t["lora"]["alpha"])
+        setup = TrainingSetup(technique=t.technique, seq_len=t.stages[0].seq_len, micro_batch=mb,
+                              lora_r=t.lora.r, lora_alpha=t.lora.alpha)
         d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(setup).items() if k != "notes"}
-        rows.append(Entry(technique=t["technique"], seq_len=setup.seq_len, micro_batch=mb, layers=base["num_layers"],
+        rows.append(Entry(technique=t.technique, seq_len=setup.seq_len, micro_batch=mb, layers=base.num_layers,
                           source="measured", status="ok" if fits else "oom", fits=fits, setup=d, steps=10,
                           warmup_steps=3, tokens_per_step=mb * setup.seq_len, device_peak_bytes=peak,
                           tokens_per_s=tps))
     return Profile(created="2026-11-23T00:00:00Z",
-                   device={"kind": "cuda", "name": "NVIDIA A100-SXM4-80GB", "catalog_gpu": t["gpu"]},
+                   device={"kind": "cuda", "name": "NVIDIA A100-SXM4-80GB", "catalog_gpu": t.gpu},
                    versions={"python": "3.11", "torch": "2.13.0", "transformers": "5.23.0", "advise": "0.1.0"},
-                   model={"name": base["name"], "hub_id": base["hub_id"], "model_type": base["model_type"],
-                          "num_layers": base["num_layers"], "params_total": base["params_total"],
+                   model={"name": base.name, "hub_id": base.hub_id, "model_type": base.model_type,
+                          "num_layers": base.num_layers, "params_total": base.params_total,
                           "config_sha256": "0" * 64},
                    entries=rows)
 
@@ -245,28 +245,28 @@ def _profile_for(plan, entries):
 def test_a_profile_replaces_estimates_where_it_measured_the_same_run(catalog):
     answers = load_answers(example_path("ticket-triage"), catalog)
     plan = build_plan(answers, catalog)
-    t = plan["estimates"]["training"]
-    assert t["micro_batch"] == 16 and t["measured"] == []
+    t = plan.estimates.training
+    assert t.micro_batch == 16 and t.measured == []
     # measured: micro-batch 16 ran out of memory, 8 fitted at 30 GiB and 20k tokens/s
     prof = _profile_for(plan, [(16, False, None, None), (8, True, 30 << 30, 20_000.0)])
     measured = build_plan(answers, catalog, profile=prof)
-    mt = measured["estimates"]["training"]
-    assert mt["micro_batch"] == 8 and mt["memory_bytes"] == 30 << 30 and mt["tokens_per_s"] == 20_000
-    assert mt["measured"] == ["memory", "tokens_per_s"]
-    tokens = mt["stages"][0]["training_tokens"] * mt["stages"][0]["epochs"]
-    assert mt["hours"] == pytest.approx(tokens / 20_000 / 3600, rel=1e-5)
-    assert measured["profile"]["used"] == ["lora on A100-80GB"]
-    assert any("measured by `advise profile`" in a for a in measured["estimates"]["assumptions"])
-    other = {(r["technique"], r["gpu"]): r for r in measured["estimates"]["fit_matrix"]}
-    assert other[("full", "A100-80GB")]["measured"] == []  # not profiled: still estimated
+    mt = measured.estimates.training
+    assert mt.micro_batch == 8 and mt.memory_bytes == 30 << 30 and mt.tokens_per_s == 20_000
+    assert mt.measured == ["memory", "tokens_per_s"]
+    tokens = mt.stages[0].training_tokens * mt.stages[0].epochs
+    assert mt.hours == pytest.approx(tokens / 20_000 / 3600, rel=1e-5)
+    assert measured.profile.used == ["lora on A100-80GB"]
+    assert any("measured by `advise profile`" in a for a in measured.estimates.assumptions)
+    other = {(r.technique, r.gpu): r for r in measured.estimates.fit_matrix}
+    assert other[("full", "A100-80GB")].measured == []  # not profiled: still estimated
 
 
 def test_several_gpus_shard_then_offload_and_the_exporters_get_the_layout(catalog):
     plan = plan_for(catalog, symptoms=["domain_language"], data={"domain_corpus_tokens": 2_000_000_000,
                                                                  "labeled_examples": 5000},
                     model={"base": "llama-3.1-70b"}, hardware={"gpus": ["H100-80GB"], "gpu_count": 4})
-    t = plan["estimates"]["training"]
-    assert rec(plan)[3] == "full" and (t["sharding"], t["offload"]) == ("zero3", "optimizer")
-    assert t["memory_bytes"] <= t["usable_memory_bytes"]
-    assert any("offloads the optimizer states to CPU RAM" in a for a in plan["estimates"]["assumptions"])
-    assert (t["lr_scheduler"], t["warmup_ratio"], t["logging_steps"]) == ("cosine", 0.1, 10)
+    t = plan.estimates.training
+    assert rec(plan)[3] == "full" and (t.sharding, t.offload) == ("zero3", "optimizer")
+    assert t.memory_bytes <= t.usable_memory_bytes
+    assert any("offloads the optimizer states to CPU RAM" in a for a in plan.estimates.assumptions)
+    assert (t.lr_scheduler, t.warmup_ratio, t.logging_steps) == ("cosine", 0.1, 10)

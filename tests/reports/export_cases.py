@@ -52,16 +52,16 @@ def _variant(plan: dict[str, Any], **training: Any) -> dict[str, Any]:
 @functools.lru_cache(maxsize=1)
 def _built() -> dict[str, dict[str, Any]]:
     from advisor.contract.answers import load_answers, validate_answers
-    from advisor.plan import build_plan, example_path
+    from advisor.planner import build_plan, example_path
     from estimators.catalog import Catalog
 
     catalog = Catalog.load()
     plans = {}
     for name, answers in ANSWERS.items():
         if isinstance(answers, str):
-            plans[name] = build_plan(load_answers(example_path(answers), catalog), catalog)
+            plans[name] = build_plan(load_answers(example_path(answers), catalog), catalog).to_dict()
         else:
-            plans[name] = build_plan(validate_answers({"project": name, **answers}, name, catalog), catalog)
+            plans[name] = build_plan(validate_answers({"project": name, **answers}, name, catalog), catalog).to_dict()
     # the estimator knows FSDP and CPU offload; the planner does not pick them yet
     plans["fsdp_offload"] = _variant(plans["zero3_4gpu"], sharding="fsdp", offload="optimizer")
     plans["zero3_offload"] = _variant(plans["zero3_4gpu"], offload="params")

@@ -13,7 +13,7 @@ import yaml
 
 from advisor.contract.answers import validate_answers
 from advisor.engine import load_rules
-from advisor.plan import build_plan
+from advisor.planner import build_plan
 
 CASES_DIR = Path(__file__).parent / "cases"
 
@@ -39,6 +39,6 @@ def test_every_rule_has_cases_both_ways():
 @pytest.mark.parametrize("rule_id,expected,answers", list(_cases()))
 def test_rule_case(catalog, rule_id, expected, answers):
     plan = build_plan(validate_answers(answers, "case", catalog), catalog)
-    entry = next(r for r in plan["rules"] if r["id"] == rule_id)
-    assert entry["fired"] is expected, entry["reason"]
-    assert entry["reason"], "every trace entry says why"
+    entry = next(r for r in plan.rules if r.id == rule_id)
+    assert entry.fired is expected, entry.reason
+    assert entry.reason, "every trace entry says why"

@@ -1,7 +1,7 @@
-"""``advise plan``: answers -> facts -> rules (with estimates) -> one JSON-ready plan.
+"""``advise plan``: answers -> facts -> rules (with estimates) -> one typed plan (``advisor.contract.plan.Plan``).
 
-The plan is plain data: the CLI prints a summary of it, ``--json`` and ``plan.json`` serialise it, and the
-report and config exporters read the same data. Every number is computed here once (learning rates, batch
+The CLI prints a summary of the plan, ``--json`` and ``plan.json`` serialise it (``Plan.to_json``), and the
+report and config exporters read the same document. Every number is computed here once (learning rates, batch
 sizes, sequence length, epochs) and handed down; floats are rounded to stable precision so the same
 answers give a byte-identical plan.
 """
@@ -19,12 +19,37 @@ import yaml
 
 from advisor import __version__
 from advisor.contract.answers import Answers
+from advisor.contract.plan import (
+    ApiPriceRef,
+    BaseModelInfo,
+    Cumulative,
+    DataSummary,
+    Estimates,
+    FitRow,
+    HostedFineTuning,
+    HostedStage,
+    Inference,
+    LoraSettings,
+    NextStep,
+    Plan,
+    PriceData,
+    ProfileUse,
+    Quantization,
+    Recommendation,
+    RuleRef,
+    SelfHostedServing,
+    ServingPlan,
+    StagePlan,
+    TraceEntry,
+    TrainingPlan,
+)
 from advisor.contract.vocab import (
     APPROACHES,
     ATTENTION,
     DATA_KINDS,
     METHODS,
     OBJECTIVES,
+    OFFLOAD,
     PREREQUISITES,
     SERVING,
     TECHNIQUES,
@@ -247,8 +272,9 @@ class Estimator:
         self.stages: list[Stage] = []
         self.options: dict[tuple[str, str], RunOption] = {}
         self.run: RunOption | None = None
-        self.hosted: dict[str, Any] | None = None
-        self.inference: dict[str, Any] | None = None
+        self.hosted: HostedFineTuning | None = None
+        self.hosted_usd: tuple[float, float | None] = (0.0, None)  # unrounded training and monthly USD
+        self.inference: SelfHostedServing | None = None
         self.decision: Decision | None = None
         self.money: dict[str, float | None] = {}
         self.after_usd: float | None = None
@@ -263,7 +289,7 @@ class Estimator:
             return self._run_facts(decision)
         return {}
 
-    def _setup(self, technique: str, stage: Stage, micro_batch: int, sharding: str,
+    def setup(self, technique: str, stage: Stage, micro_batch: int, sharding: str,
                optimizer: str = "adamw", offload: str = "none") -> TrainingSetup:
         lo = lora_settings(self.answers)
         return TrainingSetup(
@@ -279,7 +305,7 @@ class Estimator:
             self._memo[setup] = estimate_memory(self.model.anatomy, setup)
         return self._memo[setup]
 
-    def _option(self, technique: str, gpu: GPU) -> RunOption:
+    def option(self, technique: str, gpu: GPU) -> RunOption:
         key = (technique, gpu.name)
         if key in self.options:
             return self.options[key]
@@ -296,7 +322,7 @@ class Estimator:
         for (sharding, offload), optimizer in ((lay, o) for lay in layouts for o in optimizers):
             fitting = 0
             for mb in micro_batches:
-                mems = [self._memory(self._setup(technique, s, mb, sharding, optimizer, offload)) for s in self.stages]
+                mems = [self._memory(self.setup(technique, s, mb, sharding, optimizer, offload)) for s in self.stages]
                 if not all(m.total_bytes <= gpu.usable_memory_bytes for m in mems):
                     break
                 fitting = mb
@@ -305,14 +331,14 @@ class Estimator:
                 break
         sharding, offload, optimizer, mb = best or (*layouts[-1], optimizers[0], 1)
         fits = best is not None
-        setups = [self._setup(technique, s, mb, sharding, optimizer, offload) for s in self.stages]
+        setups = [self.setup(technique, s, mb, sharding, optimizer, offload) for s in self.stages]
         tps = [estimate_throughput(self.model.anatomy, st, gpu).tokens_per_s for st in setups]
         memory_bytes = self._memory(setups[0]).total_bytes
         measured: tuple[str, ...] = ()
         entry = self._profiled(technique, gpu, micro_batches, sharding, optimizer)
         if entry is not None:
             mb, e = entry
-            setups[0] = self._setup(technique, self.stages[0], mb, sharding, optimizer, offload)
+            setups[0] = self.setup(technique, self.stages[0], mb, sharding, optimizer, offload)
             fits = bool(e.fits) and e.device_peak_bytes is not None and e.device_peak_bytes <= gpu.usable_memory_bytes
             memory_bytes = e.device_peak_bytes if e.device_peak_bytes is not None else memory_bytes
             measured = ("memory",)
@@ -338,7 +364,7 @@ class Estimator:
         assert self.model is not None
         found = []
         for mb in micro_batches:
-            setup = self._setup(technique, self.stages[0], mb, sharding, optimizer)
+            setup = self.setup(technique, self.stages[0], mb, sharding, optimizer)
             e = measured_entry(p, self.model.hub_id or self.model.name, technique, self.stages[0].seq_len, mb,
                                setup=setup)
             if e is not None:
@@ -353,11 +379,11 @@ class Estimator:
         self.stages = plan_stages(decision, self.answers, "lora", self.model, self.measured)
         facts = {}
         for t in TECHNIQUES:
-            facts[f"estimates.fits.{t}"] = any(self._option(t, self.catalog.gpu(g)).fits for g in self.gpus)
+            facts[f"estimates.fits.{t}"] = any(self.option(t, self.catalog.gpu(g)).fits for g in self.gpus)
         return facts
 
     def _cheapest(self, technique: str) -> RunOption | None:
-        opts = [self._option(technique, self.catalog.gpu(g)) for g in self.gpus]
+        opts = [self.option(technique, self.catalog.gpu(g)) for g in self.gpus]
         opts = [o for o in opts if o.fits]
         return min(opts, key=lambda o: (o.usd is None, o.usd or 0.0, o.hours, o.gpu.name), default=None)
 
@@ -376,8 +402,7 @@ class Estimator:
         elif decision.approach == "hosted_fine_tune":
             self.hosted = self._hosted(decision, workload)
             if self.hosted:
-                training_usd = self.hosted["training_usd"]
-                after = self.hosted.get("usd_per_month")
+                training_usd, after = self.hosted_usd
         saving = None if today is None or after is None else today - after
         budget = self.answers.budget.training_usd
         self.money = {
@@ -397,12 +422,11 @@ class Estimator:
             s = serving_estimate(self.model.anatomy, self.catalog.gpu(g), workload, self.answers.deployment.adapters)
             if s is not None and (best is None or (s.usd_per_month, s.gpu) < (best.usd_per_month, best.gpu)):
                 best = s
-        self.inference = None if best is None else {
-            "gpu": best.gpu, "tensor_parallel": best.tensor_parallel, "replicas": best.replicas,
-            "gpu_hours_per_month": round_sig(best.gpu_hours_per_month), "provider": best.provider,
-            "usd_per_gpu_hour": best.usd_per_gpu_hour, "usd_per_month": round_sig(best.usd_per_month),
-            "assumptions": list(best.assumptions),
-        }
+        self.inference = None if best is None else SelfHostedServing(
+            gpu=best.gpu, tensor_parallel=best.tensor_parallel, replicas=best.replicas,
+            gpu_hours_per_month=round_sig(best.gpu_hours_per_month), provider=best.provider,
+            usd_per_gpu_hour=best.usd_per_gpu_hour, usd_per_month=round_sig(best.usd_per_month),
+            assumptions=list(best.assumptions))
         return None if best is None else best.usd_per_month
 
     def _hosted_offer(self, decision: Decision) -> FineTuningOffer | None:
@@ -417,7 +441,7 @@ class Estimator:
                 return same[0]
         return min(offers, key=lambda o: (o.usd_per_million_training_tokens, o.name), default=None)
 
-    def _hosted(self, decision: Decision, workload: Workload | None) -> dict[str, Any] | None:
+    def _hosted(self, decision: Decision, workload: Workload | None) -> HostedFineTuning | None:
         offer = self._hosted_offer(decision)
         if offer is None:
             return None
@@ -432,38 +456,39 @@ class Estimator:
             epochs = _epochs_for(m, n)
             cost = hosted_finetuning_cost(offer, tokens, epochs)
             total += cost.usd
-            stages.append({"method": m, "examples": n, "training_tokens": tokens, "epochs": epochs,
-                           "billed_tokens": cost.billed_tokens, "usd": round_sig(cost.usd)})
+            stages.append(HostedStage(method=m, examples=n, training_tokens=tokens, epochs=epochs,
+                                      billed_tokens=cost.billed_tokens, usd=round_sig(cost.usd)))
         monthly = None
         if workload is not None and offer.inference_usd_per_million_input_tokens is not None:
             monthly = api_monthly_usd(offer.inference_usd_per_million_input_tokens,
                                       offer.inference_usd_per_million_output_tokens or 0.0, workload)
-        return {"offer": offer.name, "provider": offer.provider, "base_model": offer.base_model,
-                "usd_per_million_training_tokens": offer.usd_per_million_training_tokens, "stages": stages,
-                "training_usd": total, "usd_per_month": monthly, "status": offer.status, "price_date": offer.date,
-                "source": offer.source}
+        self.hosted_usd = (total, monthly)
+        return HostedFineTuning(
+            offer=offer.name, provider=offer.provider, base_model=offer.base_model,
+            usd_per_million_training_tokens=offer.usd_per_million_training_tokens, stages=stages,
+            training_usd=round_sig(total), usd_per_month=round_sig_or_none(monthly), status=offer.status,
+            price_date=offer.date, source=offer.source)
 
 
 # ---- the plan -----------------------------------------------------------------------------------
-#: the prerequisites' sentences (their thresholds come from the rules file)
-PREREQUISITE_TEXT = {k: t.text.format(eval_min_examples=20, eval_max_examples=200) for k, t in PREREQUISITES.items()}
+def prerequisite_text(key: str) -> str:
+    """The sentence of a prerequisite, with the thresholds of the rules file filled in."""
+    return PREREQUISITES[key].text.format(eval_min_examples=20, eval_max_examples=200)
 
 
-def _option_row(o: RunOption, stage: Stage) -> dict[str, Any]:
+def _fit_row(o: RunOption, stage: Stage) -> FitRow:
     p = o.gpu.cheapest_price
-    return {
-        "technique": o.technique, "gpu": o.gpu.name, "gpu_count": o.gpu_count, "sharding": o.sharding,
-        "offload": o.offload, "objective": stage.objective, "seq_len": stage.seq_len,
-        "micro_batch": o.micro_batch, "optimizer": o.optimizer, "memory_bytes": o.memory_bytes,
-        "memory_parts_bytes": dict(o.memory.parts), "measured": list(o.measured),
-        "usable_memory_bytes": o.gpu.usable_memory_bytes, "fits": o.fits,
-        "tokens_per_s": round_sig(o.tokens_per_s), "hours": round_sig(o.hours),
-        "usd": round_sig_or_none(o.usd) if o.fits else None, "provider": p.provider if p else None,
-    }
+    return FitRow(
+        technique=o.technique, gpu=o.gpu.name, gpu_count=o.gpu_count, sharding=o.sharding, offload=o.offload,
+        objective=stage.objective, seq_len=stage.seq_len, micro_batch=o.micro_batch, optimizer=o.optimizer,
+        memory_bytes=o.memory_bytes, memory_parts_bytes=dict(o.memory.parts), measured=list(o.measured),
+        usable_memory_bytes=o.gpu.usable_memory_bytes, fits=o.fits, tokens_per_s=round_sig(o.tokens_per_s),
+        hours=round_sig(o.hours), usd=round_sig_or_none(o.usd) if o.fits else None,
+        provider=p.provider if p else None)
 
 
-def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None, profile: Any = None) -> dict[str, Any]:
-    """The whole plan for ``answers`` (already validated against ``catalog``).
+def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None, profile: Any = None) -> Plan:
+    """The whole plan for ``answers`` (already validated against ``catalog``), as the typed ``Plan``.
 
     Data files named in the answers are checked (relative paths from ``base_dir``, the answers file's
     folder) and their counts and token lengths replace the declared ones. A ``profile``
@@ -483,219 +508,217 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
     base = None
     if est.model is not None and decision.self_hosted:
         a = est.model.anatomy
-        base = {"name": est.model.name, "hub_id": est.model.hub_id, "family": est.model.family,
-                "model_type": a.model_type, "max_position_embeddings": est.model.config.get("max_position_embeddings"),
-                "params_total": a.params_total, "num_layers": a.num_layers, "chosen_by": est.model_source}
+        base = BaseModelInfo(name=est.model.name, hub_id=est.model.hub_id, family=est.model.family,
+                             model_type=a.model_type, max_position_embeddings=est.model.config.get(
+                                 "max_position_embeddings"),
+                             params_total=a.params_total, num_layers=a.num_layers, chosen_by=est.model_source)
 
     run = est.run if decision.self_hosted else None
-    rec_gpus = [run.gpu.name] if run else []
-    recommendation = {
-        "approach": decision.approach,
-        "also": list(decision.also),
-        "method": decision.methods[0] if decision.methods else None,
-        "then": list(decision.methods[1:]),
-        "technique": decision.technique,
-        "base_model": base["name"] if base else (est.hosted["base_model"] if est.hosted else None),
-        "gpus": rec_gpus,
-        "gpu_count": run.gpu_count if run else 0,
-    }
+    recommendation = Recommendation(
+        approach=decision.approach, also=list(decision.also),
+        method=decision.methods[0] if decision.methods else None, then=list(decision.methods[1:]),
+        technique=decision.technique,
+        base_model=base.name if base else (est.hosted.base_model if est.hosted else None),
+        gpus=[run.gpu.name] if run else [], gpu_count=run.gpu_count if run else 0,
+    )
 
-    estimates: dict[str, Any] = {"base_model": base, "fit_matrix": [], "training": None, "hosted_fine_tuning": None,
-                                 "inference": None, "assumptions": []}
     assumptions: list[str] = list((data_inputs.summary or {}).get("notes", []))
+    fit_matrix = []
     if decision.self_hosted and est.model is not None:
-        estimates["fit_matrix"] = [_option_row(est._option(t, catalog.gpu(g)), est.stages[0]) for t in TECHNIQUES
-                                   for g in est.gpus]
+        fit_matrix = [_fit_row(est.option(t, catalog.gpu(g)), est.stages[0]) for t in TECHNIQUES for g in est.gpus]
+    training = None
     if run is not None:
-        lo = lora_settings(answers)
-        price = run.gpu.cheapest_price
-        estimates["training"] = {
-            "technique": run.technique, "gpu": run.gpu.name, "gpu_count": run.gpu_count, "sharding": run.sharding,
-            "offload": run.offload,
-            "optimizer": run.optimizer, "precision": "bf16", "gradient_checkpointing": True,
-            "attn_implementation": ATTENTION[TrainingSetup().resolved_attn(est.model.anatomy.model_type)].transformers_name,
-            "quantization": {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
-                             "bnb_4bit_compute_dtype": "bfloat16"} if run.technique == "qlora" else None,
-            "micro_batch": run.micro_batch,
-            "stages": [
-                {"method": s.method, "objective": s.objective, "examples": s.examples,
-                 "examples_assumed": s.examples_assumed, "tokens_per_example": s.tokens_per_example,
-                 "seq_len": s.seq_len, "epochs": s.epochs, "training_tokens": s.training_tokens,
-                 "learning_rate": s.learning_rate, "global_batch_sequences": s.global_batch_sequences,
-                 "grad_accum": max(1, math.ceil(s.global_batch_sequences / (run.micro_batch * run.gpu_count))),
-                 "beta": s.beta, "hours": round_sig(h)}
-                for s, h in zip(est.stages, run.stage_hours)
-            ],
-            "lora": lo if run.technique != "full" else None,
-            **{k: v for k, v in training_defaults()["schedule"].items() if k != "source"},
-            "memory_bytes": run.memory_bytes,
-            "measured": list(run.measured),
-            "memory_parts_bytes": dict(run.memory.parts),
-            "usable_memory_bytes": run.gpu.usable_memory_bytes,
-            "tokens_per_s": round_sig(run.tokens_per_s),
-            "hours": round_sig(run.hours),
-            "usd": round_sig_or_none(run.usd),
-            "provider": price.provider if price else None,
-            "usd_per_gpu_hour": price.usd_per_hour if price else None,
-            "price_date": price.date if price else None,
-        }
-        assumptions += list(run.memory.assumptions)
-        setup0 = est._setup(run.technique, est.stages[0], run.micro_batch, run.sharding, run.optimizer, run.offload)
-        assumptions += list(estimate_throughput(est.model.anatomy, setup0, run.gpu).assumptions)
-        if run.offload != "none":
-            assumptions.append(f"ZeRO-3 offloads the {'optimizer states' if run.offload == 'optimizer' else 'parameters and optimizer states'} "
-                               f"to CPU RAM ({run.memory.states.host_bytes / GIB:,.0f} GiB per GPU): steps are slower "
-                               f"than the speed estimate, which does not model PCIe transfers; measure before budgeting")
-        if run.measured:
-            assumptions.insert(0, f"{' and '.join(run.measured)} of the {est.stages[0].method} stage measured by "
-                                  f"`advise profile` on {profile.device.name} ({profile.versions.torch}); "
-                                  f"memory parts stay estimates")
-        if any(s.examples_assumed for s in est.stages):
-            assumptions.append(f"no example count for a training stage: costs are for {PLACEHOLDER_EXAMPLES:,} examples")
-        if not data_inputs.measured.get(METHODS[est.stages[0].method].data_kind):
-            assumptions.append(f"{est.stages[0].tokens_per_example} tokens per example "
-                               + ("(workload input + output tokens)" if answers.workload.input_tokens_per_request
-                                  is not None and answers.workload.output_tokens_per_request is not None
-                                  else "(default; give data files or the workload's token counts)"))
-    if est.hosted is not None:
-        estimates["hosted_fine_tuning"] = {**est.hosted, "training_usd": round_sig(est.hosted["training_usd"]),
-                                           "usd_per_month": round_sig_or_none(est.hosted["usd_per_month"])}
+        training = _training(est, run, answers)
+        assumptions += _training_assumptions(est, run, answers, data_inputs.measured, profile)
 
+    inference = None
     after, money = est.after_usd, est.money
     if decision.fine_tune and (today is not None or after is not None):
         saving, be = money.get("estimates.monthly_saving_usd"), money.get("estimates.break_even_months")
         training_usd = money.get("estimates.training_usd")
-        estimates["inference"] = {
-            "requests_per_month": answers.workload.requests_per_month,
-            "input_tokens_per_request": answers.workload.input_tokens_per_request,
-            "output_tokens_per_request": answers.workload.output_tokens_per_request,
-            "today_usd_per_month": round_sig_or_none(today), "today_source": today_source,
-            "after_usd_per_month": round_sig_or_none(after),
-            "after_source": ("self-hosted serving estimate" if decision.self_hosted else "hosted fine-tuned model "
-                             "inference prices") if after is not None else None,
-            "self_hosted": est.inference if decision.self_hosted else None,
-            "monthly_saving_usd": round_sig_or_none(saving),
-            "break_even_months": round_sig_or_none(be),
-            "cumulative_usd_12_months": None if today is None or after is None or training_usd is None else {
-                "today": [round_sig(today * m) for m in range(13)],
-                "after": [round_sig(training_usd + after * m) for m in range(13)],
-            },
-        }
+        w = answers.workload
+        inference = Inference(
+            requests_per_month=w.requests_per_month, input_tokens_per_request=w.input_tokens_per_request,
+            output_tokens_per_request=w.output_tokens_per_request,
+            today_usd_per_month=round_sig_or_none(today), today_source=today_source,
+            after_usd_per_month=round_sig_or_none(after),
+            after_source=("self-hosted serving estimate" if decision.self_hosted else "hosted fine-tuned model "
+                          "inference prices") if after is not None else None,
+            self_hosted=est.inference if decision.self_hosted else None,
+            monthly_saving_usd=round_sig_or_none(saving), break_even_months=round_sig_or_none(be),
+            cumulative_usd_12_months=None if today is None or after is None or training_usd is None else Cumulative(
+                today=[round_sig(today * m) for m in range(13)],
+                after=[round_sig(training_usd + after * m) for m in range(13)]),
+        )
         if est.inference:
-            assumptions += est.inference["assumptions"]
+            assumptions += est.inference.assumptions
     if workload is None and decision.fine_tune:
         assumptions.append("no complete workload (requests and tokens per request): monthly inference cost not compared")
-    estimates["assumptions"] = list(dict.fromkeys(assumptions))
+    estimates = Estimates(base_model=base, fit_matrix=fit_matrix, training=training, hosted_fine_tuning=est.hosted,
+                          inference=inference, assumptions=list(dict.fromkeys(assumptions)))
 
     fired = [book[t.id] for t in decision.trace if t.fired]
     deciding = [r for r in fired if not r.recommends.warning and r.stage in ("approach", "delivery", "technique")]
-    plan = {
-        "advise_version": __version__,
-        "project": answers.project,
-        "summary": _summary(decision, recommendation, estimates),
-        "recommendation": recommendation,
-        "prerequisites": list(decision.prerequisites),
-        "prerequisite_steps": [PREREQUISITE_TEXT[p] for p in decision.prerequisites],
-        "serving": {"strategy": decision.serving, "notes": SERVING[decision.serving].note},
-        "why": [{"id": r.id, "name": r.name, "rationale": r.rationale, "source": r.source} for r in deciding],
-        "warnings": [{"id": r.id, "name": r.name, "rationale": r.rationale, "source": r.source}
-                     for r in fired if r.recommends.warning],
-        "rules": [{"id": t.id, "name": t.name, "stage": t.stage, "fired": t.fired, "reason": t.reason,
-                   "rationale": book[t.id].rationale, "source": book[t.id].source} for t in decision.trace],
-        "price_data": _price_data(answers, catalog, est, decision),
-        "estimates": estimates,
-        "next_steps": _next_steps(decision, recommendation, estimates),
-        "data": data_inputs.summary,
-        "profile": None if profile is None else {
-            "device": profile.device.name, "catalog_gpu": profile.device.catalog_gpu, "model": profile.model.name,
-            "created": profile.created, "entries": len(profile.entries),
-            "used": sorted({f"{r['technique']} on {r['gpu']}" for r in estimates["fit_matrix"] if r["measured"]}),
-        },
-        "answers": given.to_dict(),
-    }
-    return plan
+    return Plan(
+        advise_version=__version__,
+        project=answers.project,
+        summary=_summary(decision, recommendation, estimates),
+        recommendation=recommendation,
+        prerequisites=list(decision.prerequisites),
+        prerequisite_steps=[prerequisite_text(p) for p in decision.prerequisites],
+        serving=ServingPlan(strategy=decision.serving, notes=SERVING[decision.serving].note),
+        why=[RuleRef(id=r.id, name=r.name, rationale=r.rationale, source=r.source) for r in deciding],
+        warnings=[RuleRef(id=r.id, name=r.name, rationale=r.rationale, source=r.source)
+                  for r in fired if r.recommends.warning],
+        rules=[TraceEntry(id=t.id, name=t.name, stage=t.stage, fired=t.fired, reason=t.reason,
+                          rationale=book[t.id].rationale, source=book[t.id].source) for t in decision.trace],
+        price_data=_price_data(answers, catalog, est, decision),
+        estimates=estimates,
+        next_steps=_next_steps(decision, recommendation, estimates),
+        data=None if data_inputs.summary is None else DataSummary.model_validate(data_inputs.summary),
+        profile=None if profile is None else ProfileUse(
+            device=profile.device.name, catalog_gpu=profile.device.catalog_gpu, model=profile.model.name,
+            created=profile.created, entries=len(profile.entries),
+            used=sorted({f"{r.technique} on {r.gpu}" for r in fit_matrix if r.measured})),
+        answers=given,
+    )
 
 
-def _price_data(answers: Answers, catalog: Catalog, est: Estimator, decision: Decision) -> dict[str, Any]:
+def _training(est: Estimator, run: RunOption, answers: Answers) -> TrainingPlan:
+    """The recommended run as the trainers need it (the exporters read nothing else)."""
+    assert est.model is not None
+    lo = lora_settings(answers)
+    price = run.gpu.cheapest_price
+    return TrainingPlan(
+        technique=run.technique, gpu=run.gpu.name, gpu_count=run.gpu_count, sharding=run.sharding,
+        offload=run.offload, optimizer=run.optimizer, precision="bf16", gradient_checkpointing=True,
+        attn_implementation=ATTENTION[TrainingSetup().resolved_attn(est.model.anatomy.model_type)].transformers_name,
+        quantization=Quantization(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype="bfloat16") if TECHNIQUES[run.technique].quantized else None,
+        micro_batch=run.micro_batch,
+        stages=[StagePlan(
+            method=s.method, objective=s.objective, examples=s.examples, examples_assumed=s.examples_assumed,
+            tokens_per_example=s.tokens_per_example, seq_len=s.seq_len, epochs=s.epochs,
+            training_tokens=s.training_tokens, learning_rate=s.learning_rate,
+            global_batch_sequences=s.global_batch_sequences,
+            grad_accum=max(1, math.ceil(s.global_batch_sequences / (run.micro_batch * run.gpu_count))),
+            beta=s.beta, hours=round_sig(h)) for s, h in zip(est.stages, run.stage_hours)],
+        lora=LoraSettings(**lo) if TECHNIQUES[run.technique].adapter else None,
+        **{k: v for k, v in training_defaults()["schedule"].items() if k != "source"},
+        memory_bytes=run.memory_bytes, measured=list(run.measured), memory_parts_bytes=dict(run.memory.parts),
+        usable_memory_bytes=run.gpu.usable_memory_bytes, tokens_per_s=round_sig(run.tokens_per_s),
+        hours=round_sig(run.hours), usd=round_sig_or_none(run.usd), provider=price.provider if price else None,
+        usd_per_gpu_hour=price.usd_per_hour if price else None, price_date=price.date if price else None,
+    )
+
+
+def _training_assumptions(est: Estimator, run: RunOption, answers: Answers,
+                          measured: Mapping[str, Mapping[str, Any]], profile: Any) -> list[str]:
+    assert est.model is not None
+    out = list(run.memory.assumptions)
+    setup0 = est.setup(run.technique, est.stages[0], run.micro_batch, run.sharding, run.optimizer, run.offload)
+    out += list(estimate_throughput(est.model.anatomy, setup0, run.gpu).assumptions)
+    if run.offload != "none":
+        out.append(f"ZeRO-3 offloads the {OFFLOAD[run.offload].label} to CPU RAM "
+                   f"({run.memory.states.host_bytes / GIB:,.0f} GiB per GPU): steps are slower than the speed "
+                   f"estimate, which does not model PCIe transfers; measure before budgeting")
+    if run.measured:
+        out.insert(0, f"{' and '.join(run.measured)} of the {est.stages[0].method} stage measured by "
+                      f"`advise profile` on {profile.device.name} ({profile.versions.torch}); memory parts stay "
+                      f"estimates")
+    if any(s.examples_assumed for s in est.stages):
+        out.append(f"no example count for a training stage: costs are for {PLACEHOLDER_EXAMPLES:,} examples")
+    if not measured.get(METHODS[est.stages[0].method].data_kind):
+        w = answers.workload
+        out.append(f"{est.stages[0].tokens_per_example} tokens per example "
+                   + ("(workload input + output tokens)" if w.input_tokens_per_request is not None
+                      and w.output_tokens_per_request is not None
+                      else "(default; give data files or the workload's token counts)"))
+    return out
+
+
+def _price_data(answers: Answers, catalog: Catalog, est: Estimator, decision: Decision) -> PriceData:
     """Where the prices come from and how old they are (the catalog files carry their compile date)."""
-    def compiled(name: str) -> str | None:
-        import re
-
-        m = re.search(r"Compiled (\d{4}-\d{2}-\d{2})", (CATALOG_DATA_DIR / name).read_text(encoding="utf-8"))
-        return m.group(1) if m else None
-
     api = catalog.api(answers.model.current_api) if answers.model.current_api else None
-    serving_gpu = (est.inference or {}).get("gpu") if decision.self_hosted else None
+    serving_gpu = est.inference.gpu if decision.self_hosted and est.inference else None
     serving_price = catalog.gpu(serving_gpu).cheapest_price if serving_gpu else None
-    return {
-        "gpus_compiled": compiled("gpus.yaml"),
-        "prices_compiled": compiled("prices.yaml"),
-        "training_price_date": est.run.gpu.cheapest_price.date if decision.self_hosted and est.run
-        and est.run.gpu.cheapest_price else None,
-        "serving_price_date": serving_price.date if serving_price else None,
-        "api": None if api is None else {"name": api.name, "date": api.date, "source": api.source},
-    }
+    training_price = est.run.gpu.cheapest_price if decision.self_hosted and est.run else None
+    return PriceData(
+        gpus_compiled=compiled_date(CATALOG_DATA_DIR / "gpus.yaml"),
+        prices_compiled=compiled_date(CATALOG_DATA_DIR / "prices.yaml"),
+        training_price_date=training_price.date if training_price else None,
+        serving_price_date=serving_price.date if serving_price else None,
+        api=None if api is None else ApiPriceRef(name=api.name, date=api.date, source=api.source),
+    )
 
 
-def _summary(d: Decision, rec: Mapping[str, Any], est: Mapping[str, Any]) -> str:
+def compiled_date(path: Path) -> str | None:
+    """The 'Compiled YYYY-MM-DD' date a catalog data file states in its header comment."""
+    import re
+
+    m = re.search(r"Compiled (\d{4}-\d{2}-\d{2})", path.read_text(encoding="utf-8"))
+    return m.group(1) if m else None
+
+
+def _summary(d: Decision, rec: Recommendation, est: Estimates) -> str:
     if not d.fine_tune:
         parts = [APPROACHES.phrase(d.approach)] + [APPROACHES.phrase(a) for a in d.also]
         return f"Don't fine-tune yet: {'; then '.join(parts) if len(parts) < 3 else ', '.join(parts)}."
     methods = " then ".join(METHODS.phrase(m) for m in d.methods)
-    if d.approach == "hosted_fine_tune":
-        h = est["hosted_fine_tuning"]
-        head = f"Use hosted {methods} of {h['base_model']} ({h['offer']})" if h else \
+    if APPROACHES[d.approach].hosted:
+        h = est.hosted_fine_tuning
+        head = f"Use hosted {methods} of {h.base_model} ({h.offer})" if h else \
             f"Use the vendor's hosted {methods} (no offer for it in the catalog)"
-        cost = f": about {money(h['training_usd'])} of training" if h else ""
+        cost = f": about {money(h.training_usd)} of training" if h else ""
     else:
-        t = est["training"]
+        t = est.training
         tech = TECHNIQUES.phrase(d.technique) if d.technique else "a technique that fits (none does yet)"
-        head = f"Fine-tune {rec['base_model']} with {methods} using {tech}"
-        cost = (f" on {t['gpu_count']} x {t['gpu']}: about {duration_hours(t['hours'])} and {money(t['usd'])} of training"
+        head = f"Fine-tune {rec.base_model} with {methods} using {tech}"
+        cost = (f" on {t.gpu_count} x {t.gpu}: about {duration_hours(t.hours)} and {money(t.usd)} of training"
                 if t else "")
-    inf = est.get("inference")
+    inf = est.inference
     tail = ""
-    if inf and inf["today_usd_per_month"] is not None and inf["after_usd_per_month"] is not None:
-        tail = f", then {money(inf['after_usd_per_month'])}/month instead of {money(inf['today_usd_per_month'])}"
-        tail += (f" (break-even in {months_text(inf['break_even_months'])})" if inf["break_even_months"] is not None
+    if inf and inf.today_usd_per_month is not None and inf.after_usd_per_month is not None:
+        tail = f", then {money(inf.after_usd_per_month)}/month instead of {money(inf.today_usd_per_month)}"
+        tail += (f" (break-even in {months_text(inf.break_even_months)})" if inf.break_even_months is not None
                  else " (more per month than today: it does not pay back in money)")
     also = f"; also {', '.join(APPROACHES.phrase(a) for a in d.also)}" if d.also else ""
     return f"{head}{cost}{tail}{also}."
 
 
-def _next_steps(d: Decision, rec: Mapping[str, Any], est: Mapping[str, Any]) -> list[dict[str, str]]:
+def _next_steps(d: Decision, rec: Recommendation, est: Estimates) -> list[NextStep]:
     have_eval = "eval_set" not in d.prerequisites
     steps = [
-        {"step": "eval_set", "what": "Keep the eval set held out of any training data, and add the failures you "
-                                     "see in production to it." if have_eval else PREREQUISITE_TEXT["eval_set"]},
-        {"step": "baseline", "what": PREREQUISITE_TEXT["baseline"]},
+        NextStep(step="eval_set", what="Keep the eval set held out of any training data, and add the failures you "
+                                       "see in production to it." if have_eval else prerequisite_text("eval_set")),
+        NextStep(step="baseline", what=prerequisite_text("baseline")),
     ]
     if not d.fine_tune:
-        steps.append({"step": "change", "what": "Then " + "; ".join(APPROACHES.phrase(a) for a in (d.approach, *d.also))
-                      + ", and score each change on the eval set."})
-        steps.append({"step": "monitor", "what": "Keep scoring a sample of production traffic; revisit this plan "
-                                                 "if the problems persist or the volume grows."})
+        steps.append(NextStep(step="change", what="Then " + "; ".join(APPROACHES.phrase(a) for a in (d.approach, *d.also))
+                              + ", and score each change on the eval set."))
+        steps.append(NextStep(step="monitor", what="Keep scoring a sample of production traffic; revisit this plan "
+                                                   "if the problems persist or the volume grows."))
         return steps
-    steps.append({"step": "data", "what": "Prepare the training data (`advise data check FILE` finds problems "
-                                          "before a GPU is paid for)."})
-    if d.approach == "hosted_fine_tune":
-        steps.append({"step": "train", "what": "Upload the training file and start a fine-tuning job with the "
-                                               "vendor."})
+    steps.append(NextStep(step="data", what="Prepare the training data (`advise data check FILE` finds problems "
+                                            "before a GPU is paid for)."))
+    if APPROACHES[d.approach].hosted:
+        steps.append(NextStep(step="train", what="Upload the training file and start a fine-tuning job with the "
+                                                 "vendor."))
     else:
-        t = est["training"]
-        where = f" on {t['gpu_count']} x {t['gpu']}" if t else ""
+        t = est.training
+        where = f" on {t.gpu_count} x {t.gpu}" if t else ""
         if t:
-            s0 = t["stages"][0]
-            steps.append({"step": "measure", "what": f"Check memory and speed on the real GPU before the full run: "
-                                                     f"`advise profile --model {est['base_model']['hub_id'] or rec['base_model']} "
-                                                     f"--methods {t['technique']} --seq-len {s0['seq_len']} "
-                                                     f"--batch-size {t['micro_batch']}`, then re-plan with "
-                                                     f"`--profile profile.json`."})
-        steps.append({"step": "train", "what": f"Train {rec['base_model']}{where} with the settings in the plan's "
-                                               f"training section (learning rate, batch, LoRA, epochs)."})
-    steps.append({"step": "evaluate", "what": "Score the tuned model on the eval set against the baseline; ship "
-                                              "only if it wins."})
-    steps.append({"step": "deploy", "what": SERVING[d.serving].note})
-    steps.append({"step": "monitor", "what": "Score a sample of production traffic weekly; retrain when quality "
-                                             "drifts or the data changes."})
+            s0 = t.stages[0]
+            model = (est.base_model.hub_id if est.base_model else None) or rec.base_model
+            steps.append(NextStep(step="measure", what=f"Check memory and speed on the real GPU before the full run: "
+                                                       f"`advise profile --model {model} --methods {t.technique} "
+                                                       f"--seq-len {s0.seq_len} --batch-size {t.micro_batch}`, then "
+                                                       f"re-plan with `--profile profile.json`."))
+        steps.append(NextStep(step="train", what=f"Train {rec.base_model}{where} with the settings in the plan's "
+                                                 f"training section (learning rate, batch, LoRA, epochs)."))
+    steps.append(NextStep(step="evaluate", what="Score the tuned model on the eval set against the baseline; ship "
+                                                "only if it wins."))
+    steps.append(NextStep(step="deploy", what=SERVING[d.serving].note))
+    steps.append(NextStep(step="monitor", what="Score a sample of production traffic weekly; retrain when quality "
+                                               "drifts or the data changes."))
     return steps

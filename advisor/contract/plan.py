@@ -1,0 +1,485 @@
+"""The plan (``plan.json``): what ``advise plan`` decides and estimates, as one typed document.
+
+The planner (``advisor.planner``) builds a ``Plan``; ``advise plan --json`` and ``plan.json`` are its
+``to_json()``; the HTML report and the config exporters validate a plan with ``as_plan`` (or read a file with
+``load_plan``) and read attributes. A document of another shape fails in one line naming the field, as
+``profiler.schema.load_profile`` does for profiles. Field order is the file's order; numbers carry their unit in
+their names; floats are rounded to 6 significant digits by the planner, so the same answers give the same bytes.
+
+Enumerated fields take the keys of ``advisor.contract.vocab`` (a technique is one of ``TECHNIQUES`` ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from advisor.contract.answers import Answers
+from advisor.contract.errors import AdviseError
+from advisor.contract.vocab import (
+    APPROACHES,
+    ATTENTION,
+    METHODS,
+    NEXT_STEPS,
+    OBJECTIVES,
+    OFFLOAD,
+    OPTIMIZERS,
+    PRECISIONS,
+    PREREQUISITES,
+    RULE_STAGES,
+    SERVING,
+    SHARDING,
+    TECHNIQUES,
+)
+
+Approach = Literal[tuple(APPROACHES)]  # type: ignore[valid-type]
+Method = Literal[tuple(METHODS)]  # type: ignore[valid-type]
+Objective = Literal[tuple(OBJECTIVES)]  # type: ignore[valid-type]
+Technique = Literal[tuple(TECHNIQUES)]  # type: ignore[valid-type]
+ServingStrategy = Literal[tuple(SERVING)]  # type: ignore[valid-type]
+Prerequisite = Literal[tuple(PREREQUISITES)]  # type: ignore[valid-type]
+Step = Literal[tuple(NEXT_STEPS)]  # type: ignore[valid-type]
+RuleStage = Literal[tuple(RULE_STAGES)]  # type: ignore[valid-type]
+Sharding = Literal[tuple(SHARDING)]  # type: ignore[valid-type]
+Offload = Literal[tuple(OFFLOAD)]  # type: ignore[valid-type]
+Optimizer = Literal[tuple(OPTIMIZERS)]  # type: ignore[valid-type]
+Precision = Literal[tuple(PRECISIONS)]  # type: ignore[valid-type]
+#: transformers' attn_implementation names of the attention choices (auto is resolved by the planner)
+AttnImplementation = Literal[tuple(a.transformers_name for a in ATTENTION.values() if a.transformers_name)]  # type: ignore[valid-type]
+Number = int | float
+
+
+class PlanError(AdviseError, ValueError):
+    """A plan file or document cannot be read: one line naming the field."""
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---- the decision ---------------------------------------------------------------------------------------------
+class Recommendation(_Part):
+    approach: Approach
+    also: list[Approach]
+    method: Method | None  # the first training stage
+    then: list[Method]  # the stages after it, in order
+    technique: Technique | None
+    base_model: str | None
+    gpus: list[str]
+    gpu_count: int
+
+    @property
+    def methods(self) -> list[str]:
+        """Every training stage in order (empty when nothing is trained)."""
+        return [self.method, *self.then] if self.method else []
+
+    @property
+    def fine_tune(self) -> bool:
+        return APPROACHES[self.approach].fine_tune
+
+    @property
+    def self_hosted(self) -> bool:
+        return self.fine_tune and not APPROACHES[self.approach].hosted
+
+
+class ServingPlan(_Part):
+    strategy: ServingStrategy
+    notes: str
+
+
+class RuleRef(_Part):
+    """A fired rule as the summary cites it."""
+
+    id: str
+    name: str
+    rationale: str
+    source: str
+
+
+class TraceEntry(_Part):
+    """One rule of the trace: fired or not, and the clauses that decided it."""
+
+    id: str
+    name: str
+    stage: RuleStage
+    fired: bool
+    reason: str
+    rationale: str
+    source: str
+
+
+class ApiPriceRef(_Part):
+    name: str
+    date: str | None
+    source: str
+
+
+class PriceData(_Part):
+    gpus_compiled: str | None
+    prices_compiled: str | None
+    training_price_date: str | None
+    serving_price_date: str | None
+    api: ApiPriceRef | None
+
+
+# ---- the estimates --------------------------------------------------------------------------------------------
+class BaseModelInfo(_Part):
+    name: str
+    hub_id: str | None
+    family: str
+    model_type: str
+    max_position_embeddings: int | None
+    params_total: int
+    num_layers: int
+    chosen_by: str | None
+
+
+class FitRow(_Part):
+    """One technique on one GPU type: memory at the largest micro-batch that fits every stage, time and cost."""
+
+    technique: Technique
+    gpu: str
+    gpu_count: int
+    sharding: Sharding
+    offload: Offload
+    objective: Objective
+    seq_len: int
+    micro_batch: int
+    optimizer: Optimizer
+    memory_bytes: int
+    memory_parts_bytes: dict[str, int]
+    measured: list[Literal["memory", "tokens_per_s"]]
+    usable_memory_bytes: int
+    fits: bool
+    tokens_per_s: float
+    hours: float
+    usd: float | None
+    provider: str | None
+
+
+class StagePlan(_Part):
+    method: Method
+    objective: Objective
+    examples: int
+    examples_assumed: bool
+    tokens_per_example: int
+    seq_len: int
+    epochs: float
+    training_tokens: float  # tokens processed per epoch (pairs count both answers)
+    learning_rate: float
+    global_batch_sequences: int
+    grad_accum: int
+    beta: float | None
+    hours: float
+
+
+class LoraSettings(_Part):
+    r: int
+    alpha: int
+    dropout: float
+    targets: list[str]
+
+
+class Quantization(_Part):
+    """bitsandbytes 4-bit loading (transformers ``BitsAndBytesConfig`` fields)."""
+
+    load_in_4bit: bool
+    bnb_4bit_quant_type: str
+    bnb_4bit_use_double_quant: bool
+    bnb_4bit_compute_dtype: str
+
+
+class TrainingPlan(_Part):
+    """The recommended self-hosted run: everything a trainer config needs, and what it costs."""
+
+    technique: Technique
+    gpu: str
+    gpu_count: int
+    sharding: Sharding
+    offload: Offload
+    optimizer: Optimizer
+    precision: Precision
+    gradient_checkpointing: bool
+    attn_implementation: AttnImplementation
+    quantization: Quantization | None
+    micro_batch: int
+    stages: list[StagePlan]
+    lora: LoraSettings | None
+    lr_scheduler: str
+    warmup_ratio: float
+    logging_steps: int
+    memory_bytes: int
+    measured: list[Literal["memory", "tokens_per_s"]]
+    memory_parts_bytes: dict[str, int]
+    usable_memory_bytes: int
+    tokens_per_s: float
+    hours: float
+    usd: float | None
+    provider: str | None
+    usd_per_gpu_hour: float | None
+    price_date: str | None
+
+
+class HostedStage(_Part):
+    method: Method
+    examples: int
+    training_tokens: Number
+    epochs: float
+    billed_tokens: float
+    usd: float
+
+
+class HostedFineTuning(_Part):
+    offer: str
+    provider: str
+    base_model: str | None
+    usd_per_million_training_tokens: float
+    stages: list[HostedStage]
+    training_usd: float
+    usd_per_month: float | None
+    status: str | None
+    price_date: str | None
+    source: str
+
+
+class SelfHostedServing(_Part):
+    gpu: str
+    tensor_parallel: int
+    replicas: int
+    gpu_hours_per_month: float
+    provider: str
+    usd_per_gpu_hour: float
+    usd_per_month: float
+    assumptions: list[str]
+
+
+class Cumulative(_Part):
+    today: list[float]  # month 0..12, USD
+    after: list[float]
+
+
+class Inference(_Part):
+    requests_per_month: int | None
+    input_tokens_per_request: int | None
+    output_tokens_per_request: int | None
+    today_usd_per_month: float | None
+    today_source: str | None
+    after_usd_per_month: float | None
+    after_source: str | None
+    self_hosted: SelfHostedServing | None
+    monthly_saving_usd: float | None
+    break_even_months: float | None
+    cumulative_usd_12_months: Cumulative | None
+
+
+class Estimates(_Part):
+    base_model: BaseModelInfo | None
+    fit_matrix: list[FitRow]
+    training: TrainingPlan | None
+    hosted_fine_tuning: HostedFineTuning | None
+    inference: Inference | None
+    assumptions: list[str]
+
+
+class NextStep(_Part):
+    step: Step
+    what: str
+
+
+# ---- the data check of the files the answers name (``advise data check --json``, trimmed) -----------------------
+class Problem(_Part):
+    line: int
+    code: str
+    reason: str
+
+
+class Turns(_Part):
+    messages_min: int
+    messages_p50: int
+    messages_max: int
+    multi_turn_examples: int
+    examples_with_system: int
+    examples_with_tools: int
+
+
+class MaxLength(_Part):
+    max_length_tokens: int
+    over_examples: int
+    over_share: float
+    truncated_tokens: int
+    over_lines: list[int]
+
+
+class DuplicateLine(_Part):
+    line: int
+    duplicate_of_line: int
+    exact: bool
+
+
+class Duplicates(_Part):
+    exact_duplicates: int
+    near_duplicates: int
+    duplicate_share: float
+    normalisation: str
+    lines: list[DuplicateLine]
+
+
+class LabelCount(_Part):
+    label: str
+    count: int
+    share: float
+
+
+class Labels(_Part):
+    distinct: int
+    imbalance_ratio: float
+    counts: list[LabelCount]
+
+
+class KtoLabels(_Part):
+    desirable: int
+    undesirable: int
+
+
+class OverlapLine(_Part):
+    eval_line: int
+    train_line: int
+
+
+class EvalOverlap(_Part):
+    examples: int
+    share: float
+    lines: list[OverlapLine]
+
+
+class Verdict(_Part):
+    code: str
+    severity: Literal["error", "warning", "info"]
+    message: str
+
+
+class DataCheck(_Part):
+    """One file's data check (``advisor.datacheck.DataReport.to_dict``)."""
+
+    path: str
+    kind: str | None
+    kind_source: str | None
+    file_bytes: int
+    lines_total: int
+    valid_examples: int
+    invalid_lines: int
+    problems_total: int
+    problem_counts: dict[str, int]
+    problems: list[Problem]
+    problems_left_out: int
+    turns: Turns | None
+    p50_tokens: int
+    p95_tokens: int
+    max_tokens: int
+    mean_tokens: float
+    total_tokens: int
+    tokens_exact: bool
+    token_method: str
+    max_length: MaxLength | None
+    duplicates: Duplicates
+    labels: Labels | None
+    kto_labels: KtoLabels | None
+    eval: DataCheck | None
+    eval_overlap: EvalOverlap | None
+    verdicts: list[Verdict]
+
+
+#: the answers' data fields that name a file (a file checked with its training file sits under its ``eval``)
+DataFileField = Literal["train_file", "preference_file", "eval_file"]
+
+
+class DataSummary(_Part):
+    files: dict[DataFileField, DataCheck]
+    notes: list[str]
+
+
+class ProfileUse(_Part):
+    """Which profile the plan read and what it took from it."""
+
+    device: str
+    catalog_gpu: str | None
+    model: str
+    created: str
+    entries: int
+    used: list[str]  # "lora on A100-80GB": fit-matrix cells whose memory or speed were measured
+
+
+# ---- the plan -------------------------------------------------------------------------------------------------
+class Plan(_Part):
+    advise_version: str
+    project: str
+    summary: str
+    recommendation: Recommendation
+    prerequisites: list[Prerequisite]
+    prerequisite_steps: list[str]
+    serving: ServingPlan
+    why: list[RuleRef]
+    warnings: list[RuleRef]
+    rules: list[TraceEntry]
+    price_data: PriceData
+    estimates: Estimates
+    next_steps: list[NextStep]
+    data: DataSummary | None
+    profile: ProfileUse | None
+    answers: Answers
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON-ready data, fields in the file's order."""
+        return self.model_dump(mode="json", exclude_unset=False)
+
+    def to_json(self) -> str:
+        """The text of ``plan.json`` (what ``advise plan --json`` prints, plus a final newline)."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+
+def _first_problem(e: ValidationError) -> str:
+    errors = e.errors()
+    err = errors[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{loc}: {msg}{more}"
+
+
+def as_plan(plan: Plan | Mapping[str, Any], source: str = "plan") -> Plan:
+    """``plan`` as a validated ``Plan``; anything else is one ``PlanError`` line naming the first bad field."""
+    if isinstance(plan, Plan):
+        return plan
+    if not isinstance(plan, Mapping):
+        raise PlanError(f"{source}: must be a JSON object (what `advise plan --json` prints), got "
+                        f"{type(plan).__name__}")
+    try:
+        return Plan.model_validate(dict(plan))
+    except ValidationError as e:
+        raise PlanError(f"{source}: {_first_problem(e)}; make the plan with `advise plan --json` (or `--out DIR`) "
+                        f"of this version") from None
+
+
+def load_plan(path: str | os.PathLike[str], what: str = "plan") -> Plan:
+    """Read and validate ``plan.json``; a missing, unreadable or foreign file is one ``PlanError`` line."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PlanError(f"{what} {path} does not exist; make one with `advise plan --json > plan.json` or "
+                        f"`advise plan --out DIR`") from None
+    except IsADirectoryError:
+        raise PlanError(f"{what} {path} is a directory; give the plan.json file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise PlanError(f"{what} {path} cannot be read ({type(e).__name__}); give the UTF-8 plan.json that "
+                        f"`advise plan` wrote") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PlanError(f"{what} {path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+    return as_plan(data, f"{what} {path}")
