@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from advisor.contract.answers import Answers
 from advisor.contract.errors import AdviseError
@@ -168,21 +168,21 @@ class StagePlan(_Part):
     examples: int
     examples_assumed: bool
     tokens_per_example: int
-    seq_len: int
-    epochs: float
+    seq_len: int = Field(gt=0)
+    epochs: float = Field(gt=0)
     training_tokens: float  # tokens processed per epoch (pairs count both answers)
-    learning_rate: float
-    global_batch_sequences: int
-    grad_accum: int
+    learning_rate: float = Field(gt=0)
+    global_batch_sequences: int = Field(ge=1)
+    grad_accum: int = Field(ge=1)
     beta: float | None
     hours: float
 
 
 class LoraSettings(_Part):
-    r: int
-    alpha: int
-    dropout: float
-    targets: list[str]
+    r: int = Field(ge=1)
+    alpha: int = Field(ge=1)
+    dropout: float = Field(ge=0, lt=1)
+    targets: list[str] = Field(min_length=1)
 
 
 class Quantization(_Part):
@@ -199,7 +199,7 @@ class TrainingPlan(_Part):
 
     technique: Technique
     gpu: str
-    gpu_count: int
+    gpu_count: int = Field(ge=1)
     sharding: Sharding
     offload: Offload
     optimizer: Optimizer
@@ -207,8 +207,8 @@ class TrainingPlan(_Part):
     gradient_checkpointing: bool
     attn_implementation: AttnImplementation
     quantization: Quantization | None
-    micro_batch: int
-    stages: list[StagePlan]
+    micro_batch: int = Field(ge=1)
+    stages: list[StagePlan] = Field(min_length=1)
     lora: LoraSettings | None
     lr_scheduler: str
     warmup_ratio: float
@@ -223,6 +223,15 @@ class TrainingPlan(_Part):
     provider: str | None
     usd_per_gpu_hour: float | None
     price_date: str | None
+
+    @model_validator(mode="after")
+    def _technique_needs(self) -> TrainingPlan:
+        tech = TECHNIQUES[self.technique]
+        if tech.adapter and self.lora is None:
+            raise ValueError(f"lora is missing for technique {self.technique}")
+        if tech.quantized and self.quantization is None:
+            raise ValueError(f"quantization is missing for technique {self.technique}")
+        return self
 
 
 class HostedStage(_Part):

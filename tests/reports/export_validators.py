@@ -43,9 +43,10 @@ VENV = ".venv-validate"
 
 def trainer_pins() -> list[str]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from reports.export import VALIDATED_WITH
+    from reports.export import validated_with
 
-    return [f"{name}=={VALIDATED_WITH[name]}" for name in ("axolotl", "llamafactory")]
+    versions = validated_with()
+    return [f"{name}=={versions[name]}" for name in ("axolotl", "llamafactory")]
 
 
 def build_command() -> str:

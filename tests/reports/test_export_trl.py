@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reports.export import TRL_COMMANDS, export_configs, render_all
+from reports.export import export_configs, render_all
+from reports.export.trl import COMMANDS as TRL_COMMANDS
 from tests.reports.export_cases import plans
 
 STEPS = 2

@@ -1,0 +1,90 @@
+"""Axolotl: one ``axolotl train`` YAML per stage (AxolotlInputConfig), merged with ``axolotl merge-lora``.
+
+On several GPUs Axolotl starts through ``accelerate launch -m axolotl.cli.train`` with the export's accelerate
+config. Its KTO prompt formats exist for the llama3 and ChatML templates only; its only ORPO format reads
+chosen/rejected as message lists (the README shows the conversion).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from reports.export import launch
+from reports.export.context import header, needs_merge, serve_context, stage_paths
+from reports.export.registry import ExportFormat, register_format
+
+NAME = "axolotl"
+VERSION = "0.19.0"
+#: its ``rl`` per preference objective
+RL = {"dpo": "dpo", "orpo": "orpo", "kto": "kto"}
+#: Axolotl's ORPO format reads chosen/rejected as [user, assistant] message lists
+#: (axolotl/prompt_strategies/orpo/chat_template.py ``argilla``)
+ORPO_DATA_PATH = "data/preference_messages.jsonl"
+
+
+def _dataset(s: Mapping[str, Any], kto_format: str | None) -> dict[str, Any] | None:
+    """The ``datasets`` entry of a stage (None: Axolotl has no prompt format for it)."""
+    dataset: dict[str, Any] = {"path": s["data_path"], "split": "train"}
+    if s["objective"] == "sft":
+        dataset.update(type="chat_template", field_messages="messages")
+    elif s["objective"] == "cpt":
+        dataset.update(type="completion", field="text")
+    elif s["objective"] == "dpo":
+        # prompt/chosen/rejected strings through the config's chat template
+        # (axolotl/prompt_strategies/dpo/chat_template.py ``default``)
+        dataset.update(type="chat_template.default", field_messages="prompt", field_chosen="chosen",
+                       field_rejected="rejected")
+    elif s["objective"] == "orpo":
+        dataset.update(path=ORPO_DATA_PATH, type="chat_template.argilla")
+    elif s["objective"] == "kto":
+        if kto_format is None:
+            return None
+        dataset.update(type=kto_format)
+    return dataset
+
+
+def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
+    paths = stage_paths(ctx, NAME, "yml")
+    fam = ctx["family"]
+    template = fam.chat_template(NAME)
+    stages, missing = [], []
+    for i, (s, p) in enumerate(zip(ctx["stages"], paths)):
+        dataset = _dataset(s, fam.kto_formats.get(NAME))
+        if dataset is None:
+            missing.append({"stage": s["name"], "method": s["method"],
+                            "why": f"Axolotl's KTO prompt formats are written for the llama3 and ChatML "
+                                   f"templates only; this base model uses `{template}`. Use the "
+                                   f"LLaMA-Factory or TRL configs for this plan"})
+            continue
+        if s["objective"] == "orpo":
+            s = {**s, "data_shape": "pairs_messages"}
+        accelerate = f"--config_file {ctx['launch']['accelerate_config']}" if ctx["multi_gpu"] else ""
+        run = (f"accelerate launch {accelerate} -m axolotl.cli.train {p['config']}"
+               if ctx["multi_gpu"] else f"axolotl train {p['config']}")
+        extra = [(k, v) for k, v in dataset.items() if k not in ("path", "split", "type")]
+        stages.append({**s, **p, "dataset": dataset, "dataset_fields": extra, "data_path": dataset["path"],
+                       "rl": RL.get(s["objective"]), "run": run, "header": header(run, ctx),
+                       "merge": f"axolotl merge-lora {p['config']}" if needs_merge(ctx, i) else None,
+                       "merge_config": None,
+                       # KTO's trainer needs the label column, which the HF Trainer would otherwise drop
+                       # (Axolotl's config check: "Set `remove_unused_columns: False` when using kto")
+                       "remove_unused_columns": False if s["objective"] == "kto" else None,
+                       "prepared_path": f"outputs/{NAME}/prepared/{s['name']}"})
+    if missing:
+        stages = []
+    return {"stages": stages, "missing": missing, "extra_files": [],
+            "adapter": "qlora" if ctx["quantized"] else "lora", "chat_template": template,
+            "install": f"pip install 'axolotl=={VERSION}'" + launch.packages(ctx),
+            "serve": serve_context(ctx, paths[-1]),
+            "orpo_messages": any(s["objective"] == "orpo" for s in ctx["stages"]),
+            "orpo_data_path": ORPO_DATA_PATH}
+
+
+def render(ctx: Mapping[str, Any], f: Mapping[str, Any]) -> dict[str, str]:
+    r = ctx["_renderer"]
+    return {s["config"]: r.yaml_file("axolotl/train.yml.j2", ctx=ctx, f=f, s=s) for s in f["stages"]}
+
+
+register_format(ExportFormat(NAME, "Axolotl", VERSION, context, render, readme="axolotl/README.md.j2",
+                             template_key="chat_template"))

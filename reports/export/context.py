@@ -1,0 +1,253 @@
+"""The values every trainer's configs share, computed once from the plan (``build_context``).
+
+Nothing here names a trainer: the plan's stages, model, technique, data files, launch and serving become plain
+values (strings, numbers, lists) that each format's module (``reports/export/<trainer>.py``) adds its own keys to
+and the templates print. The plan has been validated already (``advisor.contract.plan``), so enumerated values
+are known keys of the vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import PurePosixPath
+from typing import Any
+
+from advisor.contract.plan import HostedFineTuning, Plan, TrainingPlan
+from advisor.contract.units import money
+from advisor.contract.vocab import DATA_KINDS, METHODS, OBJECTIVES, OPTIMIZERS, PRECISIONS, SERVING, TECHNIQUES
+from estimators.families import family as family_of
+from reports.export import launch
+from reports.export.yamltext import Raw, one_line, sanitize_name
+
+#: vLLM's --max-lora-rank accepts these values only (vllm/config/lora.py, MaxLoRARanks)
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+#: one JSONL line of each data shape (the seeds' shapes; ``advise data check`` validates them)
+DATA_SHAPES = {
+    "chat": '{"messages": [{"role": "system", "content": "..."}, {"role": "user", "content": "..."}, '
+            '{"role": "assistant", "content": "..."}]}',
+    "pairs": '{"prompt": "...", "chosen": "...", "rejected": "..."}',
+    "kto": '{"prompt": "...", "completion": "...", "label": true}',
+    "text": '{"text": "..."}',
+    "pairs_messages": '{"prompt": "...", "chosen": [{"role": "user", "content": "..."}, {"role": "assistant", '
+                      '"content": "..."}], "rejected": [{"role": "user", "content": "..."}, '
+                      '{"role": "assistant", "content": "..."}]}',
+}
+#: a vendor's own line format where it differs from the seeds' (OpenAI fine-tuning guide, DPO section)
+HOSTED_SHAPES = {
+    ("openai", "dpo"): '{"input": {"messages": [{"role": "user", "content": "..."}]}, "preferred_output": '
+                       '[{"role": "assistant", "content": "..."}], "non_preferred_output": [{"role": "assistant", '
+                       '"content": "..."}]}',
+}
+
+
+def build_context(plan: Plan, validated_with: Mapping[str, str]) -> dict[str, Any]:
+    """Everything the templates print that is not a trainer's own, computed from the plan once."""
+    rec = plan.recommendation
+    rule_ids = [one_line(w.id, 60) for w in plan.why if w.id]
+    ctx: dict[str, Any] = {
+        "advise_version": one_line(plan.advise_version, 40),
+        "project": one_line(plan.project),
+        "summary": plan.summary,
+        "rule_ids": rule_ids,
+        "rules_text": ", ".join(rule_ids) or "none",
+        "slug": sanitize_name(plan.project, "adapter"),
+        "approach": rec.approach,
+        "validated_with": {k: Raw(v) for k, v in validated_with.items()},
+    }
+    training = plan.estimates.training
+    if rec.approach == "hosted_fine_tune":
+        ctx.update(kind="hosted", hosted=_hosted_context(plan.estimates.hosted_fine_tuning))
+    elif not rec.self_hosted or not rec.method:
+        ctx.update(kind="none", next_steps=[s.what for s in plan.next_steps])
+    elif not rec.technique or training is None or plan.estimates.base_model is None:
+        ctx.update(kind="blocked", prerequisite_steps=list(plan.prerequisite_steps))
+    else:
+        ctx.update(kind="train", **_training_context(plan, training))
+    return ctx
+
+
+def _number_text(x: float) -> str:
+    return f"{x:,.0f}" if float(x).is_integer() else f"{x:,g}"
+
+
+def _hosted_context(h: HostedFineTuning | None) -> dict[str, Any]:
+    if h is None:
+        return {"offer": None}
+    stages = []
+    for s in h.stages:
+        kind = DATA_KINDS[METHODS[s.method].data_kind]
+        shape = HOSTED_SHAPES.get((h.provider, s.method), DATA_SHAPES[kind.shape])
+        stages.append({"method": s.method, "epochs_text": _number_text(s.epochs),
+                       "examples_text": _number_text(s.examples), "usd_text": money(s.usd),
+                       "data_path": kind.export_path, "shape": shape,
+                       "checkable": (h.provider, s.method) not in HOSTED_SHAPES})
+    return {"offer": h.offer, "provider": h.provider, "base_model": h.base_model, "status": h.status,
+            "training_usd_text": money(h.training_usd), "source": h.source, "stages": stages}
+
+
+def _training_context(plan: Plan, t: TrainingPlan) -> dict[str, Any]:
+    base = plan.estimates.base_model
+    assert base is not None
+    technique = TECHNIQUES[t.technique]
+    gpu_count, sharding = t.gpu_count, t.sharding
+    fam = family_of(base.model_type or base.family)
+    ctx: dict[str, Any] = {
+        "model": {"hub_id": base.hub_id or base.name, "name": base.name, "model_type": base.model_type,
+                  "family_known": fam.known},
+        "family": fam,
+        "technique": t.technique,
+        "technique_text": technique.label,
+        "adapter": technique.adapter,
+        "quantized": technique.quantized,
+        "dora": t.technique == "dora",
+        "bf16": t.precision == "bf16",
+        "dtype": PRECISIONS[t.precision].torch_name,
+        "gradient_checkpointing": t.gradient_checkpointing,
+        # with FSDP, checkpoint through FSDP's own activation checkpointing, not the trainer's (transformers
+        # docs, FSDP: "use fsdp_activation_checkpointing instead of gradient_checkpointing")
+        "trainer_gradient_checkpointing": t.gradient_checkpointing and not (gpu_count > 1 and sharding == "fsdp"),
+        "fsdp_activation_checkpointing": t.gradient_checkpointing and sharding == "fsdp",
+        "accelerate_precision": "bf16" if t.precision == "bf16" else "no",
+        "attn": {"hf": t.attn_implementation},
+        # transformers' OptimizerNames: TRL's and LLaMA-Factory's `optim`, Axolotl's `optimizer`
+        "optimizer": OPTIMIZERS[t.optimizer].transformers_name,
+        "lr_scheduler": t.lr_scheduler,
+        "warmup_ratio": t.warmup_ratio,
+        "logging_steps": t.logging_steps,
+        "micro_batch": t.micro_batch,
+        "gpu": t.gpu,
+        "gpu_count": gpu_count,
+        "multi_gpu": gpu_count > 1,
+        "sharding": sharding if gpu_count > 1 else "none",
+        "offload": {"optimizer": t.offload in ("optimizer", "params"), "params": t.offload == "params",
+                    "optimizer_device": "cpu" if t.offload in ("optimizer", "params") else "none",
+                    "param_device": "cpu" if t.offload == "params" else "none",
+                    # FSDP offloads parameters, gradients and optimizer states together (torch CPUOffload)
+                    "fsdp_offload_params": t.offload in ("optimizer", "params")},
+        "serving": plan.serving.strategy,
+        "adapters_served": plan.answers.deployment.adapters,
+    }
+    if t.lora is not None and technique.adapter:
+        r = t.lora.r
+        targets = list(t.lora.targets)
+        ctx["lora"] = {"r": r, "alpha": t.lora.alpha, "dropout": t.lora.dropout, "targets": targets,
+                       "all_linear": targets == ["all-linear"],
+                       "vllm_max_rank": min((v for v in VLLM_LORA_RANKS if v >= r), default=r)}
+    if t.quantization is not None and technique.quantized:
+        q = t.quantization
+        ctx["quant"] = {"quant_type": q.bnb_4bit_quant_type, "double_quant": q.bnb_4bit_use_double_quant,
+                        "compute_dtype": q.bnb_4bit_compute_dtype}
+
+    data_answers = plan.answers.data
+    stages = []
+    multi = len(t.stages) > 1
+    for i, s in enumerate(t.stages):
+        kind = DATA_KINDS[OBJECTIVES[s.objective].data_kind]
+        name = sanitize_name(METHODS[s.method].file_stem, f"stage{i + 1}")
+        stages.append({
+            "index": i + 1,
+            "name": f"{i + 1}-{name}" if multi else name,
+            "method": s.method,
+            "objective": s.objective,
+            "learning_rate": s.learning_rate,
+            "epochs": s.epochs if s.epochs != int(s.epochs) else int(s.epochs),
+            "seq_len_tokens": s.seq_len,
+            "grad_accum": s.grad_accum,
+            "global_batch_sequences": s.global_batch_sequences,
+            "beta": s.beta,
+            "examples": s.examples,
+            "examples_assumed": s.examples_assumed,
+            "data_path": kind.export_path,
+            "data_shape": kind.shape,
+            "data_from": getattr(data_answers, kind.answers_file) if kind.answers_file else None,
+            "data_answer": kind.answers_file,
+            "dataset_name": f"advise_{PurePosixPath(kind.export_path).stem}",
+            "packing": OBJECTIVES[s.objective].packing,
+            "chat": kind.shape == "chat",
+        })
+    ctx["stages"] = stages
+    ctx["stage_count"] = len(stages)
+    seen: dict[str, dict[str, Any]] = {}
+    for s in stages:
+        d = seen.setdefault(s["data_path"], {"path": s["data_path"], "shape": s["data_shape"],
+                                             "example": DATA_SHAPES[s["data_shape"]], "from": s["data_from"],
+                                             "answer": s["data_answer"], "stages": []})
+        d["stages"].append(s["name"])
+    for d in seen.values():
+        d["stages_text"] = ", ".join(d["stages"])
+    ctx["data_files"] = list(seen.values())
+    ctx["eval_file"] = data_answers.eval_file
+    ctx["launch"] = launch.launch_context(ctx)
+    return ctx
+
+
+def header(command: str, ctx: Mapping[str, Any], prefix: str = "# ") -> Raw:
+    """The comment every generated file opens with: the command that runs it, the version, the rules behind it."""
+    lines = [f"Run from the export folder: {command}",
+             f"Generated by advise {ctx['advise_version']} from the plan for: {ctx['project']}",
+             f"Rules behind it: {ctx['rules_text']}"]
+    return Raw("\n".join(prefix + line for line in lines))
+
+
+# ---- stages, merges and serving, for any trainer -----------------------------------------------------------------
+def stage_paths(ctx: Mapping[str, Any], fmt: str, ext: str) -> list[dict[str, Any]]:
+    """Per stage: config path, output dir, the model it starts from (the previous stage, merged when it is
+    an adapter) and where its merged model lands."""
+    out = []
+    model = ctx["model"]["hub_id"]
+    for s in ctx["stages"]:
+        output_dir = f"outputs/{fmt}/{s['name']}"
+        merged_dir = f"{output_dir}/merged" if ctx["adapter"] else None
+        out.append({"config": f"{fmt}/{s['name']}.{ext}", "output_dir": output_dir, "model": model,
+                    "merged_dir": merged_dir})
+        model = merged_dir or output_dir
+    return out
+
+
+def needs_merge(ctx: Mapping[str, Any], i: int) -> bool:
+    """An adapter stage is merged when a later stage starts from it, or when the plan serves a merged model."""
+    if not ctx["adapter"]:
+        return False
+    if i < len(ctx["stages"]) - 1:
+        return True
+    return ctx["serving"] not in ("multi_lora", "single_adapter") or ctx["dora"]
+
+
+def serve_context(ctx: Mapping[str, Any], last: Mapping[str, Any]) -> dict[str, Any]:
+    """How to serve what the last stage produced (vLLM multi-LoRA / one adapter, or a merged model)."""
+    if not ctx["adapter"]:
+        return {"mode": "model", "path": last["output_dir"]}
+    if ctx["serving"] in ("multi_lora", "single_adapter") and not ctx["dora"]:
+        return {"mode": "adapter", "base": last["model"], "adapter": last["output_dir"],
+                "max_loras": max(1, ctx["adapters_served"]) if ctx["serving"] == "multi_lora" else 1}
+    return {"mode": "merged", "path": last["merged_dir"]}
+
+
+def serving_note(ctx: Mapping[str, Any], mode: str) -> str:
+    """What the plan's serving strategy says to do with what the trainers produced (``vocab.SERVING``)."""
+    if mode == "adapter":
+        return SERVING[ctx["serving"]].note
+    return SERVING["merged"].note
+
+
+def steps_and_serving(ctx: Mapping[str, Any], f: dict[str, Any]) -> dict[str, Any]:
+    """The README's run steps for one format (train, merge, ...) and its serve command."""
+    what = f"the {ctx['technique_text']} adapter" if ctx["adapter"] else "the fine-tuned model"
+    steps = []
+    for s in f["stages"]:
+        steps.append({"run": s["run"], "result": s["output_dir"], "what": what})
+        if s["merge"]:
+            steps.append({"run": s["merge"], "result": s["merged_dir"],
+                          "what": f"the adapter merged into its base, in {ctx['dtype']}"})
+    serve = f["serve"]
+    if serve["mode"] == "adapter":
+        # vLLM multi-LoRA (vLLM docs, LoRA adapters): the adapter rank must not exceed --max-lora-rank; the
+        # trainer saves the chat template next to the adapter
+        serve["command"] = (f"vllm serve {serve['base']} --enable-lora --max-lora-rank {ctx['lora']['vllm_max_rank']} "
+                            f"--max-loras {serve['max_loras']} --lora-modules {ctx['slug']}={serve['adapter']} "
+                            f"--chat-template {serve['adapter']}/chat_template.jinja")
+    else:
+        serve["command"] = f"vllm serve {serve['path']}"
+    f["steps"] = steps
+    return f

@@ -1,0 +1,65 @@
+"""The export's README: the steps from install to serving, assembled from what each exported trainer declares.
+
+The skeleton (``templates/export/README.md.j2``) names no trainer; each trainer's own README template
+(``ExportFormat.readme``) renders its run section and, where it needs one, a note on the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from reports.export.context import DATA_SHAPES, header, serving_note
+
+
+def _and(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def notes(ctx: Mapping[str, Any], exported: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The README's caveats: the family's, then each exported trainer's, then the plan's."""
+    out = []
+    fam = ctx["family"]
+    if not fam.system_role and any(s["chat"] for s in ctx["stages"]):
+        out.append(f"{fam.title}'s chat template has no system role: fold system messages into the first user "
+                   f"message, or the template raises an error.")
+    for f in exported:
+        out += f["notes"]
+    if any(s["examples_assumed"] for s in ctx["stages"]):
+        out.append("The plan had no example count for a stage and assumed one: re-plan with the real counts "
+                   "(batch and epochs depend on them).")
+    if ctx.get("eval_file"):
+        out.append(f"Keep `{ctx['eval_file']}` out of the training files; score the tuned model on it against "
+                   f"today's model before shipping.")
+    return out
+
+
+def readme(ctx: dict[str, Any], exported: Sequence[dict[str, Any]], skipped: Sequence[Mapping[str, Any]]) -> str:
+    r = ctx["_renderer"]
+    values: dict[str, Any] = {"ctx": ctx, "formats": exported, "skipped": skipped,
+                              "header": header("the commands in this README, in order", ctx, prefix="")}
+    if ctx["kind"] == "train":
+        for f in exported:
+            f["readme_run"] = r.text_file(f["readme"], part="run", ctx=ctx, f=f)
+            f["readme_data"] = r.text_file(f["readme"], part="data", ctx=ctx, f=f, shapes=DATA_SHAPES)
+        serve_modes = sorted({f["serve"]["mode"] for f in exported})
+        accelerated = [f["title"] for f in exported if f["uses_accelerate"]]
+        values.update(
+            files_accelerate=bool(ctx["launch"]["accelerate_config"] and accelerated),
+            multi_gpu_text=_multi_gpu_text(ctx, exported),
+            template_keys=_and([f"`{f['template_key']}` ({f['title']})" for f in exported]) if exported else "",
+            serving_note=" ".join(dict.fromkeys(serving_note(ctx, m) for m in serve_modes)),
+            serve_mode_adapter="adapter" in serve_modes,
+        )
+        ctx["notes"] = notes(ctx, exported)
+    return r.text_file("export/README.md.j2", **values)
+
+
+def _multi_gpu_text(ctx: Mapping[str, Any], exported: Sequence[Mapping[str, Any]]) -> str:
+    accelerated = [f["title"] for f in exported if f["uses_accelerate"]]
+    parts = []
+    if accelerated:
+        parts.append(f"{_and(accelerated)} {'goes' if len(accelerated) == 1 else 'go'} through `accelerate launch` "
+                     f"with `{ctx['launch']['accelerate_config']}`")
+    parts += [f["launcher"] for f in exported if not f["uses_accelerate"]]
+    return "; ".join(parts) + "." if parts else ""

@@ -1,0 +1,80 @@
+"""TRL: ``trl sft|dpo|kto --config`` YAML per stage, and a peft merge script (TRL has no merge command).
+
+TRL's CLI reads each config into ScriptArguments, the objective's config class, ModelConfig and
+DatasetMixtureConfig (unknown keys are an error). It has no ORPO command (ORPO lives in trl.experimental.orpo, a
+Python API), so a plan with an ORPO stage is not exported for TRL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from reports.export import launch
+from reports.export.context import header, needs_merge, serve_context, stage_paths
+from reports.export.registry import ExportFormat, register_format
+
+NAME = "trl"
+VERSION = "1.16.0"
+#: the export writes this peft script when a stage's adapter is merged
+MERGE_SCRIPT = "trl/merge.py"
+#: TRL's command per objective (None: no command)
+COMMANDS = {"sft": "sft", "cpt": "sft", "dpo": "dpo", "kto": "kto", "orpo": None}
+CONFIG_CLASSES = {"sft": "SFTConfig", "dpo": "DPOConfig", "kto": "KTOConfig"}
+
+
+def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
+    paths = stage_paths(ctx, NAME, "yaml")
+    missing = [s for s in ctx["stages"] if COMMANDS[s["objective"]] is None]
+    template = ctx["family"].chat_template(NAME)
+    stages = []
+    for i, (s, p) in enumerate(zip(ctx["stages"], paths)):
+        command = COMMANDS[s["objective"]]
+        run = f"trl {command} --config {p['config']}" if command else None
+        if run and ctx["multi_gpu"]:
+            run += f" --accelerate_config {ctx['launch']['accelerate_config']}"
+        merge = f"python {MERGE_SCRIPT} {p['output_dir']} {p['merged_dir']}" if needs_merge(ctx, i) else None
+        stages.append({**s, **p, "command": command, "run": run, "merge": merge, "merge_config": None,
+                       "config_class": CONFIG_CLASSES.get(str(command)),
+                       "header": header(run or "-", ctx),
+                       "chat_template_path": template if s["chat"] and i == 0 else None,
+                       "quant_storage": ctx["dtype"] if ctx["quantized"] and ctx["sharding"] != "none" else None})
+    if missing:
+        stages = []
+    merges = [s["merge"] for s in stages if s["merge"]]
+    extra = [{"path": MERGE_SCRIPT, "what": "TRL: merge an adapter into its base (peft)", "runs": merges,
+              "note": ""}] if merges else []
+    return {"stages": stages, "extra_files": extra, "missing": [
+        {"stage": s["name"], "method": s["method"],
+         "why": "TRL's command line has no ORPO command (ORPO lives in trl.experimental.orpo, a Python API); "
+                "use the Axolotl or LLaMA-Factory configs for this plan"} for s in missing],
+        "chat_template_path": template,
+        "install": f"pip install 'trl=={VERSION}' peft bitsandbytes" + launch.packages(ctx),
+        "serve": serve_context(ctx, paths[-1])}
+
+
+def render(ctx: Mapping[str, Any], f: Mapping[str, Any]) -> dict[str, str]:
+    r = ctx["_renderer"]
+    files = {s["config"]: r.yaml_file("trl/train.yaml.j2", ctx=ctx, f=f, s=s) for s in f["stages"]}
+    merges = [s["merge"] for s in f["stages"] if s["merge"]]
+    if merges:
+        files[MERGE_SCRIPT] = r.text_file("trl/merge.py.j2", ctx=ctx, header=header(" then ".join(merges), ctx))
+    return files
+
+
+def notes(ctx: Mapping[str, Any], f: Mapping[str, Any]) -> list[str]:
+    out = []
+    chat = any(s["chat"] for s in ctx["stages"])
+    if f["chat_template_path"] and chat:
+        out.append(f"`{ctx['model']['hub_id']}` is a base checkpoint without a chat template: the configs train it "
+                   f"in its family's instruct format (TRL clones the template from `{f['chat_template_path']}`). Its "
+                   f"special tokens may be untrained in a base model; if generations do not stop, train from the "
+                   f"instruct checkpoint instead.")
+    if chat:
+        out.append("TRL's SFT computes the loss on the whole conversation (its `assistant_only_loss` needs a "
+                   "template with generation markers); Axolotl and LLaMA-Factory train on the assistant turns only.")
+    return out
+
+
+register_format(ExportFormat(NAME, "TRL", VERSION, context, render, readme="trl/README.md.j2",
+                             template_key="chat_template_path", notes=notes))
