@@ -41,10 +41,9 @@ def _click_prompt(catalog: Any):
     return prompt
 
 
-def _write_out(out: Path, plan: dict[str, Any], answers_yaml: str, profile: Any, force: bool) -> list[Path]:
+def _write_out(out: Path, plan: Any, answers_yaml: str, profile: Any, force: bool, catalog: Any) -> list[Path]:
     """DIR/plan.json, DIR/answers.yaml, DIR/report.html and DIR/configs/ (the training configs, when there
     is something to train). Everything is rendered before anything is written."""
-    import json
     import shutil
 
     from reports.export import export_configs, render_all
@@ -55,9 +54,9 @@ def _write_out(out: Path, plan: dict[str, Any], answers_yaml: str, profile: Any,
     if out.is_dir() and any(out.iterdir()) and not force:
         raise AdviseUsageError(f"--out {out}: directory is not empty; pass --force to overwrite, or pick a new one")
     configs = render_all(plan, ("all",))
-    report = render_report(plan, profile=profile.model_dump(mode="json") if profile is not None else None,
-                           configs={f"configs/{k}": v for k, v in configs.items()})
-    files = {"plan.json": json.dumps(plan, indent=2) + "\n", "answers.yaml": answers_yaml, "report.html": report}
+    report = render_report(plan, profile=profile, configs={f"configs/{k}": v for k, v in configs.items()},
+                           catalog=catalog)
+    files = {"plan.json": plan.to_json(), "answers.yaml": answers_yaml, "report.html": report}
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in files.items():
@@ -112,12 +111,12 @@ def plan(ctx: click.Context, answers_file: str | None, example: str | None, out_
 
         profile = load_profile(profile_file)
     base_dir = Path(answers_file).parent if answers_file else None
-    result = build_plan(answers, catalog, base_dir, profile).to_dict()
+    result = build_plan(answers, catalog, base_dir, profile)
     if out_dir:
-        written = _write_out(Path(out_dir), result, answers_yaml, profile, force)
+        written = _write_out(Path(out_dir), result, answers_yaml, profile, force, catalog)
     if as_json:
-        return dump_json(result)
-    _print_plan(result)
+        return dump_json(result.to_dict())
+    _print_plan(result.to_dict())
     if out_dir:
         configs = [p for p in written if p.parent != Path(out_dir)]
         click.echo(f"\nWrote {out_dir}: plan.json, answers.yaml, report.html"

@@ -20,7 +20,8 @@ Conditions are small and explicit::
         - not: {rule: KEEP_PROMPTING}
 
 Leaves: ``is``, ``is_not``, ``in``, ``not_in``, ``has``, ``has_any``, ``has_none``, ``gte``, ``gt``, ``lte``,
-``lt``; ``{rule: ID}`` is true when an earlier rule fired. Combinators: ``all``, ``any``, ``not``.
+``lt``; ``{rule: ID}`` is true when an earlier rule fired. Combinators: ``all``, ``any``, ``not``. A value
+written ``$name`` is the rules file's threshold of that name (``thresholds:``), resolved when the file loads.
 """
 
 from __future__ import annotations
@@ -98,11 +99,26 @@ class Rule(BaseModel):
         return self
 
 
+class Threshold(BaseModel):
+    """A number conditions compare against, named once (``$name`` in a condition)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    value: int | float
+    about: str
+
+
 class RuleBook(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    thresholds: dict[str, Threshold] = {}
     approach_priority: dict[Literal[tuple(APPROACHES)], int]  # type: ignore[valid-type]
     rules: list[Rule]
+
+    @property
+    def threshold_values(self) -> dict[str, int | float]:
+        """Every named threshold and its value, in file order (what a plan records)."""
+        return {k: t.value for k, t in self.thresholds.items()}
 
 
 # ---- conditions ---------------------------------------------------------------------------------
@@ -230,12 +246,35 @@ def answer_facts() -> set[str]:
     return out
 
 
+def _resolve_thresholds(cond: Any, values: Mapping[str, Any], where: str, problems: list[str]) -> Any:
+    """``cond`` with every ``$name`` value replaced by the threshold's number."""
+    if isinstance(cond, dict):
+        return {k: _resolve_thresholds(v, values, where, problems) for k, v in cond.items()}
+    if isinstance(cond, list):
+        return [_resolve_thresholds(v, values, where, problems) for v in cond]
+    if isinstance(cond, str) and cond.startswith("$"):
+        name = cond[1:]
+        if name not in values:
+            problems.append(f"{where}: unknown threshold '{cond}' (thresholds: {', '.join(values) or 'none'})")
+            return cond
+        return values[name]
+    return cond
+
+
 @functools.lru_cache(maxsize=4)
 def load_rules(path: str | Path = RULES_FILE) -> RuleBook:
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as e:
         raise RulesError(f"{path}: cannot read the rules ({e})") from None
+    if isinstance(raw, dict) and isinstance(raw.get("rules"), list):
+        values = {k: v.get("value") for k, v in (raw.get("thresholds") or {}).items() if isinstance(v, dict)}
+        unresolved: list[str] = []
+        raw = {**raw, "rules": [
+            {**r, "when": _resolve_thresholds(r.get("when"), values, f"rule {r.get('id')}: when", unresolved)}
+            if isinstance(r, dict) else r for r in raw["rules"]]}
+        if unresolved:
+            raise RulesError(f"{path}: " + "; ".join(unresolved))
     try:
         book = RuleBook.model_validate(raw)
     except ValidationError as e:

@@ -214,7 +214,8 @@ def plan_stages(decision: Decision, answers: Answers, technique: str | None, mod
 
 def lora_settings(answers: Answers) -> dict[str, Any]:
     lo = training_defaults()["lora"]
-    large = answers.data.labeled_examples >= lo["large_data_examples"]
+    # the same threshold that makes RANK_FOR_LARGE_DATA warn "the plan raises the rank"
+    large = answers.data.labeled_examples >= load_rules().threshold_values["large_dataset_examples"]
     return {"r": lo["large_data_r"] if large else lo["r"], "alpha": lo["large_data_alpha"] if large else lo["alpha"],
             "dropout": lo["dropout"], "targets": list(lo["targets"])}
 
@@ -473,7 +474,7 @@ class Estimator:
 # ---- the plan -----------------------------------------------------------------------------------
 def prerequisite_text(key: str) -> str:
     """The sentence of a prerequisite, with the thresholds of the rules file filled in."""
-    return PREREQUISITES[key].text.format(eval_min_examples=20, eval_max_examples=200)
+    return PREREQUISITES[key].text.format(**load_rules().threshold_values)
 
 
 def _fit_row(o: RunOption, stage: Stage) -> FitRow:
@@ -572,6 +573,7 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
                   for r in fired if r.recommends.warning],
         rules=[TraceEntry(id=t.id, name=t.name, stage=t.stage, fired=t.fired, reason=t.reason,
                           rationale=book[t.id].rationale, source=book[t.id].source) for t in decision.trace],
+        thresholds=load_rules().threshold_values,
         price_data=_price_data(answers, catalog, est, decision),
         estimates=estimates,
         next_steps=_next_steps(decision, recommendation, estimates),

@@ -1,15 +1,16 @@
 """The HTML report: one self-contained page a manager can open and an engineer can act on.
 
-``render_report(plan, profile=None, configs=None, cdn=False) -> str`` renders the plan's JSON (what
-``advise plan --json`` prints and ``plan.json`` holds), optionally a profile (``advise profile``'s file) and
-the generated training configs (relative path -> text). CSS, the page's script and plotly.js are inlined
+``render_report(plan, profile=None, configs=None, cdn=False, catalog=None) -> str`` renders the typed plan
+(``advisor.contract.plan``: a ``Plan`` or the JSON of one, validated first), optionally a profile
+(``profiler.schema.Profile``, compared with the estimators on the plan's catalog) and the generated training
+configs (relative path -> text). CSS, the page's script and plotly.js are inlined
 by default, so the file opens offline and by e-mail and asks no other host for anything; ``cdn=True``
 loads plotly.js from its CDN (pinned by version and an SRI hash) for a small file.
 
 Same inputs, same bytes: no timestamps, fixed chart ids, JSON with sorted keys. Every string from the
 plan is escaped: Jinja2 autoescapes the page, chart data sits in a JSON ``<script>`` block with ``<``,
 ``>`` and ``&`` written as ``\\u003c``-style escapes, and chart labels are escaped for plotly's pseudo-HTML.
-Nothing here imports ``advisor``.
+Of ``advisor`` it imports only the contract.
 """
 
 from __future__ import annotations
@@ -20,15 +21,18 @@ import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from advisor.contract.errors import AdviseError
+from advisor.contract.plan import Plan, as_plan
 from reports import report_charts as charts
 from reports import report_view as view
 
+if TYPE_CHECKING:
+    from estimators.catalog import Catalog
+    from profiler.schema import Profile
+
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "report"
-#: keys a plan must have to be rendered (older or foreign JSON fails with one line naming what is missing)
-REQUIRED = ("summary", "recommendation", "rules", "estimates")
 
 
 class ReportError(AdviseError, ValueError):
@@ -73,35 +77,10 @@ def plotly_cdn() -> dict[str, str]:
     return {"src": f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js", "integrity": f"sha384-{digest}"}
 
 
-def _check(plan: Any) -> None:
-    if not isinstance(plan, Mapping):
-        raise ReportError("the plan must be a JSON object (the output of `advise plan --json`)")
-    missing = [k for k in REQUIRED if k not in plan]
-    if missing:
-        raise ReportError(f"not an advise plan: missing {', '.join(missing)} (make one with `advise plan --json`)")
-
-
-def _catalog_dates() -> list[str]:
-    """The compile dates stated at the top of the bundled price lists (``# ... Compiled 2026-11-23 ...``)."""
-    import re
-
-    out = []
-    for name in ("gpus.yaml", "prices.yaml"):
-        path = Path(__file__).resolve().parent.parent / "estimators" / "data" / name
-        try:
-            head = path.read_text(encoding="utf-8")[:2000]
-        except OSError:
-            continue
-        m = re.search(r"Compiled (\d{4}-\d{2}-\d{2})", head)
-        if m:
-            out.append(f"{name}: compiled {m.group(1)}")
-    return out
-
-
-def context(plan: Mapping[str, Any], profile: Mapping[str, Any] | None = None,
-            configs: Mapping[str, str] | None = None) -> dict[str, Any]:
+def context(plan: Plan | Mapping[str, Any], profile: Profile | None = None,
+            configs: Mapping[str, str] | None = None, catalog: Catalog | None = None) -> dict[str, Any]:
     """Everything the template shows, as prepared values (the template only loops and branches)."""
-    _check(plan)
+    plan = as_plan(plan)
     specs: dict[str, Any] = {}
     chart_list = []
 
@@ -132,23 +111,18 @@ def context(plan: Mapping[str, Any], profile: Mapping[str, Any] | None = None,
     if profile is not None:
         from reports import report_profile
 
-        if not isinstance(profile, Mapping):
-            raise ReportError("the profile must be a JSON object (the file `advise profile --out` writes)")
-        measured = report_profile.comparison(plan, profile)
+        measured = report_profile.comparison(plan, profile, catalog)
         measured["chart"] = chart(
             "chart-profile", "Measured against estimated",
             "Peak memory and speed measured on your device, against advise's estimate for the same setup.",
             report_profile.profile_chart(measured))
 
-    est = plan.get("estimates") or {}
     ft = view.is_fine_tune(plan)
-    answers = plan.get("answers") if isinstance(plan.get("answers"), Mapping) else {}
-    project = str(plan.get("project") or answers.get("project") or "advise plan")
     reasons = view.reasons(plan)
     return {
-        "project": project,
-        "task": str((answers.get("task") or {}).get("description") or ""),
-        "summary": str(plan.get("summary") or ""),
+        "project": plan.project,
+        "task": plan.answers.task.description,
+        "summary": plan.summary,
         "verdict": view.verdict(plan),
         "fine_tune": ft,
         "kpis": view.kpis(plan),
@@ -156,13 +130,13 @@ def context(plan: Mapping[str, Any], profile: Mapping[str, Any] | None = None,
         "reasons_top": reasons[: view.TOP_REASONS],
         "reasons_more": len(reasons) - view.TOP_REASONS if len(reasons) > view.TOP_REASONS else 0,
         "prerequisites": view.prerequisites(plan),
-        "risks_short": [str(w.get("name")) for w in plan.get("warnings") or []],
+        "risks_short": [w.name for w in plan.warnings],
         "flow": view.decision_flow(plan),
         "stages": view.decision_stages(plan),
         "charts": [c for c in chart_list if c["id"] != "chart-profile"],
         "training": view.training(plan),
         "hosted": view.hosted(plan),
-        "self_hosted_planned": bool(est.get("fit_matrix")),
+        "self_hosted_planned": bool(plan.estimates.fit_matrix),
         "data": view.data_readiness(plan),
         "eval_plan": view.eval_plan(plan),
         "next_steps": view.next_steps(plan),
@@ -172,18 +146,19 @@ def context(plan: Mapping[str, Any], profile: Mapping[str, Any] | None = None,
         "measured": measured,
         "assumptions": view.assumptions(plan),
         "price_dates": view.price_dates(plan),
-        "catalog_dates": _catalog_dates(),
-        "version": str(plan.get("advise_version") or "unknown"),
+        "catalog_dates": view.catalog_dates(plan),
+        "version": plan.advise_version,
         "charts_json": specs,
     }
 
 
-def render_report(plan: dict, profile: dict | None = None, configs: dict[str, str] | None = None,
-                  cdn: bool = False) -> str:
-    """The report as one HTML document (str); byte-identical for the same arguments."""
+def render_report(plan: Plan | Mapping[str, Any], profile: Profile | None = None,
+                  configs: Mapping[str, str] | None = None, cdn: bool = False, catalog: Catalog | None = None) -> str:
+    """The report as one HTML document (str); byte-identical for the same arguments. ``catalog`` (default: the
+    built-in one) estimates the profile's entries; give the catalog the plan was made with."""
     from markupsafe import Markup
 
-    ctx = context(plan, profile, configs)
+    ctx = context(plan, profile, configs, catalog)
     ctx["charts_json"] = Markup(script_json(ctx["charts_json"]))
     if ctx["charts_json"] == "{}":
         ctx["plotly"] = None

@@ -1,4 +1,4 @@
-"""The report's charts as plotly figure specs (``{"data", "layout", "config"}``), built from the plan's JSON.
+"""The report's charts as plotly figure specs (``{"data", "layout", "config"}``), built from the typed plan.
 
 Each builder returns a spec, or a sentence saying why there is no chart (a missing piece is never an empty
 chart). Figures are built with ``plotly.graph_objects`` so a misspelt attribute fails here, then exported
@@ -9,12 +9,12 @@ renders ``<b>``, ``<a href>`` and entities in text), so a GPU named ``<img src=x
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
 from typing import Any
 
 from estimators.memory import PART_LABELS
 from advisor.contract.units import duration_hours as duration
 from advisor.contract.units import money, months_text
+from advisor.contract.plan import FitRow, Plan
 from advisor.contract.units import GIB, count, gib
 from advisor.contract.vocab import TECHNIQUES
 from reports.report_view import label
@@ -38,7 +38,8 @@ def esc(s: Any) -> str:
     return html.escape(str(s), quote=False)
 
 
-def _layout(**kw: Any) -> dict[str, Any]:
+def layout(**kw: Any) -> dict[str, Any]:
+    """The house layout of every chart, with ``kw`` merged in (dicts one level deep)."""
     base = {
         "template": {"data": {}, "layout": {}},
         "height": CHART_HEIGHT, "autosize": True,
@@ -63,8 +64,8 @@ def _spec(fig: Any) -> dict[str, Any]:
     return {"data": d["data"], "layout": d["layout"], "config": CONFIG}
 
 
-def _rows(plan: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return list(((plan.get("estimates") or {}).get("fit_matrix")) or [])
+def _rows(plan: Plan) -> list[FitRow]:
+    return list(plan.estimates.fit_matrix)
 
 
 def _short(technique: str) -> str:
@@ -76,37 +77,36 @@ def _order(techniques: list[str]) -> list[str]:
     return sorted(dict.fromkeys(techniques), key=lambda t: (order.index(t) if t in order else 99, t))
 
 
-def memory_gpu(plan: Mapping[str, Any]) -> str | None:
+def memory_gpu(plan: Plan) -> str | None:
     """The GPU the memory chart is drawn for: the recommended one, else the largest in the fit matrix."""
     rows = _rows(plan)
     if not rows:
         return None
-    rec = (plan.get("recommendation") or {}).get("gpus") or []
-    names = [r["gpu"] for r in rows]
-    if rec and rec[0] in names:
+    rec = plan.recommendation.gpus
+    if rec and rec[0] in [r.gpu for r in rows]:
         return rec[0]
-    return max(rows, key=lambda r: (r.get("usable_memory_bytes") or 0, r["gpu"]))["gpu"]
+    return max(rows, key=lambda r: (r.usable_memory_bytes, r.gpu)).gpu
 
 
-def memory_chart(plan: Mapping[str, Any]) -> dict[str, Any] | str:
+def memory_chart(plan: Plan) -> dict[str, Any] | str:
     import plotly.graph_objects as go
 
     rows = _rows(plan)
     gpu = memory_gpu(plan)
     if gpu is None:
         return "No self-hosted training run is planned, so there is no memory estimate to draw."
-    rows = [r for r in rows if r["gpu"] == gpu and r.get("memory_parts_bytes")]
+    rows = [r for r in rows if r.gpu == gpu and r.memory_parts_bytes]
     if not rows:
-        return "The plan has no memory breakdown per part for this GPU (made by an older advise?)."
-    techs = _order([r["technique"] for r in rows])
-    by_t = {r["technique"]: r for r in rows}
-    chosen = (plan.get("recommendation") or {}).get("technique")
+        return "The plan has no memory breakdown per part for this GPU."
+    techs = _order([r.technique for r in rows])
+    by_t = {r.technique: r for r in rows}
+    chosen = plan.recommendation.technique
     xs = [f"{esc(_short(t))}{' ★' if t == chosen else ''}" for t in techs]
-    parts = list(PART_LABELS) + sorted({k for r in rows for k in r["memory_parts_bytes"]} - set(PART_LABELS))
+    parts = list(PART_LABELS) + sorted({k for r in rows for k in r.memory_parts_bytes} - set(PART_LABELS))
     fig = go.Figure()
     extra = iter(EXTRA_COLORS * 4)
     for p in parts:
-        ys = [by_t[t]["memory_parts_bytes"].get(p, 0) for t in techs]
+        ys = [by_t[t].memory_parts_bytes.get(p, 0) for t in techs]
         if not any(ys):
             continue
         name = esc(PART_LABELS.get(p, p.replace("_", " ")))
@@ -114,20 +114,20 @@ def memory_chart(plan: Mapping[str, Any]) -> dict[str, Any] | str:
             x=xs, y=[round(v / GIB, 3) for v in ys], name=name,
             marker={"color": PART_COLORS.get(p) or next(extra)},
             hovertemplate=f"{name}: %{{y:.2f}} GiB<extra></extra>"))
-    usable = by_t[techs[0]].get("usable_memory_bytes") or 0
-    top = max(max(r.get("memory_bytes") or 0 for r in rows), usable) / GIB
+    usable = by_t[techs[0]].usable_memory_bytes
+    top = max(max(r.memory_bytes for r in rows), usable) / GIB
     notes = []
     for x, t in zip(xs, techs):
         r = by_t[t]
-        fit = "fits" if r.get("fits") else "<span style='color:#b3261e'>no fit</span>"
-        notes.append({"x": x, "y": round((r.get("memory_bytes") or 0) / GIB, 3), "yanchor": "bottom",
+        fit = "fits" if r.fits else "<span style='color:#b3261e'>no fit</span>"
+        notes.append({"x": x, "y": round(r.memory_bytes / GIB, 3), "yanchor": "bottom",
                       "showarrow": False,
-                      "text": f"<b>{gib(r.get('memory_bytes'))}</b><br>mb {r.get('micro_batch')} · {fit}",
+                      "text": f"<b>{gib(r.memory_bytes)}</b><br>mb {r.micro_batch} · {fit}",
                       "font": {"size": 11}})
     notes.append({"xref": "paper", "x": 1, "xanchor": "right", "y": round(usable / GIB, 3), "yanchor": "bottom",
                   "showarrow": False, "text": f"{esc(gpu)} usable: {gib(usable)}", "bgcolor": "rgba(255,255,255,0.85)",
                   "font": {"size": 11, "color": LIMIT_COLOR}})
-    fig.update_layout(_layout(
+    fig.update_layout(layout(
         barmode="stack", yaxis={"title": {"text": "GiB per GPU"},
                                 "range": [0, round(top * 1.22, 2)]},
         shapes=[{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": round(usable / GIB, 3),
@@ -136,15 +136,15 @@ def memory_chart(plan: Mapping[str, Any]) -> dict[str, Any] | str:
     return _spec(fig)
 
 
-def fit_chart(plan: Mapping[str, Any]) -> dict[str, Any] | str:
+def fit_chart(plan: Plan) -> dict[str, Any] | str:
     import plotly.graph_objects as go
 
     rows = _rows(plan)
     if not rows:
         return "No self-hosted training run is planned, so there is no fit matrix."
-    techs = _order([r["technique"] for r in rows])
-    gpus = list(dict.fromkeys(r["gpu"] for r in rows))
-    cell = {(r["technique"], r["gpu"]): r for r in rows}
+    techs = _order([r.technique for r in rows])
+    gpus = list(dict.fromkeys(r.gpu for r in rows))
+    cell = {(r.technique, r.gpu): r for r in rows}
     z, text, hover = [], [], []
     for t in techs:
         zr, tr, hr = [], [], []
@@ -155,17 +155,17 @@ def fit_chart(plan: Mapping[str, Any]) -> dict[str, Any] | str:
                 tr.append("")
                 hr.append("")
                 continue
-            use = (r.get("memory_bytes") or 0) / max(1, r.get("usable_memory_bytes") or 1)
+            use = r.memory_bytes / max(1, r.usable_memory_bytes)
             zr.append(round(min(use, 1.5), 4))
-            if r.get("fits"):
-                tr.append(f"{use:.0%} · mb {r.get('micro_batch')}<br>{money(r.get('usd'))}")
+            if r.fits:
+                tr.append(f"{use:.0%} · mb {r.micro_batch}<br>{money(r.usd)}")
             else:
                 tr.append(f"<b>no fit</b><br>{use:.0%}")
-            hr.append(f"{esc(label(TECHNIQUES, t))} on {r.get('gpu_count', 1)} × {esc(g)}<br>"
-                      f"{gib(r.get('memory_bytes'))} of {gib(r.get('usable_memory_bytes'))} usable<br>"
-                      f"micro-batch {r.get('micro_batch')}, {count(round(r.get('tokens_per_s') or 0))} tokens/s<br>"
-                      f"{duration(r.get('hours'))}, {money(r.get('usd'))}"
-                      + (f" ({esc(r['provider'])})" if r.get("provider") else ""))
+            hr.append(f"{esc(label(TECHNIQUES, t))} on {r.gpu_count} × {esc(g)}<br>"
+                      f"{gib(r.memory_bytes)} of {gib(r.usable_memory_bytes)} usable<br>"
+                      f"micro-batch {r.micro_batch}, {count(round(r.tokens_per_s))} tokens/s<br>"
+                      f"{duration(r.hours)}, {money(r.usd)}"
+                      + (f" ({esc(r.provider)})" if r.provider else ""))
         z.append(zr), text.append(tr), hover.append(hr)
     ys = [esc(_short(t)) for t in techs]
     xs = [esc(g) for g in gpus]
@@ -174,13 +174,13 @@ def fit_chart(plan: Mapping[str, Any]) -> dict[str, Any] | str:
         hovertemplate="%{customdata}<extra></extra>", zmin=0, zmax=1.5, showscale=False, xgap=3, ygap=3,
         colorscale=[[0, "#cfe8d6"], [0.5, "#9fd3ae"], [0.6, "#f6d48f"], [0.6666, "#f3b05a"],
                     [0.6667, "#f4a8a0"], [1, "#e0645c"]]))
-    rec = plan.get("recommendation") or {}
+    rec = plan.recommendation
     shapes = []
-    if rec.get("technique") in techs and (rec.get("gpus") or [None])[0] in gpus:
-        i, j = techs.index(rec["technique"]), gpus.index(rec["gpus"][0])
+    if rec.technique in techs and (rec.gpus or [None])[0] in gpus:
+        i, j = techs.index(rec.technique), gpus.index(rec.gpus[0])
         shapes.append({"type": "rect", "xref": "x", "yref": "y", "x0": j - 0.5, "x1": j + 0.5, "y0": i - 0.5,
                        "y1": i + 0.5, "line": {"color": "#1f2933", "width": 3}})
-    fig.update_layout(_layout(
+    fig.update_layout(layout(
         height=max(260, 90 + 70 * len(techs)), shapes=shapes,
         xaxis={"side": "top", "gridcolor": "rgba(0,0,0,0)", "linecolor": "rgba(0,0,0,0)"},
         yaxis={"autorange": "reversed", "gridcolor": "rgba(0,0,0,0)", "linecolor": "rgba(0,0,0,0)"},
@@ -188,45 +188,45 @@ def fit_chart(plan: Mapping[str, Any]) -> dict[str, Any] | str:
     return _spec(fig)
 
 
-def gpu_cost_chart(plan: Mapping[str, Any]) -> dict[str, Any] | str:
+def gpu_cost_chart(plan: Plan) -> dict[str, Any] | str:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    rows = [r for r in _rows(plan) if r.get("fits")]
+    rows = [r for r in _rows(plan) if r.fits]
     if not rows:
         return ("No self-hosted training run fits the GPUs given, so there is no time or cost to compare."
                 if _rows(plan) else "No self-hosted training run is planned, so there is no time or cost per GPU.")
-    chosen = (plan.get("recommendation") or {}).get("technique")
-    techs = _order([r["technique"] for r in rows])
-    gpus = list(dict.fromkeys(r["gpu"] for r in _rows(plan)))
-    priced = any(r.get("usd") is not None for r in rows)
+    chosen = plan.recommendation.technique
+    techs = _order([r.technique for r in rows])
+    gpus = list(dict.fromkeys(r.gpu for r in _rows(plan)))
+    priced = any(r.usd is not None for r in rows)
     text = {"textposition": "outside", "cliponaxis": False, "textangle": 0, "constraintext": "none",
             "textfont": {"size": 11}}
     fig = make_subplots(rows=2 if priced else 1, cols=1, shared_xaxes=True, vertical_spacing=0.12,
                         subplot_titles=("Training time (hours)", "Training cost (USD)") if priced
                         else ("Training time (hours)",))
     for t in techs:
-        by_g = {r["gpu"]: r for r in rows if r["technique"] == t}
+        by_g = {r.gpu: r for r in rows if r.technique == t}
         xs = [esc(g) for g in gpus if g in by_g]
         rs = [by_g[g] for g in gpus if g in by_g]
         name = esc(label(TECHNIQUES, t)) + (" ★ recommended" if t == chosen else "")
         common = {"name": name, "legendgroup": t, "opacity": 1.0 if t == chosen or chosen is None else 0.45,
                   "marker": {"color": TECHNIQUE_COLORS.get(t, MUTED)}}
-        hover = [f"{name} on {esc(r['gpu'])}: {duration(r.get('hours'))}, {money(r.get('usd'))}"
-                 + (f" ({esc(r['provider'])})" if r.get("provider") else "")
-                 + f"<br>micro-batch {r.get('micro_batch')}, {count(round(r.get('tokens_per_s') or 0))} tokens/s"
+        hover = [f"{name} on {esc(r.gpu)}: {duration(r.hours)}, {money(r.usd)}"
+                 + (f" ({esc(r.provider)})" if r.provider else "")
+                 + f"<br>micro-batch {r.micro_batch}, {count(round(r.tokens_per_s))} tokens/s"
                  for r in rs]
-        fig.add_trace(go.Bar(x=xs, y=[round(r.get("hours") or 0, 4) for r in rs], customdata=hover,
-                             text=[duration(r.get("hours")) for r in rs] if t == chosen else None,
+        fig.add_trace(go.Bar(x=xs, y=[round(r.hours, 4) for r in rs], customdata=hover,
+                             text=[duration(r.hours) for r in rs] if t == chosen else None,
                              hovertemplate="%{customdata}<extra></extra>", **common, **text),
                       row=1, col=1)
         if priced:
-            fig.add_trace(go.Bar(x=xs, y=[None if r.get("usd") is None else round(r["usd"], 4) for r in rs],
+            fig.add_trace(go.Bar(x=xs, y=[None if r.usd is None else round(r.usd, 4) for r in rs],
                                  customdata=hover, showlegend=False,
-                                 text=[money(r.get("usd")) for r in rs] if t == chosen else None,
+                                 text=[money(r.usd) for r in rs] if t == chosen else None,
                                  hovertemplate="%{customdata}<extra></extra>", **common, **text),
                           row=2, col=1)
-    fig.update_layout(_layout(barmode="group", height=520 if priced else CHART_HEIGHT, margin={"t": 40, "b": 40},
+    fig.update_layout(layout(barmode="group", height=520 if priced else CHART_HEIGHT, margin={"t": 40, "b": 40},
                               legend={"y": -0.08}))
     fig.update_xaxes(categoryorder="array", categoryarray=[esc(g) for g in gpus])
     fig.update_yaxes(gridcolor="#e4e7eb", zeroline=False, rangemode="tozero")
@@ -235,14 +235,13 @@ def gpu_cost_chart(plan: Mapping[str, Any]) -> dict[str, Any] | str:
     return _spec(fig)
 
 
-def cumulative_chart(plan: Mapping[str, Any]) -> dict[str, Any] | str:
+def cumulative_chart(plan: Plan) -> dict[str, Any] | str:
     import plotly.graph_objects as go
 
-    inf = (plan.get("estimates") or {}).get("inference") or {}
-    cum = inf.get("cumulative_usd_12_months") or {}
-    today, after = cum.get("today"), cum.get("after")
-    rec = plan.get("recommendation") or {}
-    if rec.get("approach") not in ("fine_tune", "hosted_fine_tune"):
+    inf = plan.estimates.inference
+    cum = inf.cumulative_usd_12_months if inf else None
+    today, after = (cum.today, cum.after) if cum else (None, None)
+    if not plan.recommendation.fine_tune:
         return "No fine-tune is recommended, so today's bill does not change because of training."
     if not today or not after:
         return ("The monthly bills cannot be compared: the plan lacks the workload (requests per month and tokens "
@@ -255,7 +254,7 @@ def cumulative_chart(plan: Mapping[str, Any]) -> dict[str, Any] | str:
     fig.add_trace(go.Scatter(x=months, y=after, name="fine-tuned (training included)", mode="lines+markers",
                              line={"color": AFTER_COLOR, "width": 3}, marker={"size": 5},
                              hovertemplate="month %{x}: %{y:$,.0f} fine-tuned, training included<extra></extra>"))
-    be = inf.get("break_even_months")
+    be = inf.break_even_months if inf else None
     notes, shapes = [], []
     last = months[-1]
     net = today[-1] - after[-1]
@@ -279,7 +278,7 @@ def cumulative_chart(plan: Mapping[str, Any]) -> dict[str, Any] | str:
                   "showarrow": False, "bgcolor": "rgba(255,255,255,0.85)",
                   "text": f"12 months: saves <b>{money(net)}</b>" if net >= 0
                   else f"12 months: <b>{money(-net)}</b> more than today"})
-    fig.update_layout(_layout(
+    fig.update_layout(layout(
         xaxis={"title": {"text": "months from now"}, "dtick": 1, "range": [-0.3, last + 0.3]},
         yaxis={"title": {"text": "cumulative USD"}, "tickprefix": "$", "tickformat": ",.0f", "rangemode": "tozero"},
         annotations=notes, shapes=shapes, hovermode="closest"))

@@ -1,119 +1,110 @@
-"""Measured against estimated: the one part of the report that reads a profile (``advise profile``'s file).
+"""Measured against estimated: the one part of the report that reads a profile (``profiler.schema.Profile``).
 
-Kept apart on purpose: the rest of the report renders the plan alone. A profile is the JSON document of
-``profiler.schema.Profile`` (``device``, ``model``, ``entries``); a smaller dict with ``entries`` of
-``{technique, seq_len, micro_batch, peak_memory_bytes, tokens_per_s}`` is accepted too. Only full-depth
-entries that ran (``status`` ok or oom) are compared. The estimate for each entry is, in order: the entry's
-own ``estimated_memory_bytes`` / ``estimated_tokens_per_s``; the plan's fit-matrix row with the same
-technique, micro-batch and GPU at the plan's sequence length; the estimators run on the entry's setup for a
-catalog model (pure functions, no torch). An entry with none of these is shown as measured only.
+Every full-depth entry of the profile that ran (``ok``, or ``oom``: it did not fit) is a row: what the device held
+at the peak, against what the estimators say for the entry's own setup (``TrainingSetup`` fields recorded in the
+entry) on the model and GPU of the plan's catalog; tokens/s likewise on the profile's catalog GPU. Rows the plan
+itself took its figures from (the planner matched them with ``profiler.schema.measured_entry``) are marked. A model
+the catalog does not know is shown as measured only.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reports.report_charts import CONFIG, _layout, esc
+from advisor.contract.errors import AdviseError
+from advisor.contract.plan import Plan
 from advisor.contract.units import GIB, count, gib
 from advisor.contract.vocab import TECHNIQUES
+from reports.report_charts import CONFIG, esc, layout
 from reports.report_view import label
 
-#: measured peak fields, best first: what the device held (CUDA context included) is what the estimate models
-MEASURED_MEMORY = ("device_peak_bytes", "peak_memory_bytes", "peak_reserved_bytes", "peak_allocated_bytes")
-
-
-def _estimate_from_estimators(profile: Mapping[str, Any], entry: Mapping[str, Any]) -> tuple[Any, Any]:
+if TYPE_CHECKING:
     from estimators.catalog import Catalog
-    from advisor.contract.errors import AdviseError
+    from profiler.schema import Entry, Profile
+
+#: measured peak fields, best first: what the device held (CUDA context included) is what the estimate models
+MEASURED_MEMORY = ("device_peak_bytes", "peak_reserved_bytes", "peak_allocated_bytes")
+
+
+def _model_and_gpu(profile: Profile, catalog: Catalog) -> tuple[Any, Any]:
+    spec = None
+    for name in (profile.model.name, profile.model.hub_id):
+        if not name:
+            continue
+        try:
+            spec = catalog.model(name)
+            break
+        except AdviseError:
+            continue
+    gpu = None
+    if profile.device.catalog_gpu:
+        try:
+            gpu = catalog.gpu(profile.device.catalog_gpu)
+        except AdviseError:
+            gpu = None
+    return spec, gpu
+
+
+def _estimate(e: Entry, spec: Any, gpu: Any) -> tuple[int | None, float | None]:
+    """Estimated peak bytes and tokens/s of the entry's own setup (None where it cannot be estimated)."""
+    if spec is None:
+        return None, None
     from estimators.memory import estimate_memory
     from estimators.setup import TrainingSetup
+    from estimators.throughput import estimate_throughput
 
-    model = profile.get("model") or {}
-    setup = entry.get("setup")
-    if not isinstance(setup, Mapping) or not (model.get("name") or model.get("hub_id")):
-        return None, None
+    fields = {f.name for f in dataclasses.fields(TrainingSetup)} - {"notes"}
     try:
-        cat = Catalog.load()
-        spec = None
-        for name in (model.get("name"), model.get("hub_id")):
-            if name:
-                try:
-                    spec = cat.model(str(name))
-                    break
-                except AdviseError:
-                    continue
-        if spec is None:
-            return None, None
-        fields = {f.name for f in dataclasses.fields(TrainingSetup)} - {"notes"}
-        st = TrainingSetup(**{k: tuple(v) if isinstance(v, list) else v for k, v in setup.items() if k in fields})
+        st = TrainingSetup(**{k: tuple(v) if isinstance(v, list) else v for k, v in e.setup.items() if k in fields})
         mem = estimate_memory(spec.anatomy, st).total_bytes
-        tps = None
-        gpu_name = (profile.get("device") or {}).get("catalog_gpu")
-        if gpu_name:
-            from estimators.throughput import estimate_throughput
-
-            tps = estimate_throughput(spec.anatomy, st, cat.gpu(str(gpu_name))).tokens_per_s
-        return mem, tps
+        tps = estimate_throughput(spec.anatomy, st, gpu).tokens_per_s if gpu is not None else None
     except (AdviseError, TypeError, ValueError):
         return None, None
+    return mem, tps
 
 
-def _plan_row(plan: Mapping[str, Any], profile: Mapping[str, Any], e: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    est = plan.get("estimates") or {}
-    stages = (est.get("training") or {}).get("stages") or []
-    if not stages or stages[0].get("seq_len") != e.get("seq_len"):
-        return None
-    setup = e.get("setup") if isinstance(e.get("setup"), Mapping) else {}
-    if setup.get("objective", stages[0].get("objective")) != stages[0].get("objective"):
-        return None
-    gpu = (profile.get("device") or {}).get("catalog_gpu")
-    for r in est.get("fit_matrix") or []:
-        if (r.get("technique"), r.get("micro_batch")) == (e.get("technique"), e.get("micro_batch")) and \
-                (gpu is None or r.get("gpu") == gpu) and r.get("gpu_count", 1) == 1:
-            return r
-    return None
+def _used_by_plan(plan: Plan, profile: Profile, e: Entry) -> bool:
+    """Whether the plan took this entry's figures: its fit-matrix cell of this technique on the profile's GPU is
+    marked measured, at this shape."""
+    gpu = profile.device.catalog_gpu
+    return any(r.measured and (r.technique, r.gpu, r.seq_len, r.micro_batch) == (e.technique, gpu, e.seq_len,
+                                                                                  e.micro_batch)
+               for r in plan.estimates.fit_matrix)
 
 
-def comparison(plan: Mapping[str, Any], profile: Mapping[str, Any]) -> dict[str, Any]:
-    device = profile.get("device") or {}
-    model = profile.get("model") or {}
-    layers = model.get("num_layers")
-    head = f"{model.get('name') or 'a model'} on {device.get('name') or 'an unnamed device'}"
+def comparison(plan: Plan, profile: Profile, catalog: Catalog | None = None) -> dict[str, Any]:
+    if catalog is None:
+        from estimators.catalog import Catalog
+
+        catalog = Catalog.load()
+    spec, gpu = _model_and_gpu(profile, catalog)
+    layers = profile.model.num_layers
+    head = f"{profile.model.name} on {profile.device.name}"
     rows = []
-    for e in profile.get("entries") or []:
-        if not isinstance(e, Mapping) or e.get("status", "ok") not in ("ok", "oom"):
+    for e in profile.entries:
+        if e.status not in ("ok", "oom") or e.layers != layers:
             continue
-        if layers is not None and e.get("layers", layers) != layers:
-            continue
-        field = next((f for f in MEASURED_MEMORY if e.get(f) is not None), None)
-        measured = e.get(field) if field else None
-        est_mem, est_tps, est_from = e.get("estimated_memory_bytes"), e.get("estimated_tokens_per_s"), "profile"
-        if est_mem is None:
-            r = _plan_row(plan, profile, e)
-            if r is not None:
-                est_mem, est_tps, est_from = r.get("memory_bytes"), r.get("tokens_per_s"), "plan"
-            else:
-                est_mem, est_tps = _estimate_from_estimators(profile, e)
-                est_from = "estimators" if est_mem is not None else ""
-        ratio = f"{measured / est_mem - 1:+.1%}" if measured and est_mem else "-"
+        field = next((f for f in MEASURED_MEMORY if getattr(e, f) is not None), None)
+        measured = getattr(e, field) if field else None
+        est_mem, est_tps = _estimate(e, spec, gpu)
         rows.append({
-            "label": f"{label(TECHNIQUES, e.get('technique'))} {e.get('seq_len')}×{e.get('micro_batch')}",
-            "source": str(e.get("source") or "measured"), "status": str(e.get("status", "ok")),
-            "measured_bytes": measured, "measured": "OOM" if e.get("status") == "oom" else gib(measured),
+            "label": f"{label(TECHNIQUES, e.technique)} {e.seq_len}×{e.micro_batch}",
+            "source": e.source, "status": e.status,
+            "measured_bytes": measured, "measured": "OOM" if e.status == "oom" else gib(measured),
             "field": field or "-", "estimated_bytes": est_mem, "estimated": gib(est_mem) if est_mem else "-",
-            "memory_error": ratio, "measured_tps": e.get("tokens_per_s"), "estimated_tps": est_tps,
-            "tps": f"{count(round(e['tokens_per_s']))} / {count(round(est_tps)) if est_tps else '-'}"
-                   if e.get("tokens_per_s") else "-",
-            "estimate_from": est_from or "none",
+            "memory_error": f"{measured / est_mem - 1:+.1%}" if measured and est_mem else "-",
+            "measured_tps": e.tokens_per_s, "estimated_tps": est_tps,
+            "tps": f"{count(round(e.tokens_per_s))} / {count(round(est_tps)) if est_tps else '-'}"
+                   if e.tokens_per_s else "-",
+            "in_plan": "used" if _used_by_plan(plan, profile, e) else "",
         })
-    cpu = device.get("kind") == "cpu"
-    return {"title": head, "rows": rows, "cpu": cpu,
-            "notes": [str(n) for n in profile.get("notes") or []]}
+    return {"title": head, "rows": rows, "cpu": profile.device.kind == "cpu", "notes": list(profile.notes),
+            "estimated_with": "" if spec is not None else
+            f"{profile.model.name} is not in the catalog: its entries are shown as measured only"}
 
 
-def profile_chart(cmp: Mapping[str, Any]) -> dict[str, Any] | str:
+def profile_chart(cmp: dict[str, Any]) -> dict[str, Any] | str:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -136,7 +127,7 @@ def profile_chart(cmp: Mapping[str, Any]) -> dict[str, Any] | str:
             fig.add_trace(go.Bar(x=xs, y=[round(r[f"{key}_tps"] or 0, 1) for r in rows], name=name,
                                  legendgroup=name, showlegend=False, marker={"color": color},
                                  hovertemplate=f"{name}: %{{y:,.0f}} tokens/s<extra></extra>"), row=1, col=2)
-    fig.update_layout(_layout(barmode="group", margin={"t": 40}))
+    fig.update_layout(layout(barmode="group", margin={"t": 40}))
     fig.update_yaxes(gridcolor="#e4e7eb", zeroline=False, rangemode="tozero")
     fig.update_annotations(font={"size": 12})
     d = fig.to_plotly_json()

@@ -435,6 +435,7 @@ class Plan(_Part):
     why: list[RuleRef]
     warnings: list[RuleRef]
     rules: list[TraceEntry]
+    thresholds: dict[str, Number]  # the named numbers the rules compared against (advisor/data/rules.yaml)
     price_data: PriceData
     estimates: Estimates
     next_steps: list[NextStep]

@@ -12,7 +12,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from reports.html import ReportError, context, plotly_cdn, plotly_js, render_report
+from advisor.contract.plan import PlanError
+from reports.html import context, plotly_cdn, plotly_js, render_report
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "advisor" / "examples"
@@ -238,8 +239,8 @@ def test_configs_are_collapsible_with_copy_buttons_and_run_commands(plans):
     assert "No training configs are attached" in render_report(plans["brand-voice"])
 
 
-def test_print_and_phone_styles():
-    html_text = render_report({"summary": "s", "recommendation": {}, "rules": [], "estimates": {}})
+def test_print_and_phone_styles(plans):
+    html_text = render_report(plans["policy-qa"])
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html_text
     css = Page(html_text).styles[0]
     assert "@media print" in css and "break-inside: avoid" in css and "@media (max-width: 520px)" in css
@@ -360,15 +361,21 @@ def test_reports_import_only_the_contract_of_advisor_and_no_torch(plans, tmp_pat
     assert {m for m in mods if m.startswith("advisor.")} <= {m for m in mods if m.startswith("advisor.contract")}
 
 
-def test_not_a_plan_is_one_clear_error():
-    with pytest.raises(ReportError, match="not an advise plan: missing summary, recommendation"):
+def test_not_a_plan_is_one_clear_error(plans):
+    with pytest.raises(PlanError, match=r"^plan: advise_version: Field required \(and \d+ more\)"):
         render_report({"project": "x"})
-    with pytest.raises(ReportError, match="must be a JSON object"):
+    with pytest.raises(PlanError, match="must be a JSON object"):
         render_report([1, 2])  # type: ignore[arg-type]
+    foreign = json.loads(json.dumps(plans["brand-voice"]))
+    foreign["estimates"]["fit_matrix"][0]["technique"] = "magic"
+    with pytest.raises(PlanError, match=r"^plan: estimates.fit_matrix.0.technique: Input should be 'full'") as e:
+        render_report(foreign)
+    assert "\n" not in str(e.value)
 
 
 # ---- measured against estimated -----------------------------------------------------------------------------
-def _profile(kind: str = "cuda") -> dict[str, Any]:
+def _profile(kind: str = "cuda"):
+    """A profile of llama-3.1-8b on an H100 (``profiler.schema.Profile``): an OOM, three shapes, one 4-layer entry."""
     from dataclasses import asdict
 
     from estimators.setup import TrainingSetup
@@ -395,7 +402,7 @@ def _profile(kind: str = "cuda") -> dict[str, Any]:
             "entries": [entry("full", 2048, 1, None, None, "oom"), entry("lora", 1280, 16, 30.1, 9100.0),
                         entry("lora", 2048, 1, 19.5, 7400.0), entry("lora", 2048, 1, 3.0, 50000.0, layers=4),
                         entry("qlora", 2048, 1, 8.9, 5200.0)]}
-    return Profile.model_validate(prof).model_dump(mode="json")
+    return Profile.model_validate(prof)
 
 
 def test_profile_adds_measured_against_estimated(plans):
@@ -403,9 +410,9 @@ def test_profile_adds_measured_against_estimated(plans):
     ctx = context(plan, profile=_profile())
     rows = ctx["measured"]["rows"]
     assert [r["label"] for r in rows] == ["Full fine-tuning 2048×1", "LoRA 1280×16", "LoRA 2048×1", "QLoRA 2048×1"]
-    assert [r["estimate_from"] for r in rows] == ["estimators", "plan", "estimators", "estimators"]
+    assert [r["in_plan"] for r in rows] == ["", "", "", ""]  # this plan was made without the profile
     h100_lora = next(r for r in plan["estimates"]["fit_matrix"] if (r["technique"], r["gpu"]) == ("lora", "H100-80GB"))
-    assert rows[1]["estimated_bytes"] == h100_lora["memory_bytes"]  # same shape as the plan: the plan's figure
+    assert rows[1]["estimated_bytes"] == h100_lora["memory_bytes"]  # the plan's own setup: the same estimate
     assert rows[0]["measured"] == "OOM"
     spec = ctx["charts_json"]["chart-profile"]
     assert [t["name"] for t in spec["data"]] == ["estimated", "estimated", "measured", "measured"]
@@ -416,7 +423,34 @@ def test_profile_adds_measured_against_estimated(plans):
 
     cpu = context(plan, profile=_profile("cpu"))
     assert "chart-profile" not in cpu["charts_json"] and "measured on a CPU" in cpu["measured"]["chart"]["missing"]
-    simple = {"entries": [{"technique": "lora", "seq_len": 2048, "micro_batch": 1, "peak_memory_bytes": 2**34,
-                           "tokens_per_s": 100.0, "estimated_memory_bytes": 2**34 + 2**30}]}
-    row = context(plan, profile=simple)["measured"]["rows"][0]
-    assert row["memory_error"] == "-5.9%" and row["field"] == "peak_memory_bytes"
+
+
+def test_profile_estimates_use_the_plans_catalog(plans, tmp_path):
+    """A catalog that changes the GPU changes the estimate of speed; a model it lacks is measured only."""
+    from estimators.catalog import Catalog
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("gpus:\n  - name: H100-80GB\n    bf16_dense_tflops: 1979\n")
+    base = context(plans["brand-voice"], profile=_profile())["measured"]["rows"]
+    faster = context(plans["brand-voice"], profile=_profile(), catalog=Catalog.load([mine]))["measured"]["rows"]
+    assert faster[2]["estimated_tps"] == pytest.approx(2 * base[2]["estimated_tps"], rel=1e-3)
+    assert faster[2]["estimated_bytes"] == base[2]["estimated_bytes"]
+    other = _profile().model_copy(update={"model": _profile().model.model_copy(update={"name": "mine",
+                                                                                        "hub_id": None})})
+    unknown = context(plans["brand-voice"], profile=other)["measured"]
+    assert all(r["estimated"] == "-" for r in unknown["rows"]) and "not in the catalog" in unknown["estimated_with"]
+
+
+def test_profile_rows_the_plan_used_are_marked(tmp_path):
+    """Planned with the profile, the row the planner took its figures from says so."""
+    from advisor.contract.answers import load_answers
+    from advisor.planner import build_plan, example_path
+    from estimators.catalog import Catalog
+    from tests.advisor.test_plan import _profile_for
+
+    catalog = Catalog.load()
+    answers = load_answers(example_path("ticket-triage"), catalog)
+    prof = _profile_for(build_plan(answers, catalog), [(16, False, None, None), (8, True, 30 << 30, 20_000.0)])
+    plan = build_plan(answers, catalog, profile=prof)
+    rows = context(plan, profile=prof)["measured"]["rows"]
+    assert [(r["label"], r["in_plan"]) for r in rows] == [("LoRA 768×16", ""), ("LoRA 768×8", "used")]

@@ -53,7 +53,7 @@ def test_profile_adds_the_measured_section(plans, tmp_path):
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps(plans["brand-voice"]), encoding="utf-8")
     prof = tmp_path / "profile.json"
-    prof.write_text(json.dumps(_profile()), encoding="utf-8")
+    prof.write_text(_profile().model_dump_json(), encoding="utf-8")
     out = tmp_path / "r.html"
     r = run("report", str(plan), "--profile", str(prof), "-o", str(out))
     assert r.exit_code == 0, r.output
@@ -62,10 +62,10 @@ def test_profile_adds_the_measured_section(plans, tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     (None, "Error: plan {p} does not exist; make one with `advise plan --json > plan.json`"),
-    ("{", "Error: plan {p}: not valid JSON (line 1"),
-    ('{"project": "x"}', "Error: not an advise plan: missing summary, recommendation, rules, estimates"),
-    ("[1]", "Error: the plan must be a JSON object"),
-    ('{"summary": "s", "recommendation": {}, "rules": [], "estimates": "x"}', "Error: plan {p}: unexpected content"),
+    ("{", "Error: plan {p}: line 1: not valid JSON"),
+    ('{"project": "x"}', "Error: plan {p}: advise_version: Field required"),
+    ("[1]", "Error: plan {p}: must be a JSON object"),
+    ('{"summary": "s", "recommendation": {}, "rules": [], "estimates": "x"}', "Error: plan {p}: advise_version: Field required"),
 ])
 def test_bad_plan_is_one_line_exit_2(tmp_path, content, message):
     p = tmp_path / "plan.json"
