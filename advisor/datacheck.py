@@ -20,7 +20,7 @@ counted in full but only the first ``PROBLEMS_KEPT`` are stored; answer labels a
 ``LABEL_TRACK_DISTINCT`` distinct values. transformers is imported only when a tokenizer is given; numpy
 (installed with transformers) only to sort the digests and lengths at the end.
 
-This module computes; it prints nothing (``advisor/cmd_data.py`` does).
+This module computes; it prints nothing (``advisor/cli/data.py`` does).
 """
 
 from __future__ import annotations

@@ -71,6 +71,7 @@ from estimators.setup import TrainingSetup
 from estimators.throughput import estimate_throughput
 from advisor.contract.units import (
     duration_hours,
+    gib,
     money,
     months_text,
     round_sig,
@@ -81,7 +82,6 @@ TRAINING_FILE = Path(__file__).parent / "data" / "training.yaml"
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 #: when the answers give no count for a training stage, costs are shown per this many examples
 PLACEHOLDER_EXAMPLES = 1000
-GIB = 1 << 30
 
 
 @functools.lru_cache(maxsize=1)
@@ -622,7 +622,7 @@ def _training_assumptions(est: Estimator, run: RunOption, answers: Answers,
     out += list(estimate_throughput(est.model.anatomy, setup0, run.gpu).assumptions)
     if run.offload != "none":
         out.append(f"ZeRO-3 offloads the {OFFLOAD[run.offload].label} to CPU RAM "
-                   f"({run.memory.states.host_bytes / GIB:,.0f} GiB per GPU): steps are slower than the speed "
+                   f"({gib(run.memory.states.host_bytes)} per GPU): steps are slower than the speed "
                    f"estimate, which does not model PCIe transfers; measure before budgeting")
     if run.measured:
         out.insert(0, f"{' and '.join(run.measured)} of the {est.stages[0].method} stage measured by "

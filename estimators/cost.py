@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from advisor.contract.units import hourly
 from estimators.anatomy import Anatomy
 from estimators.catalog import GPU, ApiPrice, Catalog, FineTuningOffer
 from estimators.errors import EstimateError
@@ -162,7 +163,7 @@ def serving_estimate(anatomy: Anatomy, gpu: GPU, workload: Workload, adapters: i
         f"max {SERVING_MAX_BATCH} sequences)",
         f"decode reads weights + KV cache each step at {SERVING_BANDWIDTH_EFFICIENCY:.0%} of "
         f"{gpu.memory_bandwidth_tb_s:g} TB/s; prefill at {SERVING_PREFILL_MFU:.0%} MFU",
-        f"cheapest listed price {price.usd_per_hour:g} USD/GPU-hour ({price.provider}, {price.date or 'undated'})",
+        f"cheapest listed price {hourly(price.usd_per_hour)} ({price.provider}, {price.date or 'undated'})",
     ) + ((f"{adapters} LoRA adapters served on one base model (vLLM multi-LoRA)",) if adapters > 1 else ())
     return ServingEstimate(gpu.name, tp, batch, decode_tps, per_request_s * tp, gpu_hours, replicas,
                            price.usd_per_hour, price.provider, gpu_hours * price.usd_per_hour, assumptions)

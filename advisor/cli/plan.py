@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from advisor.clitools import AdviseUsageError, domain_errors, dump_json, load_catalog
+from advisor.cli.common import AdviseUsageError, domain_errors, dump_json, load_catalog
 
 
 def _click_prompt(catalog: Any):
@@ -116,7 +116,7 @@ def plan(ctx: click.Context, answers_file: str | None, example: str | None, out_
         written = _write_out(Path(out_dir), result, answers_yaml, profile, force, catalog)
     if as_json:
         return dump_json(result.to_dict())
-    _print_plan(result.to_dict())
+    _print_plan(result)
     if out_dir:
         configs = [p for p in written if p.parent != Path(out_dir)]
         click.echo(f"\nWrote {out_dir}: plan.json, answers.yaml, report.html"
@@ -125,73 +125,71 @@ def plan(ctx: click.Context, answers_file: str | None, example: str | None, out_
         click.echo(f"\nSaved the answers to {save_answers}")
 
 
-def _rule_list(title: str, rules: list[dict[str, Any]]) -> None:
+def _rule_list(title: str, rules: list[Any]) -> None:
     click.echo("")
     click.echo(title)
     for r in rules:
-        click.echo(f"  {r['id']}: {r['name']}")
+        click.echo(f"  {r.id}: {r.name}")
 
 
-def _print_plan(p: dict[str, Any]) -> None:
-    from advisor.clitools import duration, gib
+def _print_plan(p: Any) -> None:
+    """The plan's summary on the terminal (``advisor.contract.plan.Plan``; ``--json`` prints all of it)."""
+    from advisor.contract.units import duration_hours, gib, hourly, money, months_text
 
     echo = click.echo
-    rec, est = p["recommendation"], p["estimates"]
-    echo(f"{p['project']}")
+    rec, est = p.recommendation, p.estimates
+    echo(p.project)
     echo("")
-    echo(p["summary"])
+    echo(p.summary)
     echo("")
-    steps = [rec["method"], *rec["then"]] if rec["method"] else []
-    echo(f"  approach:   {rec['approach']}" + (f" (also: {', '.join(rec['also'])})" if rec["also"] else ""))
-    if steps:
-        echo(f"  method:     {' -> '.join(steps)}")
-        echo(f"  technique:  {rec['technique'] or '-'}")
-        echo(f"  base model: {rec['base_model'] or '-'}")
-    if rec["gpus"]:
-        echo(f"  GPUs:       {rec['gpu_count']} x {', '.join(rec['gpus'])}")
-    echo(f"  serving:    {p['serving']['strategy']}")
-    if p["prerequisite_steps"]:
+    echo(f"  approach:   {rec.approach}" + (f" (also: {', '.join(rec.also)})" if rec.also else ""))
+    if rec.methods:
+        echo(f"  method:     {' -> '.join(rec.methods)}")
+        echo(f"  technique:  {rec.technique or '-'}")
+        echo(f"  base model: {rec.base_model or '-'}")
+    if rec.gpus:
+        echo(f"  GPUs:       {rec.gpu_count} x {', '.join(rec.gpus)}")
+    echo(f"  serving:    {p.serving.strategy}")
+    if p.prerequisite_steps:
         echo("")
         echo("First:")
-        for s in p["prerequisite_steps"]:
+        for s in p.prerequisite_steps:
             echo(f"  - {s}")
-    _rule_list("Why:", p["why"])
-    t = est.get("training")
+    _rule_list("Why:", p.why)
+    t = est.training
     if t:
         echo("")
-        echo(f"Training on {t['gpu_count']} x {t['gpu']}: {gib(t['memory_bytes'])} of {gib(t['usable_memory_bytes'])} "
-             f"per GPU, micro-batch {t['micro_batch']}, {t['tokens_per_s']:,.0f} tokens/s, "
-             f"{duration(t['hours'] * 3600)}, " + (f"${t['usd']:,.2f} ({t['provider']})" if t["usd"] is not None
-                                                    else "no price listed"))
-        for s in t["stages"]:
-            echo(f"  {s['method']}: {s['examples']:,} examples x {s['epochs']:g} epoch(s), seq {s['seq_len']}, "
-                 f"lr {s['learning_rate']:g}, batch {s['global_batch_sequences']}")
-    h = est.get("hosted_fine_tuning")
+        echo(f"Training on {t.gpu_count} x {t.gpu}: {gib(t.memory_bytes)} of {gib(t.usable_memory_bytes)} per GPU, "
+             f"micro-batch {t.micro_batch}, {t.tokens_per_s:,.0f} tokens/s, {duration_hours(t.hours)}, "
+             + (f"{money(t.usd)} ({t.provider} at {hourly(t.usd_per_gpu_hour)})" if t.usd is not None
+                else "no price listed"))
+        for s in t.stages:
+            echo(f"  {s.method}: {s.examples:,} examples x {s.epochs:g} epoch(s), seq {s.seq_len}, "
+                 f"lr {s.learning_rate:g}, batch {s.global_batch_sequences}")
+    h = est.hosted_fine_tuning
     if h:
         echo("")
-        echo(f"Hosted fine-tuning: {h['offer']} at ${h['usd_per_million_training_tokens']:g}/1M training tokens: "
-             f"${h['training_usd']:,.2f}" + (f" ({h['status']})" if h["status"] else ""))
-    inf = est.get("inference")
-    if inf and inf["today_usd_per_month"] is not None and inf["after_usd_per_month"] is not None:
-        from advisor.contract.units import months_text
-
-        saving = inf["monthly_saving_usd"]
-        change = f"saving ${saving:,.0f}/month" if saving >= 0 else f"${-saving:,.0f}/month more"
-        echo(f"Monthly: ${inf['today_usd_per_month']:,.0f} today -> ${inf['after_usd_per_month']:,.0f} after "
-             f"({change}; break-even {months_text(inf['break_even_months'])})")
-    if est.get("fit_matrix"):
+        echo(f"Hosted fine-tuning: {h.offer} at ${h.usd_per_million_training_tokens:g}/1M training tokens: "
+             f"{money(h.training_usd)}" + (f" ({h.status})" if h.status else ""))
+    inf = est.inference
+    if inf and inf.today_usd_per_month is not None and inf.after_usd_per_month is not None:
+        saving = inf.monthly_saving_usd or 0.0
+        change = f"saving {money(saving)}/month" if saving >= 0 else f"{money(-saving)}/month more"
+        echo(f"Monthly: {money(inf.today_usd_per_month)} today -> {money(inf.after_usd_per_month)} after "
+             f"({change}; break-even {months_text(inf.break_even_months)})")
+    if est.fit_matrix:
         echo("")
         echo("Fit per GPU (memory at the largest micro-batch that fits, else at micro-batch 1):")
-        for r in est["fit_matrix"]:
-            usd = f"${r['usd']:,.2f}" if r["usd"] is not None else "-"
-            echo(f"  {r['technique']:6} {r['gpu']:10} {gib(r['memory_bytes']):>11}  micro-batch {r['micro_batch']:>2}  "
-                 f"{'fits' if r['fits'] else 'no  '}  {usd:>10}")
-    if p["warnings"]:
-        _rule_list("Watch out:", p["warnings"])
+        for r in est.fit_matrix:
+            usd = money(r.usd) if r.usd is not None else "-"
+            echo(f"  {r.technique:6} {r.gpu:10} {gib(r.memory_bytes):>11}  micro-batch {r.micro_batch:>2}  "
+                 f"{'fits' if r.fits else 'no  '}  {usd:>10}")
+    if p.warnings:
+        _rule_list("Watch out:", p.warnings)
     echo("")
     echo("Next steps:")
-    for i, s in enumerate(p["next_steps"], 1):
-        echo(f"  {i}. {s['what']}")
-    fired = sum(r["fired"] for r in p["rules"])
+    for i, s in enumerate(p.next_steps, 1):
+        echo(f"  {i}. {s.what}")
+    fired = sum(r.fired for r in p.rules)
     echo("")
-    echo(f"{len(p['rules'])} rules evaluated, {fired} fired; every reason is in the plan (--json or --out).")
+    echo(f"{len(p.rules)} rules evaluated, {fired} fired; every reason is in the plan (--json or --out).")

@@ -1,8 +1,7 @@
-"""Helpers shared by the ``advise`` commands: domain errors at the edge, catalog loading, formatting.
+"""Helpers shared by the ``advise`` commands: domain errors at the edge, catalog loading, JSON output.
 
-Each command module (``advisor/cli.py`` and the ``advisor/cmd_*.py`` modules it registers) imports these;
-nothing imports ``cli.py`` itself. Library code raises typed errors (``advisor.contract.errors.AdviseError``);
-``domain_errors`` turns them into one-line ``Error: ...`` messages with exit code 2.
+Library code raises typed errors (``advisor.contract.errors.AdviseError``); ``domain_errors`` turns them into
+one-line ``Error: ...`` messages with exit code 2. Numbers are formatted by ``advisor.contract.units``.
 """
 
 from __future__ import annotations
@@ -13,8 +12,6 @@ from functools import wraps
 from typing import Any
 
 import click
-
-GIB = 1 << 30
 
 
 class AdviseUsageError(click.UsageError):
@@ -45,20 +42,6 @@ def load_catalog(ctx: click.Context):
 
     root = ctx.find_root()
     return Catalog.load((root.obj or {}).get("catalog_files", ()))
-
-
-def gib(n: float) -> str:
-    return f"{n / GIB:,.2f} GiB"
-
-
-def duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    if seconds < 3 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
 
 
 def dump_json(data: Any) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from advisor.clitools import AdviseUsageError, domain_errors, load_catalog
+from advisor.cli.common import AdviseUsageError, domain_errors, load_catalog
 
 
 @click.command()

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from advisor.clitools import domain_errors
+from advisor.cli.common import domain_errors
 
 
 class FormatChoice(click.ParamType):

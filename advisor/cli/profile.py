@@ -16,13 +16,8 @@ from typing import Any
 import click
 
 from advisor import __version__
-from advisor.clitools import (
-    AdviseUsageError,
-    domain_errors,
-    duration,
-    gib,
-    load_catalog,
-)
+from advisor.cli.common import AdviseUsageError, domain_errors, load_catalog
+from advisor.contract.units import duration, gib
 from advisor.contract.vocab import DEVICES, TECHNIQUES
 
 METHODS = tuple(TECHNIQUES)

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from advisor.clitools import domain_errors, dump_json
+from advisor.cli.common import domain_errors, dump_json
 from advisor.contract.vocab import DATA_KINDS
 
 PROBLEMS_SHOWN = 20

@@ -1,95 +1,20 @@
-"""The ``advise`` command line: a thin click layer over the library.
+"""``advise estimate``: memory per GPU (part by part), speed, fit on every GPU and the cost of one setup.
 
-Library code raises typed errors (``advisor.contract.errors.AdviseError``); ``advisor.clitools`` turns them into
-one-line ``Error: ...`` messages with exit code 2. Commands that live in their own module
-(``advisor/cmd_*.py``) are registered at the end of this file; those modules import only click and
-``advisor.clitools`` at load time. Heavy imports (torch, transformers, plotly, jinja2) happen only inside
-the commands that need them, so ``advise --help`` stays fast.
+``advisor.estimate.run_estimate`` gathers the data; this module prints it (``--json``: the same data).
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 
-from advisor import __version__
-from advisor.clitools import AdviseUsageError, domain_errors
-from advisor.clitools import dump_json as _dump
-from advisor.clitools import duration as _duration
-from advisor.clitools import gib as _gib
-from advisor.clitools import load_catalog as _catalog
+from advisor.cli.common import AdviseUsageError, domain_errors, dump_json, load_catalog
+from advisor.contract.units import duration, gib, hourly, money, months_text
 from advisor.contract.vocab import ATTENTION, OBJECTIVES, OFFLOAD, OPTIMIZERS, PRECISIONS, SHARDING, TECHNIQUES
-from advisor.cmd_data import data
-from advisor.cmd_export import export
-from advisor.cmd_plan import plan
-from advisor.cmd_profile import profile
-from advisor.cmd_report import report
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="advise")
-@click.option("--catalog", "catalog_files", multiple=True, type=click.Path(dir_okay=False),
-              help="Extra YAML with models, gpus, apis or hosted_finetuning entries (adds or overrides).")
-@click.pass_context
-def main(ctx: click.Context, catalog_files: tuple[str, ...]) -> None:
-    """Should you fine-tune an LLM, how, on what, and for how much? advise tells you, with reasons."""
-    ctx.ensure_object(dict)
-    ctx.obj["catalog_files"] = catalog_files
-
-
-@main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.pass_context
-@domain_errors
-def models(ctx: click.Context, as_json: bool) -> None:
-    """List the catalog models (architecture from each model's config.json)."""
-    cat = _catalog(ctx)
-    rows = []
-    for name in cat.model_names:
-        m = cat.model(name)
-        a = m.anatomy
-        rows.append({
-            "name": m.name, "hub_id": m.hub_id, "family": m.family, "params_total": a.params_total,
-            "layers": a.num_layers, "hidden_size": a.hidden_size, "vocab_size": a.vocab_size,
-            "tied_embeddings": a.tied_embeddings, "published_params": m.published_params,
-        })
-    if as_json:
-        return _dump(rows)
-    click.echo(f"{'model':18} {'hub id':34} {'params':>15} {'layers':>6} {'hidden':>6} {'vocab':>7}  tied")
-    for r in rows:
-        click.echo(f"{r['name']:18} {r['hub_id'] or '':34} {r['params_total']:>15,} {r['layers']:>6} "
-                   f"{r['hidden_size']:>6} {r['vocab_size']:>7}  {'yes' if r['tied_embeddings'] else 'no'}")
-
-
-@main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.pass_context
-@domain_errors
-def gpus(ctx: click.Context, as_json: bool) -> None:
-    """List the catalog GPUs with memory, dense bf16 TFLOP/s, bandwidth and the cheapest hourly price."""
-    cat = _catalog(ctx)
-    rows = []
-    for g in cat.gpus:
-        p = g.cheapest_price
-        rows.append({
-            "name": g.name, "description": g.description, "memory_bytes": g.memory_bytes,
-            "usable_memory_bytes": g.usable_memory_bytes, "bf16_dense_tflops": g.bf16_dense_tflops,
-            "memory_bandwidth_tb_s": g.memory_bandwidth_tb_s,
-            "cheapest_usd_per_hour": p.usd_per_hour if p else None, "cheapest_provider": p.provider if p else None,
-            "price_date": p.date if p else None, "aliases": list(g.aliases),
-        })
-    if as_json:
-        return _dump(rows)
-    click.echo(f"{'gpu':10} {'memory':>10} {'bf16 TFLOP/s':>13} {'TB/s':>6} {'cheapest':>18}  description")
-    for r in rows:
-        price = f"${r['cheapest_usd_per_hour']:.2f}/h {r['cheapest_provider']}" if r["cheapest_usd_per_hour"] else "-"
-        click.echo(f"{r['name']:10} {_gib(r['memory_bytes']):>10} {r['bf16_dense_tflops']:>13g} "
-                   f"{r['memory_bandwidth_tb_s']:>6g} {price:>18}  {r['description']}")
-
-
-@main.command()
+@click.command()
 @click.option("--model", required=True, help="Catalog name, Hub id, or a local config.json / model directory.")
 @click.option("--method", "technique", default="lora", show_default=True,
               type=click.Choice(tuple(TECHNIQUES), case_sensitive=False),
@@ -143,7 +68,7 @@ def estimate(ctx: click.Context, model: str, technique: str, objective: str, gpu
     from advisor.estimate import run_estimate
     from estimators.setup import TrainingSetup
 
-    cat = _catalog(ctx)
+    cat = load_catalog(ctx)
     gpu = cat.gpu(gpu_name)
     spec = cat.resolve_model(model)
     setup = TrainingSetup(
@@ -162,7 +87,7 @@ def estimate(ctx: click.Context, model: str, technique: str, objective: str, gpu
         raise AdviseUsageError("--api compares monthly bills: give --requests-per-month too")
     data = run_estimate(cat, spec, setup, gpu, tokens=tokens, epochs=epochs, workload=workload, api=api_name)
     if as_json:
-        return _dump(data)
+        return dump_json(data)
     _print_estimate(data)
 
 
@@ -183,43 +108,43 @@ def _print_estimate(d: dict[str, Any]) -> None:
     echo("")
     echo(f"Memory per GPU at the peak ({mem['peak_phase']})")
     for key, label in mem["part_labels"].items():
-        echo(f"  {label:28} {_gib(mem['parts_bytes'][key]):>12}")
-    echo(f"  {'total':28} {_gib(mem['total_bytes']):>12}")
+        echo(f"  {label:28} {gib(mem['parts_bytes'][key]):>12}")
+    echo(f"  {'total':28} {gib(mem['total_bytes']):>12}")
     if mem["host_offload_bytes"]:
-        echo(f"  {'host RAM for offload':28} {_gib(mem['host_offload_bytes']):>12}")
+        echo(f"  {'host RAM for offload':28} {gib(mem['host_offload_bytes']):>12}")
     g = d["gpu"]
     verdict = "fits" if d["fits"] else "does NOT fit"
-    echo(f"  -> {verdict} on {g['name']} ({_gib(g['usable_memory_bytes'])} usable, "
-         f"headroom {_gib(g['headroom_bytes'])})")
+    echo(f"  -> {verdict} on {g['name']} ({gib(g['usable_memory_bytes'])} usable, "
+         f"headroom {gib(g['headroom_bytes'])})")
     echo("")
     t = d["throughput"]
     tr = d["training"]
     echo(f"Speed on {t['gpu_count']} x {t['gpu']}: {t['tokens_per_s']:,.0f} tokens/s "
-         f"-> {_duration(t['seconds_per_million_tokens'])} per 1M tokens (MFU {t['mfu']:.0%}, "
+         f"-> {duration(t['seconds_per_million_tokens'])} per 1M tokens (MFU {t['mfu']:.0%}, "
          f"{'measured' if t['mfu_measured'] else 'assumed'})")
     label = f"{tr['tokens']:,.0f} tokens x {tr['epochs']:g} epoch(s)" if tr["tokens"] != 1e6 else "1M tokens"
-    echo(f"Cost of {label} ({_duration(tr['hours'] * 3600)}):")
+    echo(f"Cost of {label} ({duration(tr['hours'] * 3600)}):")
     for c in tr["costs"]:
-        echo(f"  {c['provider']:8} ${c['usd']:>10,.2f}  at ${c['usd_per_gpu_hour']:.2f}/GPU-h  {c['offer']}")
+        echo(f"  {c['provider']:8} {money(c['usd']):>11}  at {hourly(c['usd_per_gpu_hour'])}  {c['offer']}")
     if not tr["costs"]:
         echo("  (no price listed for this GPU)")
     if d["hosted_finetuning"]:
         n = len(d["hosted_finetuning"])
         echo(f"Hosted fine-tuning of the same tokens ({n} offer{'s' if n > 1 else ''} for this model size):")
         for h in d["hosted_finetuning"]:
-            echo(f"  {h['offer']:28} ${h['usd']:>10,.2f}" + (f"  ({h['status']})" if h["status"] else ""))
+            echo(f"  {h['offer']:28} {money(h['usd']):>11}" + (f"  ({h['status']})" if h["status"] else ""))
     inf = d["inference"]
     if inf:
         echo("")
         echo(f"Inference, {inf['requests_per_month']:,.0f} requests/month x ({inf['input_tokens_per_request']:g} in + "
              f"{inf['output_tokens_per_request']:g} out) tokens:")
         if inf["api_usd_per_month"] is not None:
-            echo(f"  {inf['api']:28} ${inf['api_usd_per_month']:>10,.2f} / month")
+            echo(f"  {inf['api']:28} {money(inf['api_usd_per_month']):>11} / month")
         sh = inf["self_hosted"]
         if sh:
-            echo(f"  {'self-hosted on ' + sh['gpu']:28} ${sh['usd_per_month']:>10,.2f} / month "
-                 f"({sh['replicas']} x {sh['tensor_parallel']} GPU, {sh['gpu_hours_per_month']:,.0f} GPU-h at "
-                 f"${sh['usd_per_gpu_hour']:.2f}, {sh['provider']})")
+            echo(f"  {'self-hosted on ' + sh['gpu']:28} {money(sh['usd_per_month']):>11} / month "
+                 f"({sh['replicas']} x {sh['tensor_parallel']} GPU, {sh['gpu_hours_per_month']:,.0f} GPU-hours at "
+                 f"{hourly(sh['usd_per_gpu_hour'])}, {sh['provider']})")
         else:
             echo(f"  the model does not fit 8 x {d['gpu']['name']} for serving")
         if inf["api_usd_per_month"] is not None and sh:
@@ -227,25 +152,16 @@ def _print_estimate(d: dict[str, Any]) -> None:
             if be is None:
                 echo("  break-even: never (self-hosting costs more than the API)")
             else:
-                when = f"{be:.1f} months" if be >= 1 else f"{be * 30.4:.1f} days"
-                echo(f"  break-even: {when} (training cost / monthly saving)")
+                echo(f"  break-even: {months_text(be)} (training cost / monthly saving)")
     echo("")
-    echo(f"Fit across GPUs (needs {_gib(d['memory_total_bytes'])} per GPU):")
-    echo(f"  {'gpu':10} {'usable':>10} {'headroom':>11} {'tokens/s':>9} {'$/1M tok':>9}")
+    echo(f"Fit across GPUs (needs {gib(d['memory_total_bytes'])} per GPU):")
+    echo(f"  {'gpu':10} {'usable':>10} {'headroom':>11} {'tokens/s':>9} {'per 1M tok':>10}")
     for r in d["fit_by_gpu"]:
         mark = "fits" if r["fits"] else "no  "
-        usd = f"{r['usd_per_million_tokens']:.2f}" if r["usd_per_million_tokens"] is not None else "-"
-        echo(f"  {r['gpu']:10} {_gib(r['usable_memory_bytes']):>10} {_gib(r['headroom_bytes']):>11} "
-             f"{r['tokens_per_s']:>9,.0f} {usd:>9}  {mark}")
+        usd = money(r["usd_per_million_tokens"]) if r["usd_per_million_tokens"] is not None else "-"
+        echo(f"  {r['gpu']:10} {gib(r['usable_memory_bytes']):>10} {gib(r['headroom_bytes']):>11} "
+             f"{r['tokens_per_s']:>9,.0f} {usd:>10}  {mark}")
     echo("")
     echo("Assumptions:")
     for a in d["assumptions"]:
         echo(f"  - {a}")
-
-
-# ---- commands defined in their own modules: one registration point ---------------------------------
-for _command in (plan, data, profile, report, export):
-    main.add_command(_command)
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
