@@ -14,6 +14,7 @@ from typing import Any
 
 from advisor.contract.answers import Answers, AnswersError
 from advisor.contract.vocab import DATA_KINDS
+
 #: problems kept per file in the plan (the data check itself keeps up to 1,000; all are counted)
 PLAN_PROBLEMS_KEPT = 20
 
@@ -38,8 +39,8 @@ def read_data_files(answers: Answers, base_dir: Path | None, source: str = "answ
     d = answers.data
     if not (d.train_file or d.preference_file or d.eval_file):
         return DataInputs(answers)
-    from advisor.datacheck import check_data
     from advisor.contract.errors import AdviseError
+    from advisor.datacheck import check_data
 
     base = base_dir or Path.cwd()
 

@@ -11,6 +11,7 @@ from dataclasses import asdict
 from typing import Any
 
 from advisor import __version__
+from advisor.contract.units import round_sig, round_sig_or_none
 from estimators.catalog import GPU, Catalog, ModelSpec
 from estimators.cost import (
     Workload,
@@ -24,7 +25,6 @@ from estimators.cost import (
 from estimators.memory import PART_LABELS, estimate_memory, fit
 from estimators.setup import TrainingSetup
 from estimators.throughput import estimate_throughput
-from advisor.contract.units import round_sig, round_sig_or_none
 
 
 def setup_dict(setup: TrainingSetup) -> dict[str, Any]:

@@ -43,6 +43,14 @@ from advisor.contract.plan import (
     TraceEntry,
     TrainingPlan,
 )
+from advisor.contract.units import (
+    duration_hours,
+    gib,
+    money,
+    months_text,
+    round_sig,
+    round_sig_or_none,
+)
 from advisor.contract.vocab import (
     APPROACHES,
     ATTENTION,
@@ -69,14 +77,6 @@ from estimators.cost import (
 from estimators.memory import MemoryBreakdown, estimate_memory
 from estimators.setup import TrainingSetup
 from estimators.throughput import estimate_throughput
-from advisor.contract.units import (
-    duration_hours,
-    gib,
-    money,
-    months_text,
-    round_sig,
-    round_sig_or_none,
-)
 
 TRAINING_FILE = Path(__file__).parent / "data" / "training.yaml"
 EXAMPLES_DIR = Path(__file__).parent / "examples"

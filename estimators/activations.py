@@ -32,7 +32,6 @@ from estimators.families import family
 from estimators.setup import TrainingSetup
 
 
-
 @dataclass(frozen=True)
 class SavedItem:
     """One kind of tensor saved for backward, summed over every place it occurs."""

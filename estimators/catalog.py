@@ -22,8 +22,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from estimators.anatomy import Anatomy
 from advisor.contract.errors import AdviseError, UnknownNameError
+from estimators.anatomy import Anatomy
 from estimators.errors import CatalogError
 
 DATA_DIR = Path(__file__).parent / "data"

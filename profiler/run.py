@@ -45,9 +45,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from estimators.catalog import GPU, ModelSpec
 from advisor.contract.errors import AdviseError
 from advisor.contract.vocab import TECHNIQUES
+from estimators.catalog import GPU, ModelSpec
 from estimators.setup import TrainingSetup
 from profiler.schema import (
     DeviceInfo,

@@ -11,12 +11,11 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from estimators.memory import PART_LABELS
-from advisor.contract.units import duration_hours as duration
-from advisor.contract.units import money, months_text
 from advisor.contract.plan import FitRow, Plan
-from advisor.contract.units import GIB, count, gib
+from advisor.contract.units import GIB, count, gib, money, months_text
+from advisor.contract.units import duration_hours as duration
 from advisor.contract.vocab import TECHNIQUES
+from estimators.memory import PART_LABELS
 from reports.report_view import label
 
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"

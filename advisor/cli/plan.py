@@ -12,8 +12,8 @@ from advisor.cli.common import AdviseUsageError, domain_errors, dump_json, load_
 
 def _click_prompt(catalog: Any):
     """A questionnaire prompt on the terminal: the explanation, the question, re-asked until valid."""
-    from advisor.questionnaire import parse
     from advisor.contract.errors import AdviseError
+    from advisor.questionnaire import parse
 
     def check_names(q, value):
         if value is None:

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 
 from advisor import datacheck
 from advisor.cli import main
-from advisor.datacheck import DataReport, check_data
 from advisor.contract.errors import AdviseError
+from advisor.datacheck import DataReport, check_data
+from advisor.datacheck import scan as datacheck_scan
 
 FIX = Path(__file__).parent / "data_fixtures"
 
@@ -178,7 +179,7 @@ def test_mixed_kinds_verdict_names_the_other_kinds():
 
 
 def test_stored_problems_are_capped_but_all_counted(tmp_path, monkeypatch):
-    monkeypatch.setattr(datacheck, "PROBLEMS_KEPT", 10)
+    monkeypatch.setattr(datacheck_scan, "PROBLEMS_KEPT", 10)
     f = tmp_path / "bad.jsonl"
     f.write_text(json.dumps(chat("a", "b")) + "\n" + "{oops\n" * 25)
     r = check_data(f)

@@ -7,8 +7,8 @@ import textwrap
 
 import pytest
 
-from estimators.catalog import Catalog
 from advisor.contract.errors import AdviseError, UnknownNameError
+from estimators.catalog import Catalog
 from estimators.errors import CatalogError
 
 REQUIRED_MODELS = [

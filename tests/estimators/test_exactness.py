@@ -16,9 +16,9 @@ import pytest
 
 from estimators.activations import trace_activations
 from estimators.anatomy import anatomy_of_model, build_meta_model
+from estimators.families import families, tiny_config
 from estimators.memory import model_states
 from estimators.setup import TrainingSetup
-from estimators.families import families, tiny_config
 from profiler.build import build_model, build_optimizer
 from profiler.tensors import record_saved_tensors, state_bytes
 

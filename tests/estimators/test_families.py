@@ -6,7 +6,7 @@ import pytest
 
 from estimators import families as fam_mod
 from estimators.errors import CatalogError
-from estimators.families import family, families, tiny_config
+from estimators.families import families, family, tiny_config
 from estimators.setup import TrainingSetup
 
 

@@ -18,11 +18,11 @@ import pytest
 from click.testing import CliRunner
 
 from advisor.cli import main
+from advisor.contract.errors import AdviseError
 from estimators.activations import trace_activations
 from estimators.catalog import Catalog
-from advisor.contract.errors import AdviseError
-from estimators.memory import model_states
 from estimators.families import tiny_config
+from estimators.memory import model_states
 from profiler.run import (
     ProfileRequest,
     linear_in_depth,

@@ -19,17 +19,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from advisor.contract.errors import AdviseError
-from reports import export as ex
 from advisor.contract.plan import PlanError
+from advisor.contract.vocab import METHODS, OPTIMIZERS
+from reports import export as ex
 from reports.export import (
     ExportError,
     ExportFormat,
     export_configs,
+    llamafactory,
     register_format,
     render_all,
+    trl,
 )
-from advisor.contract.vocab import METHODS, OPTIMIZERS
-from reports.export import llamafactory, trl
 from reports.export.write import relative_parts
 from tests.reports.export_cases import plans
 
