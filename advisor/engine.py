@@ -36,7 +36,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from advisor.contract.errors import AdviseError
-from advisor.contract.vocab import APPROACHES, METHODS, PREREQUISITES, RULE_STAGES, SERVING, TECHNIQUES, pipeline_order
+from advisor.contract.vocab import (
+    APPROACHES,
+    METHODS,
+    PREREQUISITES,
+    RULE_STAGES,
+    SERVING,
+    TECHNIQUES,
+    pipeline_order,
+)
 
 RULES_FILE = Path(__file__).parent / "data" / "rules.yaml"
 STAGES: tuple[str, ...] = tuple(RULE_STAGES)
@@ -162,9 +170,11 @@ def _leaf(fact: str, op: str, want: Any, got: Any) -> tuple[bool, str]:
 
 
 @dataclass
-class _Ctx:
+class Context:
+    """What a condition is evaluated against: the facts, and the ids of the rules that fired so far."""
+
     facts: Mapping[str, Any]
-    fired: set[str]
+    fired: set[str] = field(default_factory=set)
 
 
 def _check_condition(cond: Any, where: str, known_facts: set[str], earlier: set[str]) -> list[str]:
@@ -193,7 +203,7 @@ def _check_condition(cond: Any, where: str, known_facts: set[str], earlier: set[
     return []
 
 
-def evaluate(cond: Mapping[str, Any], ctx: _Ctx) -> tuple[bool, list[str]]:
+def evaluate(cond: Mapping[str, Any], ctx: Context) -> tuple[bool, list[str]]:
     """(holds, the clauses that decided it): for a true condition the clauses that made it true, for a false
     one those that made it false."""
     if "all" in cond:
@@ -389,7 +399,7 @@ def decide(facts: Mapping[str, Any], book: RuleBook | None = None, stage_facts: 
     ``stage_facts(stage, decision_so_far)`` may add facts before a stage (the planner's estimates).
     """
     book = book or load_rules()
-    ctx = _Ctx(dict(facts), set())
+    ctx = Context(dict(facts), set())
     fired: list[Rule] = []
     trace: list[TraceEntry] = []
     decision = compose(book, fired)

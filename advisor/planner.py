@@ -213,11 +213,13 @@ def plan_stages(decision: Decision, answers: Answers, technique: str | None, mod
 
 
 def lora_settings(answers: Answers) -> dict[str, Any]:
+    """The recipe's LoRA defaults (``TrainingSetup``), with training.yaml's larger rank for a large dataset."""
     lo = training_defaults()["lora"]
     # the same threshold that makes RANK_FOR_LARGE_DATA warn "the plan raises the rank"
     large = answers.data.labeled_examples >= load_rules().threshold_values["large_dataset_examples"]
-    return {"r": lo["large_data_r"] if large else lo["r"], "alpha": lo["large_data_alpha"] if large else lo["alpha"],
-            "dropout": lo["dropout"], "targets": list(lo["targets"])}
+    d = TrainingSetup
+    return {"r": lo["large_data_r"] if large else d.lora_r, "alpha": lo["large_data_alpha"] if large else d.lora_alpha,
+            "dropout": d.lora_dropout, "targets": list(d.lora_targets)}
 
 
 # ---- base model ---------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from advisor.contract.answers import SYMPTOMS, TASK_KINDS, TRIED
-from advisor.engine import _Ctx, evaluate, flatten_facts
+from advisor.engine import Context, evaluate, flatten_facts
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def _set(raw: dict[str, Any], key: str, value: Any) -> None:
 def should_ask(q: Question, raw: dict[str, Any]) -> bool:
     if not q.ask_if:
         return True
-    return evaluate(q.ask_if, _Ctx(flatten_facts(raw), set()))[0]
+    return evaluate(q.ask_if, Context(flatten_facts(raw), set()))[0]
 
 
 def ask(prompt: Prompt, questions: Sequence[Question] = QUESTIONS) -> dict[str, Any]:

@@ -83,14 +83,6 @@ class Anatomy:
     def kv_dim(self) -> int:
         return self.num_key_value_heads * self.head_dim
 
-    @property
-    def fused_qkv(self) -> bool:
-        return any(g.leaf == "qkv_proj" for g in self.linears)
-
-    @property
-    def fused_gate_up(self) -> bool:
-        return any(g.leaf == "gate_up_proj" for g in self.linears)
-
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["params_by_part"] = dict(self.params_by_part)

@@ -14,11 +14,11 @@ import json
 import sys
 
 from estimators.anatomy import compute_anatomy
-from estimators.catalog import ANATOMY_FILE, DATA_DIR, _load_yaml
+from estimators.catalog import ANATOMY_FILE, DATA_DIR, load_yaml
 
 
 def build() -> str:
-    models = _load_yaml(DATA_DIR / "models.yaml")["models"]
+    models = load_yaml(DATA_DIR / "models.yaml")["models"]
     out = {}
     for m in models:
         anatomy = compute_anatomy(m["config"])

@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from advisor.contract.errors import AdviseError, UnknownNameError
 from estimators.anatomy import Anatomy
@@ -175,10 +182,6 @@ class GPU:
     spec_notes: str | None
 
     @property
-    def memory_gib(self) -> float:
-        return self.memory_bytes / (1 << 30)
-
-    @property
     def cheapest_price(self) -> Price | None:
         return min(self.prices, key=lambda p: (p.usd_per_hour, p.provider, p.offer), default=None)
 
@@ -241,7 +244,7 @@ def _format_errors(path: str, section: str, idx: int, name: str, err: Validation
     return out
 
 
-def _load_yaml(path: Path) -> Any:
+def load_yaml(path: Path) -> Any:
     try:
         with open(path, encoding="utf-8") as f:
             return yaml.safe_load(f)
@@ -342,7 +345,7 @@ class Catalog:
         raw: dict[str, dict[str, tuple[str, dict[str, Any]]]] = {k: {} for k in _SECTIONS}
         builtin = [DATA_DIR / "models.yaml", DATA_DIR / "gpus.yaml", DATA_DIR / "prices.yaml"]
         for path in [*builtin, *map(Path, extra_files)]:
-            doc = _load_yaml(path) or {}
+            doc = load_yaml(path) or {}
             if not isinstance(doc, dict):
                 raise CatalogError(f"{path}: expected a mapping with some of: {', '.join(_SECTIONS)}")
             unknown = sorted(set(doc) - set(_SECTIONS))

@@ -23,11 +23,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from estimators.activations import ActivationTrace, trace_activations
-from estimators.anatomy import Anatomy, lora_param_tensor_numels, lora_trainable_params, select_lora_targets
+from estimators.anatomy import (
+    Anatomy,
+    lora_param_tensor_numels,
+    lora_trainable_params,
+    select_lora_targets,
+)
 from estimators.catalog import GPU
 from estimators.setup import TrainingSetup
 
-GIB = 1 << 30
 MIB = 1 << 20
 
 #: CUDA context, kernels and library handles outside PyTorch's allocator. Published range 0.3-2 GiB
@@ -95,10 +99,6 @@ class MemoryBreakdown:
     def reserved_peak_bytes(self) -> int:
         """What ``torch.cuda.max_memory_reserved`` would report."""
         return self.total_bytes - self.parts["cuda_context"]
-
-    @property
-    def total_gib(self) -> float:
-        return self.total_bytes / GIB
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ from advisor.contract.vocab import (
     TECHNIQUES,
 )
 from estimators.errors import EstimateError
-from estimators.families import family
 
 #: adapters may keep their own dtype; "auto" follows the recipe (``TrainingSetup.adapter_bytes``)
 ADAPTER_DTYPES = ("auto", *PRECISIONS)
@@ -47,6 +46,9 @@ class TrainingSetup:
     grad_accum: int = 1
     gradient_checkpointing: bool = True
     attn_impl: str = "auto"
+    # LoRA defaults, read by the planner and the CLI too: r=16 / alpha=32 is the common default of Axolotl's and
+    # LLaMA-Factory's examples; adapters on every linear layer are needed to match full fine-tuning (Dettmers et
+    # al. 2023, QLoRA); dropout 0.05 as in the QLoRA paper's 7-13B runs
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
@@ -141,6 +143,8 @@ class TrainingSetup:
         return OBJECTIVES[self.objective].reference_model
 
     def resolved_attn(self, model_type: str) -> str:
+        from estimators.families import family
+
         sdpa = family(model_type).sdpa  # False: transformers cannot run it through SDPA (softcapping)
         if self.attn_impl == "auto":
             return "sdpa" if sdpa else "eager"

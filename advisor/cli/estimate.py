@@ -11,7 +11,16 @@ import click
 
 from advisor.cli.common import AdviseUsageError, domain_errors, dump_json, load_catalog
 from advisor.contract.units import duration, gib, hourly, money, months_text
-from advisor.contract.vocab import ATTENTION, OBJECTIVES, OFFLOAD, OPTIMIZERS, PRECISIONS, SHARDING, TECHNIQUES
+from advisor.contract.vocab import (
+    ATTENTION,
+    OBJECTIVES,
+    OFFLOAD,
+    OPTIMIZERS,
+    PRECISIONS,
+    SHARDING,
+    TECHNIQUES,
+)
+from estimators.setup import TrainingSetup
 
 
 @click.command()
@@ -39,10 +48,11 @@ from advisor.contract.vocab import ATTENTION, OBJECTIVES, OFFLOAD, OPTIMIZERS, P
 @click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=True, show_default=True)
 @click.option("--attn", "attn_impl", default="auto", show_default=True,
               type=click.Choice(tuple(ATTENTION), case_sensitive=False))
-@click.option("--lora-r", default=16, show_default=True, type=click.IntRange(min=1))
-@click.option("--lora-alpha", default=32, show_default=True, type=click.IntRange(min=1))
-@click.option("--lora-dropout", default=0.05, show_default=True, type=click.FloatRange(0, 1, max_open=True))
-@click.option("--lora-targets", default="all-linear", show_default=True,
+@click.option("--lora-r", default=TrainingSetup.lora_r, show_default=True, type=click.IntRange(min=1))
+@click.option("--lora-alpha", default=TrainingSetup.lora_alpha, show_default=True, type=click.IntRange(min=1))
+@click.option("--lora-dropout", default=TrainingSetup.lora_dropout, show_default=True,
+              type=click.FloatRange(0, 1, max_open=True))
+@click.option("--lora-targets", default=",".join(TrainingSetup.lora_targets), show_default=True,
               help="Comma-separated module names (e.g. q_proj,v_proj) or all-linear.")
 @click.option("--no-double-quant", is_flag=True, help="QLoRA without double quantization.")
 @click.option("--tokens", type=click.FloatRange(min=0, min_open=True),
@@ -66,7 +76,6 @@ def estimate(ctx: click.Context, model: str, technique: str, objective: str, gpu
              as_json: bool) -> None:
     """Memory per GPU (part by part), speed, fit on every GPU, and training cost of one setup."""
     from advisor.estimate import run_estimate
-    from estimators.setup import TrainingSetup
 
     cat = load_catalog(ctx)
     gpu = cat.gpu(gpu_name)

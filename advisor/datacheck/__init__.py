@@ -24,7 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from advisor.datacheck.formats import KINDS, NORMALISATION, detect_kind
-from advisor.datacheck.report import DataCheckError, DataReport, LabelStats, Problem, TurnStats, Verdict
+from advisor.datacheck.report import (
+    DataCheckError,
+    DataReport,
+    LabelStats,
+    Problem,
+    TurnStats,
+    Verdict,
+)
 from advisor.datacheck.scan import scan_file
 from advisor.datacheck.tokens import ESTIMATE_METHOD, TokenCounter
 from advisor.datacheck.verdicts import build_report

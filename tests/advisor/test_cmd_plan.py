@@ -123,11 +123,11 @@ def test_profile_option_marks_measured_numbers_and_rejects_a_bad_file(tmp_path, 
     from advisor.contract.answers import load_answers
     from advisor.planner import build_plan, example_path
     from profiler.schema import profile_json
-    from tests.advisor.test_plan import _profile_for
+    from tests.helpers import profile_of_plan
 
     plan = build_plan(load_answers(example_path("ticket-triage"), catalog), catalog)
     p = tmp_path / "profile.json"
-    p.write_text(profile_json(_profile_for(plan, [(16, True, 25 << 30, 15_000.0)])))
+    p.write_text(profile_json(profile_of_plan(plan, [(16, True, 25 << 30, 15_000.0)])))
     r = run("plan", "--example", "ticket-triage", "--profile", str(p), "--json")
     assert r.exit_code == 0, r.output
     t = json.loads(r.output)["estimates"]["training"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from advisor.engine import RulesError, _Ctx, compose, decide, evaluate, load_rules
+from advisor.engine import Context, RulesError, compose, decide, evaluate, load_rules
 
 
 def ev(cond, facts, fired=()):
-    return evaluate(cond, _Ctx(facts, set(fired)))
+    return evaluate(cond, Context(facts, set(fired)))
 
 
 @pytest.mark.parametrize("cond,facts,ok,why", [

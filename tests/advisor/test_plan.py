@@ -10,6 +10,7 @@ import pytest
 
 from advisor.contract.answers import load_answers, validate_answers
 from advisor.planner import build_plan, example_path
+from tests.helpers import profile_of_plan
 
 
 def plan_for(catalog, **raw):
@@ -216,39 +217,13 @@ def test_a_missing_data_file_is_a_clean_error_naming_the_field(catalog, tmp_path
         build_plan(validate_answers(raw, "a", catalog), catalog, base_dir=tmp_path)
 
 
-def _profile_for(plan, entries):
-    """A CUDA profile of the plan's base model on its GPU, with the given (micro_batch, fits, peak, tokens/s)."""
-    from dataclasses import asdict
-
-    from estimators.setup import TrainingSetup
-    from profiler.schema import Entry, Profile
-
-    t, base = plan.estimates.training, plan.estimates.base_model
-    rows = []
-    for mb, fits, peak, tps in entries:
-        setup = TrainingSetup(technique=t.technique, seq_len=t.stages[0].seq_len, micro_batch=mb,
-                              lora_r=t.lora.r, lora_alpha=t.lora.alpha)
-        d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(setup).items() if k != "notes"}
-        rows.append(Entry(technique=t.technique, seq_len=setup.seq_len, micro_batch=mb, layers=base.num_layers,
-                          source="measured", status="ok" if fits else "oom", fits=fits, setup=d, steps=10,
-                          warmup_steps=3, tokens_per_step=mb * setup.seq_len, device_peak_bytes=peak,
-                          tokens_per_s=tps))
-    return Profile(created="2026-11-23T00:00:00Z",
-                   device={"kind": "cuda", "name": "NVIDIA A100-SXM4-80GB", "catalog_gpu": t.gpu},
-                   versions={"python": "3.11", "torch": "2.13.0", "transformers": "5.23.0", "advise": "0.1.0"},
-                   model={"name": base.name, "hub_id": base.hub_id, "model_type": base.model_type,
-                          "num_layers": base.num_layers, "params_total": base.params_total,
-                          "config_sha256": "0" * 64},
-                   entries=rows)
-
-
 def test_a_profile_replaces_estimates_where_it_measured_the_same_run(catalog):
     answers = load_answers(example_path("ticket-triage"), catalog)
     plan = build_plan(answers, catalog)
     t = plan.estimates.training
     assert t.micro_batch == 16 and t.measured == []
     # measured: micro-batch 16 ran out of memory, 8 fitted at 30 GiB and 20k tokens/s
-    prof = _profile_for(plan, [(16, False, None, None), (8, True, 30 << 30, 20_000.0)])
+    prof = profile_of_plan(plan, [(16, False, None, None), (8, True, 30 << 30, 20_000.0)])
     measured = build_plan(answers, catalog, profile=prof)
     mt = measured.estimates.training
     assert mt.micro_batch == 8 and mt.memory_bytes == 30 << 30 and mt.tokens_per_s == 20_000

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from estimators.anatomy import lora_trainable_params, peft_trainable_params, select_lora_targets
+from estimators.anatomy import (
+    lora_trainable_params,
+    peft_trainable_params,
+    select_lora_targets,
+)
 from estimators.errors import EstimateError
 
 # the acceptance anchors, from each model's safetensors index / model card

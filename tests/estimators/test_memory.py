@@ -7,7 +7,13 @@ import dataclasses
 import pytest
 
 from estimators.errors import EstimateError
-from estimators.memory import CUDA_CONTEXT_BYTES, estimate_memory, fit, model_states, nf4_bytes
+from estimators.memory import (
+    CUDA_CONTEXT_BYTES,
+    estimate_memory,
+    fit,
+    model_states,
+    nf4_bytes,
+)
 from estimators.setup import TrainingSetup
 
 GB = 1e9

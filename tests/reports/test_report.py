@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from advisor.contract.plan import PlanError
 from reports.html import context, plotly_cdn, plotly_js, render_report
+from tests.helpers import h100_profile
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "advisor" / "examples"
@@ -374,40 +375,9 @@ def test_not_a_plan_is_one_clear_error(plans):
 
 
 # ---- measured against estimated -----------------------------------------------------------------------------
-def _profile(kind: str = "cuda"):
-    """A profile of llama-3.1-8b on an H100 (``profiler.schema.Profile``): an OOM, three shapes, one 4-layer entry."""
-    from dataclasses import asdict
-
-    from estimators.setup import TrainingSetup
-    from profiler.schema import Profile
-
-    def entry(tech: str, seq: int, mb: int, peak: float | None, tps: float | None, status: str = "ok",
-              layers: int = 32) -> dict[str, Any]:
-        setup = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(TrainingSetup(
-            technique=tech, seq_len=seq, micro_batch=mb,
-            optimizer="paged-adamw-8bit" if tech == "qlora" else "adamw")).items() if k != "notes"}
-        e = {"technique": tech, "seq_len": seq, "micro_batch": mb, "layers": layers, "source": "measured",
-             "status": status, "fits": status == "ok", "setup": setup, "steps": 10, "warmup_steps": 2,
-             "tokens_per_step": seq * mb, "device_peak_bytes": None if peak is None else int(peak * 2**30),
-             "tokens_per_s": tps}
-        if status == "oom":
-            e["oom"] = {"phase": "timed", "message": "CUDA out of memory"}
-        return e
-
-    prof = {"schema_version": 1, "created": "2026-11-23T00:00:00Z",
-            "device": {"kind": kind, "name": "NVIDIA H100 80GB HBM3", "catalog_gpu": "H100-80GB"},
-            "versions": {"python": "3.11", "torch": "2.13.0", "transformers": "5.0", "advise": "0.1.0"},
-            "model": {"name": "llama-3.1-8b", "hub_id": "meta-llama/Llama-3.1-8B", "model_type": "llama",
-                      "num_layers": 32, "params_total": 8030261248, "config_sha256": "0" * 64},
-            "entries": [entry("full", 2048, 1, None, None, "oom"), entry("lora", 1280, 16, 30.1, 9100.0),
-                        entry("lora", 2048, 1, 19.5, 7400.0), entry("lora", 2048, 1, 3.0, 50000.0, layers=4),
-                        entry("qlora", 2048, 1, 8.9, 5200.0)]}
-    return Profile.model_validate(prof)
-
-
 def test_profile_adds_measured_against_estimated(plans):
     plan = plans["brand-voice"]
-    ctx = context(plan, profile=_profile())
+    ctx = context(plan, profile=h100_profile())
     rows = ctx["measured"]["rows"]
     assert [r["label"] for r in rows] == ["Full fine-tuning 2048×1", "LoRA 1280×16", "LoRA 2048×1", "QLoRA 2048×1"]
     assert [r["in_plan"] for r in rows] == ["", "", "", ""]  # this plan was made without the profile
@@ -417,11 +387,11 @@ def test_profile_adds_measured_against_estimated(plans):
     spec = ctx["charts_json"]["chart-profile"]
     assert [t["name"] for t in spec["data"]] == ["estimated", "estimated", "measured", "measured"]
     assert len(spec["data"][0]["x"]) == 3  # the OOM entry and the 4-layer entry are not drawn
-    html = render_report(plan, profile=_profile())
+    html = render_report(plan, profile=h100_profile())
     assert 'id="measured"' in html and 'id="chart-profile"' in html
     assert "Measured against estimated" in html
 
-    cpu = context(plan, profile=_profile("cpu"))
+    cpu = context(plan, profile=h100_profile("cpu"))
     assert "chart-profile" not in cpu["charts_json"] and "measured on a CPU" in cpu["measured"]["chart"]["missing"]
 
 
@@ -431,11 +401,11 @@ def test_profile_estimates_use_the_plans_catalog(plans, tmp_path):
 
     mine = tmp_path / "mine.yaml"
     mine.write_text("gpus:\n  - name: H100-80GB\n    bf16_dense_tflops: 1979\n")
-    base = context(plans["brand-voice"], profile=_profile())["measured"]["rows"]
-    faster = context(plans["brand-voice"], profile=_profile(), catalog=Catalog.load([mine]))["measured"]["rows"]
+    base = context(plans["brand-voice"], profile=h100_profile())["measured"]["rows"]
+    faster = context(plans["brand-voice"], profile=h100_profile(), catalog=Catalog.load([mine]))["measured"]["rows"]
     assert faster[2]["estimated_tps"] == pytest.approx(2 * base[2]["estimated_tps"], rel=1e-3)
     assert faster[2]["estimated_bytes"] == base[2]["estimated_bytes"]
-    other = _profile().model_copy(update={"model": _profile().model.model_copy(update={"name": "mine",
+    other = h100_profile().model_copy(update={"model": h100_profile().model.model_copy(update={"name": "mine",
                                                                                         "hub_id": None})})
     unknown = context(plans["brand-voice"], profile=other)["measured"]
     assert all(r["estimated"] == "-" for r in unknown["rows"]) and "not in the catalog" in unknown["estimated_with"]
@@ -446,11 +416,11 @@ def test_profile_rows_the_plan_used_are_marked(tmp_path):
     from advisor.contract.answers import load_answers
     from advisor.planner import build_plan, example_path
     from estimators.catalog import Catalog
-    from tests.advisor.test_plan import _profile_for
+    from tests.helpers import profile_of_plan
 
     catalog = Catalog.load()
     answers = load_answers(example_path("ticket-triage"), catalog)
-    prof = _profile_for(build_plan(answers, catalog), [(16, False, None, None), (8, True, 30 << 30, 20_000.0)])
+    prof = profile_of_plan(build_plan(answers, catalog), [(16, False, None, None), (8, True, 30 << 30, 20_000.0)])
     plan = build_plan(answers, catalog, profile=prof)
     rows = context(plan, profile=prof)["measured"]["rows"]
     assert [(r["label"], r["in_plan"]) for r in rows] == [("LoRA 768×16", ""), ("LoRA 768×8", "used")]

@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from advisor.cli import main
-from tests.reports.test_report import _profile, build_plans
+from tests.helpers import h100_profile
+from tests.reports.test_report import build_plans
 
 
 def run(*args: str):
@@ -53,7 +54,7 @@ def test_profile_adds_the_measured_section(plans, tmp_path):
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps(plans["brand-voice"]), encoding="utf-8")
     prof = tmp_path / "profile.json"
-    prof.write_text(_profile().model_dump_json(), encoding="utf-8")
+    prof.write_text(h100_profile().model_dump_json(), encoding="utf-8")
     out = tmp_path / "r.html"
     r = run("report", str(plan), "--profile", str(prof), "-o", str(out))
     assert r.exit_code == 0, r.output
