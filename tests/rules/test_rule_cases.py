@@ -42,3 +42,75 @@ def test_rule_case(catalog, rule_id, expected, answers):
     entry = next(r for r in plan.rules if r.id == rule_id)
     assert entry.fired is expected, entry.reason
     assert entry.reason, "every trace entry says why"
+
+
+# ---- every threshold is pinned at its edge ----------------------------------------------------------------
+#: facts derived from an answer the case files set directly
+DERIVED = {"workload.monthly_cost_usd": "workload.current_monthly_cost_usd"}
+#: the two sides of a leaf's edge: (the value where the leaf is true, the nearest value where it is false)
+EDGES = {"gte": lambda v: (v, v - 1), "gt": lambda v: (v + 1, v), "lte": lambda v: (v, v + 1),
+         "lt": lambda v: (v - 1, v), "is": lambda v: (v, v + 1)}
+
+
+def _numeric_leaves(cond):
+    if "all" in cond or "any" in cond:
+        for c in cond.get("all", cond.get("any")):
+            yield from _numeric_leaves(c)
+    elif "not" in cond:
+        yield from _numeric_leaves(cond["not"])
+    elif "fact" in cond:
+        op = next(k for k in cond if k != "fact")
+        v = cond[op]
+        if op in EDGES and isinstance(v, (int, float)) and not isinstance(v, bool):
+            yield cond["fact"], op, v
+
+
+def _flat(answers):
+    """The case's answers with every default filled in, flattened (``data.labeled_examples`` -> 500)."""
+    from advisor.engine import flatten_facts
+
+    return flatten_facts(validate_answers(answers, "case").to_dict())
+
+
+def _pinned(doc, field, true_value, false_value):
+    """A case that fires and one that does not, equal but for ``field`` = the two sides of the edge."""
+    fires = [_flat(c["answers"]) for c in doc["fires"]]
+    silent = [_flat(c["answers"]) for c in doc["does_not_fire"]]
+    for f in fires:
+        for s in silent:
+            if f.get(field) == true_value and s.get(field) == false_value and \
+                    {k: v for k, v in f.items() if k != field} == {k: v for k, v in s.items() if k != field}:
+                return True
+    # a leaf that only blocks the rule (is 0 in "pairs only") fires on the other side
+    return False
+
+
+def test_every_numeric_threshold_on_the_answers_has_cases_just_below_and_at_it():
+    """Moving a threshold of rules.yaml (TOO_FEW_EXAMPLES 100 -> 150) must fail a case: each numeric leaf on an
+    answers field has a pair of cases that differ only there, one on each side of the edge."""
+    from advisor.engine import answer_facts
+
+    answer_fields = answer_facts() | set(DERIVED)
+    missing = []
+    for rule in load_rules().rules:
+        doc = yaml.safe_load((CASES_DIR / f"{rule.id}.yaml").read_text())
+        for fact, op, v in _numeric_leaves(rule.when):
+            if fact not in answer_fields:
+                continue  # estimates (budget left, monthly saving): their cases sit on either side, not at 0
+            field = DERIVED.get(fact, fact)
+            on, off = EDGES[op](v)
+            if not (_pinned(doc, field, on, off) or _pinned(doc, field, off, on)):
+                missing.append(f"{rule.id}: {fact} {op} {v} needs cases at {on} and {off} that differ only there")
+    assert not missing, "; ".join(missing)
+
+
+def test_the_planner_raises_the_lora_rank_from_the_same_threshold(catalog):
+    """RANK_FOR_LARGE_DATA says the plan raises the rank: at 99,999 examples it does not, at 100,000 it does."""
+    def rank(n):
+        plan = build_plan(validate_answers({"project": "p", "symptoms": ["format"], "tried": {"few_shot": "failed"},
+                                            "data": {"labeled_examples": n}, "model": {"base": "llama-3.1-8b"},
+                                            "hardware": {"gpus": ["A100-80GB"]}, "deployment": {"adapters": 3}},
+                                           "p", catalog), catalog)
+        return plan.estimates.training.lora.r
+
+    assert (rank(99_999), rank(100_000)) == (16, 64)
