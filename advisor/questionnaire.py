@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from advisor.contract.answers import SYMPTOMS, TASK_KINDS, TRIED
-from advisor.engine import Context, evaluate, flatten_facts
+from advisor.engine import Context, evaluate, flatten_facts, load_rules
+
+#: the rules file's thresholds, for the questions' help texts
+_T = load_rules().threshold_values
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,8 @@ QUESTIONS: tuple[Question, ...] = (
              "Unlabeled documents in the domain's language (roughly 0.75 words per token).", "int", 0,
              ask_if={"fact": "symptoms", "has": "domain_language"}),
     Question("data.eval_examples", "How many eval examples with known good answers exist?",
-             "A held-out set to judge any change; 20-200 is enough to start.", "int", 0),
+             f"A held-out set to judge any change; {_T['eval_min_examples']}-{_T['eval_max_examples']} is enough to "
+             "start.", "int", 0),
     Question("model.current_api", "Which hosted model is used today? (blank: none)",
              "A catalog API name, e.g. claude-haiku-4.5 or gpt-4.1-mini.", "text", None),
     Question("model.open_weights_ok", "May the team run open-weights models on its own GPUs?",

@@ -28,3 +28,17 @@ def torch_cpu():
     warnings.filterwarnings("ignore", message=".*Paged optimizers are not supported on CPU.*")
     torch.manual_seed(0)
     return torch
+
+
+def pytest_collection_modifyitems(config, items):
+    """GPU tests (``-m gpu``) run where torch sees a CUDA GPU and are skipped elsewhere, whatever -m says."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False here)")
+    for item in gpu:
+        item.add_marker(skip)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 from click.testing import CliRunner
 
 from advisor.cli import main
+from tests.helpers import assert_imports_none_of, cli_code
 
 
 def run(*args: str):
@@ -20,16 +19,7 @@ def run(*args: str):
                                   ["models"], ["gpus"], ["plan", "--example", "ticket-triage", "--json"]])
 def test_help_and_catalog_estimates_do_not_import_torch(args):
     """Catalog anatomy is precomputed: nothing but a local/Hub config needs the meta device."""
-    code = (
-        "import sys\n"
-        "from click.testing import CliRunner\n"
-        "from advisor.cli import main\n"
-        f"r = CliRunner().invoke(main, {args!r})\n"
-        "assert r.exit_code == 0, r.output\n"
-        "heavy = [m for m in ('torch', 'transformers', 'peft', 'trl', 'bitsandbytes') if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    assert_imports_none_of(cli_code(args))
 
 
 def test_estimate_json_has_the_contract_fields():
@@ -39,7 +29,14 @@ def test_estimate_json_has_the_contract_fields():
     d = json.loads(r.output)
     assert d["params_total"] == 8_030_261_248
     assert d["trainable_params"] == 41_943_040
-    assert d["memory_total_bytes"] == sum(d["memory"]["parts_bytes"].values())
+    from estimators.catalog import Catalog
+    from estimators.memory import PART_LABELS, estimate_memory
+    from estimators.setup import TrainingSetup
+
+    m = estimate_memory(Catalog.load().model("llama-3.1-8b").anatomy,
+                        TrainingSetup(technique="qlora", seq_len=2048, micro_batch=4))
+    assert d["memory_total_bytes"] == m.total_bytes and d["memory"]["parts_bytes"] == m.parts
+    assert list(d["memory"]["parts_bytes"]) == list(PART_LABELS) == list(d["memory"]["part_labels"])
     assert isinstance(d["fits"], bool) and d["gpu"]["name"] == "A100-80GB"
     by_gpu = {row["gpu"]: row for row in d["fit_by_gpu"]}
     assert {"H100-80GB", "RTX-4090", "L4"} <= set(by_gpu)

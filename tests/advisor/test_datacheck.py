@@ -6,8 +6,6 @@ Fixture files live in ``data_fixtures/`` (one per kind of problem, plus clean fi
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from advisor.cli import main
 from advisor.contract.errors import AdviseError
 from advisor.datacheck import DataReport, check_data
 from advisor.datacheck import scan as datacheck_scan
+from tests.helpers import assert_imports_none_of, cli_code
 
 FIX = Path(__file__).parent / "data_fixtures"
 
@@ -469,13 +468,4 @@ def test_cli_user_errors_exit_2_with_one_line(args, message):
 
 
 def test_data_check_without_tokenizer_imports_no_torch():
-    code = (
-        "import sys\n"
-        "from click.testing import CliRunner\n"
-        "from advisor.cli import main\n"
-        f"r = CliRunner().invoke(main, ['data', 'check', {str(FIX / 'sft_clean.jsonl')!r}, '--json'])\n"
-        "assert r.exit_code == 0, r.output\n"
-        "heavy = [m for m in ('torch', 'transformers') if m in sys.modules]\n"
-        "assert not heavy, heavy\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    assert_imports_none_of(cli_code(["data", "check", str(FIX / "sft_clean.jsonl"), "--json"]))

@@ -35,10 +35,15 @@ def test_every_catalog_model_matches_its_published_count(catalog):
     assert not mismatched
 
 
-def test_parts_sum_to_total_and_tied_heads_count_once(catalog):
+def test_parts_match_the_modules_and_tied_heads_count_once(catalog):
+    """Parameters grouped by name agree with the modules counted separately: attention + MLP are the decoder
+    linears (weights and biases), norms one hidden-size vector each plus the final norm, the embedding V x h."""
     for name in catalog.model_names:
         a = catalog.model(name).anatomy
-        assert sum(a.params_by_part.values()) == a.params_total, name
+        linear = sum(g.weight_params * g.count + (g.out_features * g.count if g.bias else 0) for g in a.linears)
+        assert a.params_by_part["attention"] + a.params_by_part["mlp"] == linear, name
+        assert a.params_by_part["norms"] == a.hidden_size * (a.norms_per_layer * a.num_layers + 1), name
+        assert a.params_by_part["embedding"] == a.vocab_size * a.hidden_size and a.params_by_part["other"] == 0, name
         if a.tied_embeddings:
             assert a.params_by_part["lm_head"] == 0, name
         else:
@@ -47,6 +52,7 @@ def test_parts_sum_to_total_and_tied_heads_count_once(catalog):
     assert not catalog.model("llama-3.1-8b").anatomy.tied_embeddings
 
 
+@pytest.mark.slow
 def test_precomputed_anatomy_equals_a_fresh_meta_device_count():
     """models_anatomy.json is what `python -m estimators.build_catalog` writes today."""
     from estimators.build_catalog import build

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from estimators.errors import EstimateError
 from estimators.memory import (
-    CUDA_CONTEXT_BYTES,
+    ALLOCATOR_FRAGMENTATION,
     estimate_memory,
     fit,
     model_states,
@@ -24,13 +22,18 @@ def llama8b(catalog):
     return catalog.model("llama-3.1-8b").anatomy
 
 
-def test_parts_sum_to_the_total_and_phases_hold_the_peak(llama8b):
-    for tech in ("full", "lora", "qlora", "dora"):
-        m = estimate_memory(llama8b, TrainingSetup(technique=tech, seq_len=2048, micro_batch=4))
-        assert sum(m.parts.values()) == m.total_bytes
-        assert m.allocated_peak_bytes == max(m.phases.values()) == m.phases[m.peak_phase]
-        assert m.parts["cuda_context"] == CUDA_CONTEXT_BYTES
-        assert m.assumptions
+def test_the_peak_is_the_fp32_loss_gradient_when_the_vocabulary_dominates(llama8b):
+    """LoRA at 4 x 2048 tokens on a 128k vocabulary: backward starts with two fp32 T x V tensors (the gradient of
+    the log-probabilities and of the logits) next to the saved log-probabilities; the reserve is 5% of what comes
+    and goes, and the stated CUDA context is the part."""
+    m = estimate_memory(llama8b, TrainingSetup(technique="lora", seq_len=2048, micro_batch=4))
+    tokens, vocab = 4 * 2048, llama8b.vocab_size
+    assert m.peak_phase == "backward start (loss gradient)"
+    assert m.parts["logits_and_loss"] == m.activations.by_group["loss"] + 2 * tokens * vocab * 4
+    assert m.parts["gradients"] == 0 and m.parts["backward_workspace"] == 0  # no accumulation; layers come later
+    transient = m.parts["activations"] + m.parts["logits_and_loss"]
+    assert m.parts["allocator_reserve"] == int(ALLOCATOR_FRAGMENTATION * transient)
+    assert f"CUDA context {m.parts['cuda_context'] >> 20} MiB" in " ".join(m.assumptions)
 
 
 def test_full_pure_bf16_model_states_are_8_bytes_per_parameter(llama8b):
@@ -144,8 +147,3 @@ def test_inconsistent_setups_are_refused(kw, match):
     with pytest.raises(EstimateError, match=match):
         TrainingSetup(**kw)
 
-
-def test_setup_is_frozen():
-    s = TrainingSetup()
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        s.seq_len = 10  # type: ignore[misc]

@@ -32,6 +32,8 @@ from profiler.run import (
 )
 from profiler.schema import load_profile, measured_entry, profile_json
 
+pytestmark = pytest.mark.slow  # real child processes with torch (~20 s)
+
 METHODS = ("full", "lora", "qlora")
 SEQ, BATCH, STEPS, WARMUP = 32, 2, 2, 1
 LLAMA = {**tiny_config("llama"), "num_hidden_layers": 4}  # 4 layers: extrapolate from 1 and 2

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -32,6 +30,7 @@ from reports.export import (
     trl,
 )
 from reports.export.write import relative_parts
+from tests.helpers import assert_imports_none_of, cli_code
 from tests.reports.export_cases import plans
 
 ALL_CASES = sorted(plans())
@@ -472,8 +471,4 @@ def test_cli_refuses_a_non_empty_folder_without_force(tmp_path, cases):
 
 
 def test_help_does_not_import_jinja_or_torch():
-    code = ("import sys\nfrom click.testing import CliRunner\nfrom advisor.cli import main\n"
-            "assert CliRunner().invoke(main, ['export', '--help']).exit_code == 0\n"
-            "heavy = [m for m in ('torch', 'transformers', 'trl', 'jinja2') if m in sys.modules]\n"
-            "assert not heavy, heavy\n")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    assert_imports_none_of(cli_code(["export", "--help"]), ("torch", "transformers", "trl", "jinja2"))

@@ -20,6 +20,8 @@ import yaml
 from reports.export import export_configs
 from tests.reports.export_cases import plans
 
+pytestmark = pytest.mark.slow  # one run of the trainers' validators in their own venv (~7 s)
+
 HARNESS = Path(__file__).with_name("export_validators.py")
 #: what a validator may say about a valid config: Axolotl switches its fused LoRA kernels on by itself
 ALLOWED_WARNINGS = ("Auto-enabling LoRA kernel optimizations",)

@@ -25,6 +25,8 @@ import pytest
 
 from tests.reports.test_report import build_plans
 
+pytestmark = pytest.mark.slow  # headless Chromium renders every chart (~10 s)
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "report"
 INSTALL = "apt-get install -y --no-install-recommends chromium"

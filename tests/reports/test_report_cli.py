@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from advisor.cli import main
-from tests.helpers import h100_profile
+from tests.helpers import assert_imports_none_of, cli_code, h100_profile
 from tests.reports.test_report import build_plans
 
 
@@ -93,6 +91,4 @@ def test_bad_profile_or_output_folder_is_one_line_exit_2(plan_file, tmp_path):
 def test_help_lists_report_without_importing_plotly():
     r = run("--help")
     assert r.exit_code == 0 and "report" in r.output
-    code = "import sys, advisor.cli; print(sorted(m for m in ('plotly', 'jinja2', 'torch') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert_imports_none_of(cli_code(["--help"]), ("plotly", "jinja2", "torch", "reports"))
