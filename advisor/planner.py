@@ -59,6 +59,7 @@ from advisor.contract.vocab import (
     OBJECTIVES,
     OFFLOAD,
     PREREQUISITES,
+    RULE_STAGES,
     SERVING,
     TECHNIQUES,
 )
@@ -561,7 +562,7 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
                           inference=inference, assumptions=list(dict.fromkeys(assumptions)))
 
     fired = [book[t.id] for t in decision.trace if t.fired]
-    deciding = [r for r in fired if not r.recommends.warning and r.stage in ("approach", "delivery", "technique")]
+    deciding = [r for r in fired if not r.recommends.warning and RULE_STAGES[r.stage].deciding]
     return Plan(
         advise_version=__version__,
         project=answers.project,

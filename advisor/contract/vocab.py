@@ -205,6 +205,7 @@ APPROACHES: Terms[Approach] = Terms(
 @dataclass(frozen=True)
 class Serving(Term):
     note: str = ""  # what to do, one or two sentences
+    adapter: bool = False  # the base model is served with the LoRA adapter loaded (not merged into it)
 
 
 SERVING: Terms[Serving] = Terms(
@@ -212,9 +213,9 @@ SERVING: Terms[Serving] = Terms(
     Serving("merged", "merged model",
             note="Merge the adapter into the bf16 base (peft merge_and_unload) and serve it as a plain model "
                  "(vLLM, TGI or SGLang); full fine-tunes are served as they are."),
-    Serving("single_adapter", "base + one adapter",
+    Serving("single_adapter", "base + one adapter", adapter=True,
             note="Serve the base model with one LoRA adapter loaded (vLLM --enable-lora)."),
-    Serving("multi_lora", "Multi-LoRA",
+    Serving("multi_lora", "Multi-LoRA", adapter=True,
             note="Serve one base model and load each task's LoRA adapter per request (vLLM --enable-lora "
                  "--max-loras N); adapters are megabytes each."),
     Serving("hosted", "vendor's API", note="Call the fine-tuned model through the vendor's API, as today."),
@@ -226,6 +227,7 @@ SERVING: Terms[Serving] = Terms(
 @dataclass(frozen=True)
 class RuleStage(Term):
     question: str = ""
+    deciding: bool = True  # its fired rules are the reasons for the recommendation (checks add warnings)
 
 
 RULE_STAGES: Terms[RuleStage] = Terms(
@@ -234,7 +236,7 @@ RULE_STAGES: Terms[RuleStage] = Terms(
     RuleStage("delivery", "delivery", question="Train it yourself, or use the vendor's hosted fine-tuning?"),
     RuleStage("technique", "technique and serving",
               question="Full fine-tuning, LoRA, QLoRA or DoRA, on which GPU, served how?"),
-    RuleStage("checks", "checks", question="What must happen first, and what can go wrong?"),
+    RuleStage("checks", "checks", question="What must happen first, and what can go wrong?", deciding=False),
 )
 
 #: ``text`` may name thresholds of the rules file (``{eval_min_examples}``); the planner fills them in

@@ -187,7 +187,7 @@ def _verdicts(r: DataReport, sc: Scan, is_eval: bool) -> list[Verdict]:
         v.append(Verdict("invalid_lines", "error", f"{r.invalid_lines:,} of {plural(r.lines_total, 'line')} "
                          f"{'is' if r.invalid_lines == 1 else 'are'} invalid (first at line {first}); trainers fail on "
                          "them or drop them: fix or remove them"))
-    if not is_eval and n and r.kind in ("sft", "dpo", "kto"):
+    if not is_eval and n and r.kind is not None and r.kind != "text":  # examples, pairs or labels; not raw text
         unit = plural(n, "preference pair" if r.kind == "dpo" else "example")
         if n < TOO_FEW_EXAMPLES:
             floor = (f" (OpenAI's hosted fine-tuning refuses fewer than {OPENAI_MIN_EXAMPLES})"

@@ -211,14 +211,14 @@ def needs_merge(ctx: Mapping[str, Any], i: int) -> bool:
         return False
     if i < len(ctx["stages"]) - 1:
         return True
-    return ctx["serving"] not in ("multi_lora", "single_adapter") or ctx["dora"]
+    return not SERVING[ctx["serving"]].adapter or ctx["dora"]
 
 
 def serve_context(ctx: Mapping[str, Any], last: Mapping[str, Any]) -> dict[str, Any]:
     """How to serve what the last stage produced (vLLM multi-LoRA / one adapter, or a merged model)."""
     if not ctx["adapter"]:
         return {"mode": "model", "path": last["output_dir"]}
-    if ctx["serving"] in ("multi_lora", "single_adapter") and not ctx["dora"]:
+    if SERVING[ctx["serving"]].adapter and not ctx["dora"]:
         return {"mode": "adapter", "base": last["model"], "adapter": last["output_dir"],
                 "max_loras": max(1, ctx["adapters_served"]) if ctx["serving"] == "multi_lora" else 1}
     return {"mode": "merged", "path": last["merged_dir"]}
