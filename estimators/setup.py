@@ -11,15 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from advisor.contract.vocab import (
-    ATTENTION,
-    OBJECTIVES,
-    OFFLOAD,
-    OPTIMIZERS,
-    PRECISIONS,
-    SHARDING,
-    TECHNIQUES,
-)
+from advisor.contract.vocab import ATTENTION, OBJECTIVES, OFFLOAD, OPTIMIZERS, PRECISIONS, SHARDING, TECHNIQUES
 from estimators.errors import EstimateError
 
 #: adapters may keep their own dtype; "auto" follows the recipe (``TrainingSetup.adapter_bytes``)

@@ -37,20 +37,18 @@ from advisor.contract.vocab import (
     TECHNIQUES,
 )
 
-Approach = Literal[tuple(APPROACHES)]  # type: ignore[valid-type]
-Method = Literal[tuple(METHODS)]  # type: ignore[valid-type]
-Objective = Literal[tuple(OBJECTIVES)]  # type: ignore[valid-type]
-Technique = Literal[tuple(TECHNIQUES)]  # type: ignore[valid-type]
-ServingStrategy = Literal[tuple(SERVING)]  # type: ignore[valid-type]
-Prerequisite = Literal[tuple(PREREQUISITES)]  # type: ignore[valid-type]
-Step = Literal[tuple(NEXT_STEPS)]  # type: ignore[valid-type]
-RuleStage = Literal[tuple(RULE_STAGES)]  # type: ignore[valid-type]
-Sharding = Literal[tuple(SHARDING)]  # type: ignore[valid-type]
-Offload = Literal[tuple(OFFLOAD)]  # type: ignore[valid-type]
-Optimizer = Literal[tuple(OPTIMIZERS)]  # type: ignore[valid-type]
-Precision = Literal[tuple(PRECISIONS)]  # type: ignore[valid-type]
+
+def _keys(terms: Any) -> Any:
+    """The pydantic type of a field that takes one key of a vocabulary table."""
+    return Literal[tuple(terms)]
+
+
+# the enumerated fields' types, one per vocabulary table
+(Approach, Method, Objective, Technique, ServingStrategy, Prerequisite, Step, RuleStage, Sharding, Offload, Optimizer,
+ Precision) = (_keys(t) for t in (APPROACHES, METHODS, OBJECTIVES, TECHNIQUES, SERVING, PREREQUISITES, NEXT_STEPS,
+                                  RULE_STAGES, SHARDING, OFFLOAD, OPTIMIZERS, PRECISIONS))
 #: transformers' attn_implementation names of the attention choices (auto is resolved by the planner)
-AttnImplementation = Literal[tuple(a.transformers_name for a in ATTENTION.values() if a.transformers_name)]  # type: ignore[valid-type]
+AttnImplementation = _keys(a.transformers_name for a in ATTENTION.values() if a.transformers_name)
 Number = int | float
 
 

@@ -6,8 +6,9 @@ Regenerate after an intended change, read the diff, and say in the commit which 
     python -m tests.golden.regenerate
 
 The report is stored without the inlined plotly.js bundle and the charts' JSON (both depend on the installed
-plotly's version; the charts are tested in tests/reports/); each is replaced by a one-line marker. Python files are
-kept as ``*.py.golden`` so that tools reading the source tree do not take them for code.
+plotly's version; the charts are tested in tests/reports/); each is replaced by a one-line marker. Python and HTML
+files are kept as ``*.golden`` (``merge.py.golden``, ``report.html.golden``) so that tools reading the source tree do
+not take them for code.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def tree(root: Path) -> dict[str, str]:
 
 
 def golden_name(rel: str) -> str:
-    return rel + SUFFIX if rel.endswith(".py") else rel
+    return rel + SUFFIX if rel.endswith((".py", ".html")) else rel
 
 
 def write_plan_out(example: str, out: Path) -> None:
