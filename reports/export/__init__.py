@@ -52,7 +52,7 @@ def render_all(plan: Plan | Mapping[str, Any], formats: Iterable[str] = ("all",)
                 exported.append(f)
             else:
                 skipped.append(f)
-        files.update(launch.launch_files(ctx, exported, lambda f: f["uses_accelerate"], header))
+        files.update(launch.launch_files(ctx, exported, header))
     files["README.md"] = readme(ctx, exported, skipped)
     return dict(sorted(files.items()))
 

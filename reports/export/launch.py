@@ -68,12 +68,12 @@ def json_text(data: Any) -> str:
     return json.dumps(data, indent=2) + "\n"
 
 
-def launch_files(ctx: Mapping[str, Any], exported: Sequence[Mapping[str, Any]], uses_accelerate: Any,
-                 header: Any) -> dict[str, str]:
-    """The accelerate config (for the formats that launch through accelerate) and the DeepSpeed JSON."""
+def launch_files(ctx: Mapping[str, Any], exported: Sequence[Mapping[str, Any]], header: Any) -> dict[str, str]:
+    """The accelerate config (for the exported formats that launch through accelerate) and the DeepSpeed JSON;
+    ``header(command, ctx)`` is the files' opening comment."""
     launch = ctx["launch"]
     files: dict[str, str] = {}
-    users = [f for f in exported if uses_accelerate(f)]
+    users = [f for f in exported if f["uses_accelerate"]]
     if launch["accelerate_config"] and users:
         commands = " or ".join(f["stages"][0]["run"] for f in users)
         files[launch["accelerate_config"]] = ctx["_renderer"].yaml_file(
