@@ -9,8 +9,6 @@ imports (torch, transformers, plotly, jinja2) happen only inside the commands th
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from advisor import __version__
@@ -37,6 +35,3 @@ def main(ctx: click.Context, catalog_files: tuple[str, ...]) -> None:
 # ---- every command, registered in one place ------------------------------------------------------------------
 for _command in (plan, estimate, data, profile, report, export, models, gpus):
     main.add_command(_command)
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -22,6 +22,11 @@ def test_help_and_catalog_estimates_do_not_import_torch(args):
     assert_imports_none_of(cli_code(args))
 
 
+def test_python_dash_m_runs_the_same_command_line():
+    out = subprocess.run([sys.executable, "-m", "advisor.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("advise, version "), out.stderr
+
+
 def test_estimate_json_has_the_contract_fields():
     r = run("estimate", "--model", "llama-3.1-8b", "--method", "qlora", "--gpu", "A100-80GB", "--seq-len", "2048",
             "--batch-size", "4", "--json")
