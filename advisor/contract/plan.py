@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from advisor.contract.answers import Answers
 from advisor.contract.errors import AdviseError
@@ -50,6 +50,10 @@ def _keys(terms: Any) -> Any:
 #: transformers' attn_implementation names of the attention choices (auto is resolved by the planner)
 AttnImplementation = _keys(a.transformers_name for a in ATTENTION.values() if a.transformers_name)
 Number = int | float
+
+
+#: the thresholds the plan's readers use (the report's eval-set sentences)
+READ_THRESHOLDS = ("eval_min_examples", "eval_max_examples")
 
 
 class PlanError(AdviseError, ValueError):
@@ -440,6 +444,14 @@ class Plan(_Part):
     data: DataSummary | None
     profile: ProfileUse | None
     answers: Answers
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_the_readers_need(cls, v: dict[str, Number]) -> dict[str, Number]:
+        missing = [k for k in READ_THRESHOLDS if k not in v]
+        if missing:
+            raise ValueError(f"lacks {', '.join(missing)}")
+        return v
 
     def to_dict(self) -> dict[str, Any]:
         """The plan as JSON-ready data, fields in the file's order."""

@@ -367,6 +367,10 @@ def test_not_a_plan_is_one_clear_error(plans):
         render_report({"project": "x"})
     with pytest.raises(PlanError, match="must be a JSON object"):
         render_report([1, 2])  # type: ignore[arg-type]
+    no_bounds = json.loads(json.dumps(plans["brand-voice"]))
+    no_bounds["thresholds"] = {}
+    with pytest.raises(PlanError, match=r"^plan: thresholds: lacks eval_min_examples, eval_max_examples"):
+        render_report(no_bounds)
     foreign = json.loads(json.dumps(plans["brand-voice"]))
     foreign["estimates"]["fit_matrix"][0]["technique"] = "magic"
     with pytest.raises(PlanError, match=r"^plan: estimates.fit_matrix.0.technique: Input should be 'full'") as e:
