@@ -46,7 +46,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from advisor.contract.errors import AdviseError
-from advisor.contract.vocab import TECHNIQUES
+from advisor.contract.vocab import DEVICES, ENTRY_SOURCES, ENTRY_STATUS, TECHNIQUES
 
 SCHEMA_VERSION = 1
 TECHNIQUE_ORDER = tuple(TECHNIQUES)
@@ -57,7 +57,7 @@ class _Strict(BaseModel):
 
 
 class DeviceInfo(_Strict):
-    kind: Literal["cuda", "cpu"]
+    kind: Literal[tuple(DEVICES)]  # type: ignore[valid-type]
     name: str
     total_memory_bytes: int | None = None
     driver_version: str | None = None
@@ -106,9 +106,9 @@ class Entry(_Strict):
     seq_len: int
     micro_batch: int
     layers: int  # decoder layers the figures describe (built layers, or the full depth if extrapolated)
-    source: Literal["measured", "extrapolated"]
+    source: Literal[tuple(ENTRY_SOURCES)]  # type: ignore[valid-type]
     extrapolated_from_layers: list[int] | None = None
-    status: Literal["ok", "oom", "error"]
+    status: Literal[tuple(ENTRY_STATUS)]  # type: ignore[valid-type]
     fits: bool | None = None  # None: unknown (error)
     # settings: an entry is reused on resume only when all of these match
     setup: dict[str, Any]  # the TrainingSetup fields (estimators.setup)
@@ -151,7 +151,7 @@ class MaxBatch(_Strict):
     technique: str
     seq_len: int
     layers: int
-    source: Literal["measured", "extrapolated"]
+    source: Literal[tuple(ENTRY_SOURCES)]  # type: ignore[valid-type]
     max_micro_batch: int  # 0: not even the smallest probe fits
     first_failing_micro_batch: int | None = None  # None: no probe failed up to limit_micro_batch
     limit_micro_batch: int

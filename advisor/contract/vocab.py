@@ -323,18 +323,12 @@ DEVICES: Terms[Term] = Terms("device", Term("cuda", "CUDA GPU"), Term("cpu", "CP
 
 #: how a profile entry (``advise profile``) was obtained, and how it ended
 ENTRY_SOURCES: Terms[Term] = Terms("entry source", Term("measured", "measured"), Term("extrapolated", "extrapolated"))
-ENTRY_STATUS: Terms[Term] = Terms("entry status", Term("ok", "ok"), Term("oom", "out of memory"), Term("error", "error"))
-
-
-def require(terms: Terms[T], key: object, field: str) -> T:
-    """The term ``key`` names, or ``ValueError`` naming ``field`` and the allowed keys (for validators)."""
-    if not isinstance(key, str) or key not in terms:
-        raise ValueError(f"{field} must be one of {', '.join(terms)}; got {key!r}")
-    return terms[key]
+ENTRY_STATUS: Terms[Term] = Terms("entry status", Term("ok", "ok"), Term("oom", "out of memory"),
+                                  Term("error", "error"))
 
 
 __all__ = [
     "APPROACHES", "ATTENTION", "DATA_KINDS", "DEVICES", "ENTRY_SOURCES", "ENTRY_STATUS", "METHODS", "NEXT_STEPS",
     "OBJECTIVES", "OFFLOAD", "OPTIMIZERS", "PRECISIONS", "PREREQUISITES", "RULE_STAGES", "SERVING", "SHARDING",
-    "TECHNIQUES", "Term", "Terms", "pipeline_order", "require",
+    "TECHNIQUES", "Term", "Terms", "pipeline_order",
 ]
