@@ -3,16 +3,22 @@
 Questions are data: the answers field they fill, a one-line explanation, a default, and ``ask_if``, a
 condition on the answers so far in the rules engine's own language, so only the questions that matter are
 asked (tools only when actions are a problem, the workload only when cost matters or an API is in use...).
-``ask`` collects raw answers with an injectable prompt function; validation is the answers schema's.
+``ask`` collects raw answers with an injectable prompt function; ``parse`` reads one typed answer the way
+people type it (any case for choices, ``10k``, ``$1,200.50``...) and says in one line what to type instead;
+validation of the whole is the answers schema's.
 """
 
 from __future__ import annotations
 
+import difflib
+import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from decimal import Decimal
+from typing import Annotated, Any, get_args, get_origin
 
-from advisor.contract.answers import SYMPTOMS, TASK_KINDS, TRIED
+from advisor.contract.answers import SYMPTOMS, TASK_KINDS, TRIED, Answers
 from advisor.engine import Context, evaluate, flatten_facts, load_rules
 
 #: the rules file's thresholds, for the questions' help texts
@@ -30,10 +36,40 @@ class Question:
     required: bool = False
     ask_if: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # the prompt shows ``text`` (and ``help`` above it): the allowed answers go into the text, so they are
+        # in view before anything is typed
+        hint = self.answer_hint
+        if hint and not self.text.endswith(hint):
+            object.__setattr__(self, "text", f"{self.text} {hint}")
+
+    @property
+    def answer_hint(self) -> str:
+        """What may be typed, shown after the question: ``(a/b/c)`` for one choice, ``(one or more,
+        comma-separated: a, b)`` for several, ``(yes/no)``; empty for free text and numbers."""
+        if self.kind == "choice":
+            return f"({'/'.join(self.choices)})"
+        if self.kind == "choices":
+            return f"(one or more, comma-separated: {', '.join(self.choices)})"
+        if self.kind == "bool":
+            return "(yes/no)"
+        return ""
+
+    @property
+    def prompt_text(self) -> str:
+        """The question as the prompt shows it (``text`` already carries the allowed answers)."""
+        return self.text
+
 
 WORKLOAD_MATTERS = {"any": [{"fact": "symptoms", "has_any": ["cost", "latency"]},
                             {"fact": "model.current_api", "is_not": None}]}
 OPEN_WEIGHTS = {"fact": "model.open_weights_ok", "is": True}
+HAS_LABELED = {"fact": "data.labeled_examples", "gt": 0}
+HAS_PREFERENCES = {"any": [{"fact": "data.preference_pairs", "gt": 0}, {"fact": "data.binary_feedback", "gt": 0}]}
+HAS_EVAL = {"fact": "data.eval_examples", "gt": 0}
+#: where a relative data-file path is read from, and how to check the file first (the data-file questions' help)
+_FILE_HELP = ("a relative path is read from the folder the answers are saved in (the current folder for this run); "
+              "blank: no file. Check it first with `advise data check FILE`.")
 
 QUESTIONS: tuple[Question, ...] = (
     Question("project", "Project name", "A title for the plan and the report.", "text", "My LLM project",
@@ -41,7 +77,7 @@ QUESTIONS: tuple[Question, ...] = (
     Question("task.kind", "What does the model do?", "The kind of task decides the default base model size.",
              "choice", "other", TASK_KINDS),
     Question("task.description", "Describe the task in one sentence", "Shown in the report.", "text", ""),
-    Question("symptoms", "What is wrong today? (comma-separated)",
+    Question("symptoms", "What is wrong today?",
              "knowledge_gap/stale_knowledge: missing or old facts; format/style: output shape or tone; reasoning: "
              "multi-step errors; actions/tool_errors: doing things or calling tools; cost/latency; preference: "
              "acceptable but not preferred answers; domain_language: jargon it does not know.",
@@ -58,17 +94,24 @@ QUESTIONS: tuple[Question, ...] = (
              "choice", "not_tried", TRIED, ask_if={"fact": "symptoms", "has_any": ["actions", "tool_errors"]}),
     Question("data.labeled_examples", "How many labeled input/output examples exist?",
              "Examples of the right answer for real inputs (0 if none).", "int", 0),
+    Question("data.train_file", "Training file (JSONL; blank: none yet)",
+             f"One chat example per line ({{\"messages\": [...]}}); {_FILE_HELP}", "text", None, ask_if=HAS_LABELED),
     Question("data.preference_pairs", "How many preference pairs (a better and a worse answer)?",
              "Pairs of answers to the same prompt with the better one marked.", "int", 0,
              ask_if={"fact": "symptoms", "has": "preference"}),
     Question("data.binary_feedback", "How many thumbs-up/down ratings of single answers?",
              "Good/bad labels on individual answers.", "int", 0, ask_if={"fact": "symptoms", "has": "preference"}),
+    Question("data.preference_file", "Preference or feedback file (JSONL; blank: none yet)",
+             f"One prompt/chosen/rejected pair or one prompt/completion/label rating per line; {_FILE_HELP}", "text",
+             None, ask_if=HAS_PREFERENCES),
     Question("data.domain_corpus_tokens", "How many tokens of raw domain text exist?",
              "Unlabeled documents in the domain's language (roughly 0.75 words per token).", "int", 0,
              ask_if={"fact": "symptoms", "has": "domain_language"}),
     Question("data.eval_examples", "How many eval examples with known good answers exist?",
              f"A held-out set to judge any change; {_T['eval_min_examples']}-{_T['eval_max_examples']} is enough to "
              "start.", "int", 0),
+    Question("data.eval_file", "Eval file (JSONL; blank: none yet)",
+             f"The held-out examples, in the training file's format; {_FILE_HELP}", "text", None, ask_if=HAS_EVAL),
     Question("model.current_api", "Which hosted model is used today? (blank: none)",
              "A catalog API name, e.g. claude-haiku-4.5 or gpt-4.1-mini.", "text", None),
     Question("model.open_weights_ok", "May the team run open-weights models on its own GPUs?",
@@ -123,36 +166,146 @@ def ask(prompt: Prompt, questions: Sequence[Question] = QUESTIONS) -> dict[str, 
 
 
 def parse(q: Question, text: str) -> Any:
-    """Parse one typed answer; raises ValueError with a one-line reason."""
+    """Parse one typed answer; raises ValueError with a one-line reason that says what to type."""
     text = text.strip()
     if text == "":
-        if q.required and q.default is None:
-            raise ValueError("an answer is required")
-        return q.default
+        return _blank(q)
     if q.kind == "text":
         if q.key == "hardware.gpus":
             return [g.strip() for g in text.split(",") if g.strip()]
+        if q.key.endswith("_file") and len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":
+            return text[1:-1].strip() or _blank(q)  # a path pasted or dropped in quotes
         return text
     if q.kind == "choice":
-        if text not in q.choices:
-            raise ValueError(f"choose one of {', '.join(q.choices)}")
-        return text
+        choice = _match_choice(q.choices, text)
+        if choice is None:
+            raise ValueError(f"{text}: not allowed{_did_you_mean(q.choices, text)}; choose one of "
+                             f"{', '.join(q.choices)}")
+        return choice
     if q.kind == "choices":
         items = [t.strip() for t in text.split(",") if t.strip()]
-        bad = [t for t in items if t not in q.choices]
+        if not items:
+            return _blank(q)
+        matched = [_match_choice(q.choices, t) for t in items]
+        bad = [t for t, m in zip(items, matched, strict=True) if m is None]
         if bad:
-            raise ValueError(f"{', '.join(bad)}: not allowed; choose from {', '.join(q.choices)}")
-        return list(dict.fromkeys(items))
+            hint = _did_you_mean(q.choices, bad[0]) if len(bad) == 1 else ""
+            raise ValueError(f"{', '.join(bad)}: not allowed{hint}; choose from {', '.join(q.choices)} "
+                             "(comma-separated)")
+        return list(dict.fromkeys(matched))
     if q.kind == "bool":
-        if text.lower() in ("y", "yes", "true", "1"):
+        if text.lower() in _YES:
             return True
-        if text.lower() in ("n", "no", "false", "0"):
+        if text.lower() in _NO:
             return False
-        raise ValueError("answer yes or no")
+        raise ValueError(f"{text}: answer yes or no (y/n)")
+    return _number(q, text)
+
+
+_YES = ("y", "yes", "true", "1")
+_NO = ("n", "no", "false", "0")
+
+
+def _blank(q: Question) -> Any:
+    if q.required and q.default is None:
+        raise ValueError("an answer is required" + (f"; choose from {', '.join(q.choices)}" if q.choices else ""))
+    return q.default
+
+
+# ---- choices ------------------------------------------------------------------------------------
+def _normal(s: str) -> str:
+    """A choice as compared: any case, spaces or dashes for underscores (``Not tried`` -> ``not_tried``)."""
+    return re.sub(r"[\s_-]+", "_", s.strip().lower()).strip("_")
+
+
+def _match_choice(choices: Sequence[str], typed: str) -> str | None:
+    """The one choice ``typed`` spells, or None (also when the spelling fits more than one)."""
+    if typed.strip() in choices:
+        return typed.strip()
+    hits = [c for c in choices if _normal(c) == _normal(typed)]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _did_you_mean(choices: Sequence[str], typed: str) -> str:
+    close = difflib.get_close_matches(_normal(typed), [_normal(c) for c in choices], n=1)
+    return f" (did you mean {next(c for c in choices if _normal(c) == close[0])}?)" if close else ""
+
+
+# ---- numbers ------------------------------------------------------------------------------------
+#: k/M/B after a number, any case: 10k, 1.5M, 3B, 2bn
+_SCALE = {"k": 3, "m": 6, "b": 9, "bn": 9}
+_SCALED = re.compile(r"(?P<num>.*?)\s*(?P<scale>k|m|bn|b)", re.IGNORECASE)
+#: a thousands separator: a comma, underscore or space between a digit and exactly three more (1,200 / 1 000)
+_SEPARATOR = re.compile(r"(?<=\d)[,_ ](?=\d{3}(?!\d))")
+_PLAIN = re.compile(r"(\d+\.?\d*|\.\d+)(e[+-]?\d+)?", re.IGNORECASE)
+_NOT_FINITE = ("nan", "inf", "infinity")
+#: larger answers are typos (no count or amount in the answers comes near it); it also keeps 1e999999999 cheap
+_LARGEST = Decimal(10) ** 18
+#: a range this small is shown in full ("from 1 to 64"); a larger upper limit is only named when it is passed
+_SMALL_RANGE = 10_000
+
+
+def _number(q: Question, text: str) -> int | float:
+    whole = q.kind == "int"
+    amount = q.key.endswith("_usd")
+    lo, hi = _bounds(q.key)
+    what = "a whole number" if whole else "an amount in USD" if amount else "a number"
+    if lo is not None and hi is not None and hi <= _SMALL_RANGE:
+        what += f" from {lo:g} to {hi:g}"
+    else:
+        examples = "5000, 5,000 or 5k" if whole else "500, $1,200.50 or 2k" if amount else "2.5, 1,200 or 10k"
+        what += (f" >= {lo:g}" if lo is not None else "") + f", e.g. {examples}"
+    s = text
+    if amount:  # $500, 500 USD, -$5
+        s = re.sub(r"\s*usd$", "", s, flags=re.IGNORECASE)
+        s = re.sub(r"^([+-]?)\s*\$\s*", r"\1", s)
+    elif "$" in s or re.search(r"usd$", s, re.IGNORECASE):
+        raise ValueError(f"{text}: this question is not about money; give {what}")
+    negative = s.startswith("-")
+    s = s.lstrip("+-").strip()
+    if s.lower() in _NOT_FINITE:
+        raise ValueError(f"{text}: not a finite number; give {what}")
+    exponent = 0
+    m = _SCALED.fullmatch(s)
+    if m and m["num"]:
+        s, exponent = m["num"], _SCALE[m["scale"].lower()]
+    s = _SEPARATOR.sub("", s)
+    if not _PLAIN.fullmatch(s):
+        raise ValueError(f"{text}: not a number; give {what}")
     try:
-        value = int(text.replace(",", "").replace("_", "")) if q.kind == "int" else float(text.replace(",", ""))
-    except ValueError:
-        raise ValueError(f"give a {'whole number' if q.kind == 'int' else 'number'}") from None
-    if value < 0:
-        raise ValueError("give a number >= 0")
-    return value
+        value = Decimal(s).scaleb(exponent)
+    except ArithmeticError:
+        raise ValueError(f"{text}: too large; give {what}") from None
+    if negative and value != 0:
+        raise ValueError(f"{text}: negative; give {what}")
+    if value > _LARGEST:
+        raise ValueError(f"{text}: too large; give {what}")
+    if whole and value != value.to_integral_value():
+        down = math.floor(value)
+        raise ValueError(f"{text}: not a whole number; give a whole number, e.g. {down} or {down + 1}")
+    if lo is not None and value < lo:
+        raise ValueError(f"{text}: too small; give {what}")
+    if hi is not None and value > hi:
+        raise ValueError(f"{text}: too large (at most {hi:,.0f}); give {what}")
+    return int(value) if whole else float(value)
+
+
+def _bounds(key: str) -> tuple[float | None, float | None]:
+    """The answers schema's limits on a number field (``ge``/``le``): the questionnaire refuses what the
+    schema would, while the question is still on screen."""
+    model: Any = Answers
+    *parents, last = key.split(".")
+    for p in parents:
+        model = getattr(model, "model_fields", {}).get(p)
+        model = model.annotation if model is not None else None
+    f = getattr(model, "model_fields", {}).get(last)
+    if f is None:  # not an answers field: no limits beyond >= 0
+        return None, None
+    found = list(f.metadata)
+    for arg in get_args(f.annotation):  # ``Count | None``: the limits sit inside the union
+        if get_origin(arg) is Annotated:
+            for m in get_args(arg)[1:]:
+                found += getattr(m, "metadata", [m])
+    lo = next((m.ge for m in found if hasattr(m, "ge")), None)
+    hi = next((m.le for m in found if hasattr(m, "le")), None)
+    return lo, hi
