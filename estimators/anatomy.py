@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -149,6 +150,52 @@ def lora_param_tensor_numels(
     return tuple(sorted(hist.items()))
 
 
+# ---- sanity limits on a config.json, before transformers builds anything -------------------------
+#: (field, largest value accepted). Each bound is several times the largest released model's value (config.json
+#: files on the Hub, 2026: 126 layers (Llama-3.1-405B), hidden 16384, intermediate 53248, vocabulary 262144
+#: (Gemma 3), 128 heads, 512 experts (Qwen3-Next), 10M positions (Llama 4 Scout)); past them a config is a typo or
+#: hostile, and building it on the meta device would take minutes and gigabytes.
+ARCHITECTURE_LIMITS: dict[str, int] = {
+    "num_hidden_layers": 1024,
+    "hidden_size": 131_072,
+    "intermediate_size": 1_048_576,
+    "moe_intermediate_size": 1_048_576,
+    "vocab_size": 4_194_304,
+    "num_attention_heads": 1024,
+    "num_key_value_heads": 1024,
+    "head_dim": 4096,
+    "num_local_experts": 4096,
+    "num_experts": 4096,
+    "num_experts_per_tok": 256,
+    "max_position_embeddings": 1 << 26,
+    "sliding_window": 1 << 26,
+}
+#: nested configs checked with the same limits (multimodal wrappers keep the decoder in text_config)
+NESTED_CONFIGS = ("text_config",)
+#: characters of a model_type quoted back, and of transformers' own error
+SHOWN_CHARS = 80
+
+
+def check_architecture(config: Mapping[str, Any], where: str = "config") -> None:
+    """Refuse sizes that are not whole numbers in range (strings, floats, booleans, <= 0, absurd), naming the
+    field; raises ``EstimateError``."""
+    for field, limit in ARCHITECTURE_LIMITS.items():
+        if field not in config or config[field] is None:
+            continue
+        value = config[field]
+        if isinstance(value, bool) or not isinstance(value, int):
+            shown = repr(value)[:SHOWN_CHARS]
+            raise EstimateError(f"{where}: {field} is {shown}; it must be a whole number")
+        if not 1 <= value <= limit:
+            raise EstimateError(f"{where}: {field} is {value}; it must be between 1 and {limit:,}")
+    for name in NESTED_CONFIGS:
+        nested = config.get(name)
+        if isinstance(nested, Mapping):
+            check_architecture(nested, f"{where}: {name}")
+        elif nested is not None:
+            raise EstimateError(f"{where}: {name} must be a mapping of fields")
+
+
 # ---- from the real libraries (torch imported lazily) -------------------------------------------
 def build_config(config: Mapping[str, Any] | Any) -> Any:
     """A transformers ``PretrainedConfig`` from a config.json mapping (or pass one through)."""
@@ -156,14 +203,26 @@ def build_config(config: Mapping[str, Any] | Any) -> Any:
 
     if isinstance(config, PretrainedConfig):
         return config
+    check_architecture(config)
     fields = copy.deepcopy(dict(config))  # transformers edits nested dicts (rope_scaling) in place
     model_type = fields.pop("model_type", None)
     if not model_type:
         raise EstimateError("config has no 'model_type'; is it a transformers config.json?")
+    if not isinstance(model_type, str):
+        raise EstimateError(f"config: model_type is {repr(model_type)[:SHOWN_CHARS]}; it must be a name such as "
+                            "'llama'")
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    if model_type not in CONFIG_MAPPING:
+        close = difflib.get_close_matches(model_type, list(CONFIG_MAPPING.keys()), n=1)
+        raise EstimateError(f"transformers {transformers_version()} does not know model_type "
+                            f"{model_type[:SHOWN_CHARS]!r}" + (f"; did you mean {close[0]!r}?" if close else
+                                                               " (a newer transformers may)"))
     try:
         return AutoConfig.for_model(model_type, **fields)
-    except ValueError as e:  # unknown model_type
-        raise EstimateError(f"transformers does not know model_type '{model_type}': {e}") from None
+    except (ValueError, TypeError, KeyError, AttributeError, ZeroDivisionError) as e:
+        raise EstimateError(f"transformers cannot read this {model_type} config: "
+                            f"{str(e).splitlines()[0][:SHOWN_CHARS * 2] if str(e) else type(e).__name__}") from None
 
 
 def build_meta_model(config: Mapping[str, Any] | Any) -> Any:
@@ -277,8 +336,23 @@ def _decoder_layers(model: Any) -> Any:
 
 
 def compute_anatomy(config: Mapping[str, Any] | Any) -> Anatomy:
-    """Anatomy of a model given its config.json mapping (or ``PretrainedConfig``), via the meta device."""
-    return anatomy_of_model(build_meta_model(config))
+    """Anatomy of a model given its config.json mapping (or ``PretrainedConfig``), via the meta device.
+
+    A config transformers accepts but cannot build (heads that do not divide the hidden size, ...) is one
+    ``EstimateError`` line, not the library's exception."""
+    cfg = build_config(config)
+    try:
+        model = build_meta_model(cfg)
+    except (ValueError, TypeError, KeyError, AttributeError, ZeroDivisionError, RuntimeError, IndexError) as e:
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise EstimateError(f"transformers cannot build this {cfg.model_type} config: {text[:SHOWN_CHARS * 2]}") from None
+    return anatomy_of_model(model)
+
+
+def transformers_version() -> str:
+    import transformers
+
+    return transformers.__version__
 
 
 def peft_trainable_params(

@@ -17,9 +17,8 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -46,39 +45,49 @@ def _date_to_str(v: Any) -> Any:
     return v.isoformat() if isinstance(v, _dt.date) else v
 
 
+#: a catalog name, alias or Hub id: these reach configs, shell lines in the READMEs and the terminal
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+@:/-]{0,159}$"
+CatalogName = Annotated[str, Field(strict=True, pattern=ID_PATTERN)]
+#: free text (descriptions, sources, notes): no control characters or bidi overrides
+Text = Annotated[str, Field(strict=True, max_length=2000,
+                            pattern=r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*$")]
+
+
 class _Entry(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a number is not a name, `true` is not a count; nan and inf are no price or size
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class PriceIn(_Entry):
-    provider: str
-    usd_per_hour: float = Field(gt=0)
-    offer: str = ""
-    source: str
+    provider: Text
+    usd_per_hour: float = Field(gt=0, le=10_000)
+    offer: Text = ""
+    source: Text
     date: str | None
 
     _d = field_validator("date", mode="before")(_date_to_str)
 
 
 class GPUIn(_Entry):
-    name: str
-    aliases: list[str] = []
-    description: str = ""
-    nvidia_smi_name: str | None = None
-    architecture: str = "unknown"
-    compute_capability: str | None = None
-    memory_gb: float | None = None
-    memory_mib: int | None = None
-    memory_bytes: int | None = None
-    memory_mib_source: str | None = None
-    cuda_total_memory_bytes: int | None = None
-    cuda_total_memory_source: str | None = None
-    bf16_dense_tflops: float = Field(gt=0)
-    bf16_sparse_tflops: float | None = None
-    bf16_fp16acc_dense_tflops: float | None = None
-    memory_bandwidth_tb_s: float = Field(gt=0)
-    spec_source: str
-    spec_notes: str | None = None
+    name: CatalogName
+    aliases: list[CatalogName] = []
+    description: Text = ""
+    nvidia_smi_name: Text | None = None
+    architecture: Text = "unknown"
+    compute_capability: Text | None = None
+    # sizes: > 0 and below 16 TiB (no card comes near; a typo in a unit does)
+    memory_gb: float | None = Field(default=None, gt=0, le=16_384)
+    memory_mib: int | None = Field(default=None, gt=0, le=16 * 1024 * 1024)
+    memory_bytes: int | None = Field(default=None, gt=0, le=1 << 44)
+    memory_mib_source: Text | None = None
+    cuda_total_memory_bytes: int | None = Field(default=None, gt=0, le=1 << 44)
+    cuda_total_memory_source: Text | None = None
+    bf16_dense_tflops: float = Field(gt=0, le=1e6)
+    bf16_sparse_tflops: float | None = Field(default=None, gt=0, le=1e6)
+    bf16_fp16acc_dense_tflops: float | None = Field(default=None, gt=0, le=1e6)
+    memory_bandwidth_tb_s: float = Field(gt=0, le=1e4)
+    spec_source: Text
+    spec_notes: Text | None = None
     prices: list[PriceIn] = []
 
     @model_validator(mode="after")
@@ -89,53 +98,53 @@ class GPUIn(_Entry):
 
 
 class ApiIn(_Entry):
-    name: str
-    aliases: list[str] = []
-    provider: str
-    usd_per_million_input_tokens: float = Field(ge=0)
-    usd_per_million_output_tokens: float = Field(ge=0)
-    source: str
+    name: CatalogName
+    aliases: list[CatalogName] = []
+    provider: Text
+    usd_per_million_input_tokens: float = Field(ge=0, le=1e6)
+    usd_per_million_output_tokens: float = Field(ge=0, le=1e6)
+    source: Text
     date: str | None
-    date_note: str | None = None
-    status: str | None = None
+    date_note: Text | None = None
+    status: Text | None = None
 
     _d = field_validator("date", mode="before")(_date_to_str)
 
 
 class InferencePriceIn(_Entry):
-    usd_per_million_input_tokens: float | None = None
-    usd_per_million_output_tokens: float | None = None
+    usd_per_million_input_tokens: float | None = Field(default=None, ge=0, le=1e6)
+    usd_per_million_output_tokens: float | None = Field(default=None, ge=0, le=1e6)
 
 
 class FineTuningIn(_Entry):
-    name: str
-    provider: str
-    base_model: str | None = None
-    min_params_b: float | None = None
-    max_params_b: float | None = None
-    technique: str | None = None
-    methods: list[str]
-    usd_per_million_training_tokens: float = Field(gt=0)
-    billed_tokens: str
+    name: CatalogName
+    provider: Text
+    base_model: CatalogName | None = None
+    min_params_b: float | None = Field(default=None, ge=0, le=1e5)
+    max_params_b: float | None = Field(default=None, ge=0, le=1e5)
+    technique: Text | None = None
+    methods: list[Text]
+    usd_per_million_training_tokens: float = Field(gt=0, le=1e6)
+    billed_tokens: Text
     inference: InferencePriceIn | None = None
-    inference_note: str | None = None
+    inference_note: Text | None = None
     column_mapping_verified: bool | None = None
-    source: str
+    source: Text
     date: str | None
-    status: str | None = None
+    status: Text | None = None
 
     _d = field_validator("date", mode="before")(_date_to_str)
 
 
 class ModelIn(_Entry):
-    name: str
-    hub_id: str | None = None
-    family: str | None = None
-    aliases: list[str] = []
-    source: str
+    name: CatalogName
+    hub_id: CatalogName | None = None
+    family: CatalogName | None = None
+    aliases: list[CatalogName] = []
+    source: Text
     retrieved: str | None = None
-    published_params: int | None = None
-    published_params_source: str | None = None
+    published_params: int | None = Field(default=None, gt=0, le=10**14)
+    published_params_source: Text | None = None
     config: dict[str, Any]
 
     _d = field_validator("retrieved", mode="before")(_date_to_str)
@@ -245,15 +254,18 @@ def _format_errors(path: str, section: str, idx: int, name: str, err: Validation
 
 
 def load_yaml(path: Path) -> Any:
+    """A catalog file, bounded and strict (``advisor.contract.files``: size cap, no duplicate keys, no nan)."""
+    from advisor.contract.files import (
+        MAX_CATALOG_BYTES,
+        InputFileError,
+        parse_yaml,
+        read_text,
+    )
+
     try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
-    except FileNotFoundError:
-        raise CatalogError(f"catalog file {path} does not exist") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise CatalogError(f"{path}:{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        return parse_yaml(read_text(path, "catalog file", MAX_CATALOG_BYTES), str(path))
+    except InputFileError as e:
+        raise CatalogError(str(e)) from None
 
 
 def _merge_gpu(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -411,8 +423,12 @@ class Catalog:
         key = self._model_index.get(_norm(name_or_path))
         if key is not None:
             return self.model(key)
-        path = Path(name_or_path).expanduser()
-        if path.exists():
+        try:
+            path = Path(name_or_path).expanduser()
+            is_path = path.exists() or path.is_symlink()
+        except (OSError, ValueError, RuntimeError):  # a name too long, a NUL byte, an unknown ~user
+            is_path = False
+        if is_path:
             return _local_model(path)
         if "/" in name_or_path and not name_or_path.startswith((".", "/", "~")) and name_or_path.count("/") == 1:
             return _hub_model(name_or_path)
@@ -426,15 +442,13 @@ def _default_catalog() -> Catalog:
 
 
 def _local_model(path: Path) -> ModelSpec:
+    from advisor.contract.files import MAX_CONFIG_BYTES, parse_json, read_text
     from estimators.anatomy import compute_anatomy
 
     cfg_path = path / "config.json" if path.is_dir() else path
-    if not cfg_path.is_file():
+    if path.is_dir() and not cfg_path.exists():
         raise AdviseError(f"{path}: no config.json there; pass a model directory or its config.json")
-    try:
-        config = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise AdviseError(f"{cfg_path}: not valid JSON ({e})") from None
+    config = parse_json(read_text(cfg_path, "model config", MAX_CONFIG_BYTES), str(cfg_path))
     if not isinstance(config, dict) or "model_type" not in config:
         raise AdviseError(f"{cfg_path}: no model_type; is it a transformers config.json?")
     return ModelSpec(

@@ -322,6 +322,14 @@ def _validate(req: ProfileRequest) -> None:
     out_dir = Path(req.out).parent
     if not out_dir.is_dir():
         errors.append(f"--out {req.out}: folder {out_dir} does not exist")
+    else:
+        from advisor.contract.files import PROFILE_MARK, OutputError, check_target, file_starts_with, probe_writable
+
+        try:  # a link, a device or a file advise did not write is refused before any child starts
+            check_target(Path(req.out), "--out", may_replace=file_starts_with(PROFILE_MARK))
+            probe_writable(out_dir, "--out", Path(req.out))
+        except OutputError as e:
+            errors.append(str(e))
     if not errors and not bad:
         for m in req.methods:
             try:
@@ -633,8 +641,11 @@ def _setup_dict(setup: TrainingSetup) -> dict[str, Any]:
 
 def run_profile(req: ProfileRequest, progress: Callable[[ProgressEvent], None] | None = None) -> Profile:
     """Measure what ``req`` asks (see the module docstring); the file at ``req.out`` is current after every step."""
+    from advisor.contract.files import FileLock
+
     _validate(req)
-    return _Run(req, progress).run()
+    with FileLock(req.out, "--out"):  # a second run on the same file is refused, not interleaved
+        return _Run(req, progress).run()
 
 
 def default_gpu_lookup(catalog: Any) -> Callable[[str], GPU | None]:

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -196,40 +195,24 @@ def _entry_order(e: Entry) -> tuple[Any, ...]:
 # ---- files --------------------------------------------------------------------------------------
 def profile_json(profile: Profile) -> str:
     """The file's text: fields in schema order, entries sorted, so equal profiles are equal bytes."""
-    return json.dumps(profile.model_dump(mode="json"), indent=2) + "\n"
+    return json.dumps(profile.model_dump(mode="json"), indent=2, allow_nan=False) + "\n"
 
 
 def write_profile(profile: Profile, path: str | os.PathLike) -> None:
-    """Write atomically: a temporary file in the same folder, flushed to disk, then ``os.replace``.
+    """Write atomically and safely (``advisor.contract.files.write_file``): a reader, or a crash at any moment,
+    sees the old file or the new one, never a partial one; only a profile advise wrote is replaced."""
+    from advisor.contract.files import PROFILE_MARK, file_starts_with, write_file
 
-    A reader (or a crash at any moment) sees the old file or the new one, never a partial one.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(profile_json(profile))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_file(path, profile_json(profile), "--out", may_replace=file_starts_with(PROFILE_MARK))
 
 
 def load_profile(path: str | os.PathLike) -> Profile:
     """Read and validate a profile; a bad or missing file is one ``AdviseError`` line naming the field."""
+    from advisor.contract.files import MAX_PROFILE_BYTES, parse_json, read_text
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise AdviseError(f"profile {path} does not exist; run `advise profile --out {path}` first") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise AdviseError(f"profile {path} cannot be read ({e})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise AdviseError(f"profile {path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    text = read_text(path, "profile", MAX_PROFILE_BYTES, f"run `advise profile --out {path}` first")
+    data = parse_json(text, f"profile {path}")
     if not isinstance(data, dict):
         raise AdviseError(f"profile {path}: expected a JSON object with schema_version, device, model, entries")
     version = data.get("schema_version")

@@ -45,7 +45,7 @@ def export(plan_file: str, formats: tuple[str, ...], out_dir: str, force: bool) 
     from reports.export import export_configs
 
     plan = load_plan(plan_file, what="--plan")
-    written = export_configs(plan, Path(out_dir), formats=formats, force=force)
+    written = export_configs(plan, Path(out_dir), formats=formats, force=force, inputs=(plan_file,))
     for p in written:
         click.echo(str(p))
     click.echo(f"\nWrote {len(written)} file(s); start with {Path(out_dir) / 'README.md'}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from advisor.cli.common import AdviseUsageError, domain_errors, load_catalog
+from advisor.cli.common import domain_errors, load_catalog
 
 
 @click.command()
@@ -18,13 +18,19 @@ from advisor.cli.common import AdviseUsageError, domain_errors, load_catalog
 @click.option("--profile", "profile_file", type=click.Path(dir_okay=False),
               help="A profile from `advise profile`: adds measured against estimated memory and speed.")
 @click.option("-o", "--out", "out_file", required=True, type=click.Path(dir_okay=False),
-              help="The HTML file to write.")
+              help="The HTML file to write (a new file, or a report advise wrote; never a plan or your own file).")
 @click.option("--cdn", is_flag=True,
               help="Load plotly.js from cdn.plot.ly (a small file that needs the network) instead of inlining it.")
 @click.pass_context
 @domain_errors
 def report(ctx: click.Context, plan_file: str, profile_file: str | None, out_file: str, cdn: bool) -> None:
     """Write the plan as one HTML page: summary, decision path, charts, data, risks, serving, assumptions."""
+    from advisor.contract.files import (
+        REPORT_MARK,
+        check_target,
+        file_starts_with,
+        write_file,
+    )
     from advisor.contract.plan import load_plan
     from reports.html import render_report
 
@@ -34,11 +40,9 @@ def report(ctx: click.Context, plan_file: str, profile_file: str | None, out_fil
         from profiler.schema import load_profile
 
         profile = load_profile(profile_file)
-    html = render_report(plan, profile=profile, cdn=cdn, catalog=load_catalog(ctx))
     out = Path(out_file)
-    if out.parent and not out.parent.is_dir():
-        raise AdviseUsageError(f"-o {out_file}: folder {out.parent} does not exist")
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out)
+    inputs = (plan_file, profile_file, *((ctx.find_root().obj or {}).get("catalog_files", ())))
+    check_target(out, "-o", inputs, file_starts_with(REPORT_MARK))  # before the work: a refusal costs nothing
+    html = render_report(plan, profile=profile, cdn=cdn, catalog=load_catalog(ctx))
+    write_file(out, html, "-o", inputs, file_starts_with(REPORT_MARK))
     click.echo(f"Wrote {out} ({len(html.encode('utf-8')) / 1e6:.1f} MB{', plotly.js from the CDN' if cdn else ''})")

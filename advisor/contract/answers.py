@@ -9,21 +9,45 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from advisor.contract.errors import AdviseError, UnknownNameError
+from advisor.contract.files import ANSWERS_MARK
 
 TaskKind = Literal["classification", "extraction", "generation", "chat", "code", "tool_use", "summarization", "other"]
 Symptom = Literal["knowledge_gap", "stale_knowledge", "format", "style", "reasoning", "actions", "tool_errors",
                   "cost", "latency", "preference", "domain_language"]
 Tried = Literal["fixed", "partly", "failed", "not_tried"]
 
+#: counts are whole numbers, never booleans (``true`` is not 1) nor strings; capped far above any real figure
+Count = Annotated[int, Field(strict=True, ge=0, le=10**15)]
+#: money in USD: a finite number >= 0
+Usd = Annotated[float, Field(strict=True, ge=0, le=1e12, allow_inf_nan=False)]
+#: no control characters, line breaks or bidi overrides: these values reach file headers, YAML and terminals
+_PLAIN = r"^[^\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]*$"
+Name = Annotated[str, Field(min_length=1, max_length=300, pattern=_PLAIN)]
+#: a file path (relative to the answers file's folder, or absolute)
+FilePath = Annotated[str, Field(min_length=1, max_length=4096, pattern=_PLAIN)]
+
 TASK_KINDS: tuple[str, ...] = TaskKind.__args__
 SYMPTOMS: tuple[str, ...] = Symptom.__args__
 TRIED: tuple[str, ...] = Tried.__args__
+
+
+#: the first line of every answers file advise writes (``advisor.contract.files.ANSWERS_MARK``)
+ANSWERS_HEADER = ANSWERS_MARK.decode() + ": read back with `advise plan --answers FILE`; edit freely\n"
+#: problems listed in one error line (all are counted)
+PROBLEMS_SHOWN = 10
+#: characters of a user's value quoted back in an error
+VALUE_SHOWN_CHARS = 60
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (str, int, float, bool)) or value is None else type(value).__name__
+    return text if len(text) <= VALUE_SHOWN_CHARS else text[: VALUE_SHOWN_CHARS - 3] + "..."
 
 
 class AnswersError(AdviseError):
@@ -32,7 +56,9 @@ class AnswersError(AdviseError):
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source, self.problems = source, problems
         head = f"{source}: {len(problems)} problems: " if len(problems) > 1 else f"{source}: "
-        super().__init__(head + "; ".join(problems))
+        shown = problems[:PROBLEMS_SHOWN] + ([f"and {len(problems) - PROBLEMS_SHOWN} more"]
+                                             if len(problems) > PROBLEMS_SHOWN else [])
+        super().__init__(head + "; ".join(shown))
 
 
 class _Section(BaseModel):
@@ -41,7 +67,7 @@ class _Section(BaseModel):
 
 class Task(_Section):
     kind: TaskKind = "other"
-    description: str = ""
+    description: Annotated[str, Field(max_length=4000, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*$")] = ""
 
 
 class TriedAnswers(_Section):
@@ -52,46 +78,46 @@ class TriedAnswers(_Section):
 
 
 class Data(_Section):
-    labeled_examples: int = Field(default=0, ge=0)
-    preference_pairs: int = Field(default=0, ge=0)
-    binary_feedback: int = Field(default=0, ge=0)
-    domain_corpus_tokens: int = Field(default=0, ge=0)
-    eval_examples: int = Field(default=0, ge=0)
-    train_file: str | None = None
-    preference_file: str | None = None
-    eval_file: str | None = None
+    labeled_examples: Count = 0
+    preference_pairs: Count = 0
+    binary_feedback: Count = 0
+    domain_corpus_tokens: Count = 0
+    eval_examples: Count = 0
+    train_file: FilePath | None = None
+    preference_file: FilePath | None = None
+    eval_file: FilePath | None = None
 
 
 class ModelAnswers(_Section):
-    current_api: str | None = None
-    base: str | None = None
-    open_weights_ok: bool = True
+    current_api: Name | None = None
+    base: FilePath | None = None
+    open_weights_ok: Annotated[bool, Field(strict=True)] = True
 
 
 class Hardware(_Section):
-    gpus: list[str] = []
-    gpu_count: int = Field(default=1, ge=1, le=64)
+    gpus: Annotated[list[Name], Field(max_length=64)] = []
+    gpu_count: Annotated[int, Field(strict=True, ge=1, le=64)] = 1
 
 
 class Budget(_Section):
-    training_usd: float | None = Field(default=None, ge=0)
+    training_usd: Usd | None = None
 
 
 class WorkloadAnswers(_Section):
-    requests_per_month: int | None = Field(default=None, ge=0)
-    input_tokens_per_request: int | None = Field(default=None, ge=0)
-    output_tokens_per_request: int | None = Field(default=None, ge=0)
-    current_monthly_cost_usd: float | None = Field(default=None, ge=0)
+    requests_per_month: Count | None = None
+    input_tokens_per_request: Annotated[int, Field(strict=True, ge=0, le=10_000_000)] | None = None
+    output_tokens_per_request: Annotated[int, Field(strict=True, ge=0, le=10_000_000)] | None = None
+    current_monthly_cost_usd: Usd | None = None
 
 
 class Deployment(_Section):
-    adapters: int = Field(default=1, ge=1)
+    adapters: Annotated[int, Field(strict=True, ge=1, le=100_000)] = 1
 
 
 class Answers(_Section):
-    project: str = Field(min_length=1)
+    project: Name
     task: Task = Task()
-    symptoms: list[Symptom] = Field(min_length=1)
+    symptoms: list[Symptom] = Field(min_length=1, max_length=64)
     tried: TriedAnswers = TriedAnswers()
     data: Data = Data()
     model: ModelAnswers = ModelAnswers()
@@ -115,11 +141,15 @@ def _allowed(err: dict[str, Any]) -> str:
     ctx = err.get("ctx") or {}
     if err["type"] == "literal_error":
         return f"choose one of {ctx.get('expected', '').replace(chr(39), '')}"
+    if err["type"] == "string_pattern_mismatch":
+        return "remove the control characters, line breaks or bidi marks from it"
+    if err["type"] in ("int_type", "int_from_float") and isinstance(err.get("input"), (bool, str, float)):
+        return "give a whole number (not true/false, text or a fraction)"
     return err["msg"].removeprefix("Value error, ")
 
 
 def _describe(err: dict[str, Any]) -> str:
-    loc = ".".join(str(p) for p in err["loc"])
+    loc = ".".join(str(p)[:VALUE_SHOWN_CHARS] for p in err["loc"])
     kind = err["type"]
     got = err.get("input")
     if kind == "missing":
@@ -130,11 +160,10 @@ def _describe(err: dict[str, Any]) -> str:
         where = f" in {parent}" if parent else ""
         return f"{loc}: unknown field{where} (check the spelling; allowed: {', '.join(allowed)})"
     if kind == "literal_error":
-        return f"{loc}: {json.dumps(got)} is not allowed; {_allowed(err)}"
+        return f"{loc}: {_shown(got)} is not allowed; {_allowed(err)}"
     if kind == "too_short" and loc == "symptoms":
         return f"symptoms: give at least one of {', '.join(SYMPTOMS)}"
-    shown = json.dumps(got) if isinstance(got, (str, int, float, bool)) or got is None else type(got).__name__
-    return f"{loc}: {shown} is invalid: {_allowed(err)}"
+    return f"{loc}: {_shown(got)} is invalid: {_allowed(err)}"
 
 
 def _fields_of(loc: tuple[Any, ...]) -> list[str]:
@@ -190,24 +219,25 @@ def check_names(answers: Answers, catalog: Any) -> list[str]:
 
 
 def load_answers(path: str | Path, catalog: Any = None) -> Answers:
-    """Read answers from a YAML or JSON file (JSON is YAML), then validate them."""
+    """Read answers from a YAML or JSON file (JSON is YAML), bounded and strict (``advisor.contract.files``),
+    then validate them."""
+    from advisor.contract.files import (
+        MAX_ANSWERS_BYTES,
+        InputFileError,
+        parse_yaml,
+        read_text,
+    )
+
     p = Path(path)
+    hint = "pass an existing answers file (or run `advise plan` without --answers to answer the questions)"
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise AnswersError(str(p), [("file not found; pass an existing answers file (or run `advise plan` "
-                                    "without --answers to answer the questions)")]) from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-        raise AnswersError(str(p), [f"cannot read it ({type(e).__name__}); give a UTF-8 YAML or JSON file"]) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise AnswersError(str(p), [f"{where}not valid YAML/JSON ({getattr(e, 'problem', None) or e})"]) from None
+        raw = parse_yaml(read_text(p, "answers", MAX_ANSWERS_BYTES, hint), f"answers {p}")
+    except InputFileError as e:
+        raise AnswersError(str(p), [str(e).split(f"{p}: ", 1)[-1]]) from None
     return validate_answers(raw, str(p), catalog)
 
 
 def dump_answers(answers: Answers) -> str:
-    """The answers as YAML, every field explicit (what ``--save-answers`` and ``--out`` write)."""
-    return yaml.safe_dump(answers.to_dict(), sort_keys=False, allow_unicode=True, width=100)
+    """The answers as YAML, every field explicit (what ``--save-answers`` and ``--out`` write), under a header
+    line that marks the file as advise's (``--save-answers`` replaces only such a file)."""
+    return (ANSWERS_HEADER + yaml.safe_dump(answers.to_dict(), sort_keys=False, allow_unicode=True, width=100))

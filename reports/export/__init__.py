@@ -11,7 +11,8 @@ own parts. Shared code names no trainer.
 Each generated YAML, Python and Markdown file opens with a comment: the command that runs it, the advise version
 and the rule ids behind the plan. JSON has no comment syntax, so ``dataset_info.json`` and the DeepSpeed config
 are described in the README instead. The same plan gives byte-identical files; nothing is written outside
-``out_dir``; a non-empty ``out_dir`` is only overwritten with ``force``.
+``out_dir``; a non-empty ``out_dir`` is only written into with ``force``, which replaces only the files advise
+wrote there (its manifest, ``advisor.contract.files``).
 """
 
 from __future__ import annotations
@@ -58,14 +59,15 @@ def render_all(plan: Plan | Mapping[str, Any], formats: Iterable[str] = ("all",)
 
 
 def export_configs(plan: Plan | Mapping[str, Any], out_dir: Path, formats: Iterable[str] = ("all",),
-                   force: bool = False) -> list[Path]:
+                   force: bool = False, inputs: Iterable[Any] = ()) -> list[Path]:
     """Write the plan's training configs under ``out_dir``; returns the files written, sorted.
 
     ``formats``: names from ``FORMATS`` or "all". Raises ``PlanError`` for a plan of another shape and
-    ``ExportError`` for a non-empty ``out_dir`` without ``force`` or a path that would leave ``out_dir``.
+    ``ExportError``/``OutputError`` for a non-empty ``out_dir`` without ``force``, a path that would leave
+    ``out_dir``, or a file there advise did not write (``inputs``: files the command read, never replaced).
     """
     files = render_all(plan, formats)  # everything is rendered before anything is written
-    return write_files(files, Path(out_dir), force)
+    return write_files(files, Path(out_dir), force, inputs)
 
 
 # the trainers register themselves on import, in this order

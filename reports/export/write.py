@@ -1,11 +1,14 @@
-"""Writing an export: every path is a plain relative name inside the output folder, nothing follows a link out
-of it, and a non-empty folder is only written into with ``force``."""
+"""Writing an export: every path is a plain relative name inside the output folder, checked here; the writing
+itself is ``advisor.contract.files.write_tree`` (exclusive temp files, nothing followed out of the folder, a
+manifest so that ``force`` replaces only what advise wrote and keeps the user's files)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 
+from advisor.contract.files import write_tree
 from reports.export.yamltext import SAFE_NAME, ExportError
 
 
@@ -17,30 +20,9 @@ def relative_parts(rel: str) -> tuple[str, ...]:
     return p.parts
 
 
-def check_out_dir(out_dir: Path, force: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ExportError(f"{out_dir}: exists and is not a directory; give a directory path")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
-        raise ExportError(f"{out_dir}: directory is not empty; pass --force to overwrite, or pick a new one")
-
-
-def write_files(files: Mapping[str, str], out_dir: Path, force: bool) -> list[Path]:
+def write_files(files: Mapping[str, str], out_dir: Path, force: bool,
+                inputs: Iterable[str | os.PathLike[str] | None] = ()) -> list[Path]:
     """Write ``files`` (relative path -> text) under ``out_dir``; returns the paths written, in order."""
-    check_out_dir(out_dir, force)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    root = out_dir.resolve()
-    written = []
-    for rel, text in files.items():
-        parts = relative_parts(rel)
-        target = root.joinpath(*parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        parent = target.parent.resolve()
-        if parent != root and root not in parent.parents:
-            raise ExportError(f"refusing to write {rel}: {target.parent} leads outside {out_dir}")
-        if target.is_symlink() or (target.exists() and not target.is_file()):
-            raise ExportError(f"refusing to write {rel}: {target} is a link or not a file; remove it first")
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(text, encoding="utf-8", newline="\n")
-        tmp.replace(target)
-        written.append(out_dir.joinpath(*parts))
-    return written
+    for rel in files:
+        relative_parts(rel)
+    return write_tree(out_dir, files, force, what="--out", inputs=inputs)

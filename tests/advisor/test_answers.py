@@ -64,7 +64,7 @@ def test_files_yaml_json_and_their_errors(tmp_path, catalog):
     good = tmp_path / "a.json"
     good.write_text('{"project": "p", "symptoms": ["style"]}')
     assert load_answers(good, catalog).symptoms == ["style"]
-    with pytest.raises(AnswersError, match="file not found"):
+    with pytest.raises(AnswersError, match="missing.yaml: does not exist; pass an existing answers file"):
         load_answers(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("project: p\nsymptoms: [format\n")

@@ -279,7 +279,8 @@ def test_measured_entry_matches_model_shape_and_setup(llama_run):
 
 @pytest.mark.parametrize("mutate,message", [
     (None, "does not exist"),
-    (lambda d: "{not json", "not valid JSON (line 1"),
+    (lambda d: "{not json", "line 1: not valid JSON"),
+    (lambda d: json.dumps(d)[:-1] + ', "device": {}}', "duplicate key \"device\""),
     (lambda d: {**d, "schema_version": 99}, "schema_version is 99"),
     (lambda d: {k: v for k, v in d.items() if k != "device"}, "device: Field required"),
     (lambda d: {**d, "entries": [{**d["entries"][0], "fits": "maybe"}]}, "entries.0.fits:"),

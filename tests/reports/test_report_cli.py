@@ -60,7 +60,7 @@ def test_profile_adds_the_measured_section(plans, tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    (None, "Error: plan {p} does not exist; make one with `advise plan --json > plan.json`"),
+    (None, "Error: plan {p}: does not exist; make one with `advise plan --json > plan.json`"),
     ("{", "Error: plan {p}: line 1: not valid JSON"),
     ('{"project": "x"}', "Error: plan {p}: advise_version: Field required"),
     ("[1]", "Error: plan {p}: must be a JSON object"),
