@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from advisor.cli.common import domain_errors, dump_json, load_catalog
+from advisor.cli.common import domain_errors, dump_json, echo, load_catalog
 from advisor.contract.units import gib, hourly
 
 
@@ -26,9 +26,9 @@ def models(ctx: click.Context, as_json: bool) -> None:
         })
     if as_json:
         return dump_json(rows)
-    click.echo(f"{'model':18} {'hub id':34} {'params':>15} {'layers':>6} {'hidden':>6} {'vocab':>7}  tied")
+    echo(f"{'model':18} {'hub id':34} {'params':>15} {'layers':>6} {'hidden':>6} {'vocab':>7}  tied")
     for r in rows:
-        click.echo(f"{r['name']:18} {r['hub_id'] or '':34} {r['params_total']:>15,} {r['layers']:>6} "
+        echo(f"{r['name']:18} {r['hub_id'] or '':34} {r['params_total']:>15,} {r['layers']:>6} "
                    f"{r['hidden_size']:>6} {r['vocab_size']:>7}  {'yes' if r['tied_embeddings'] else 'no'}")
 
 
@@ -51,8 +51,8 @@ def gpus(ctx: click.Context, as_json: bool) -> None:
         })
     if as_json:
         return dump_json(rows)
-    click.echo(f"{'gpu':10} {'memory':>10} {'bf16 TFLOP/s':>13} {'TB/s':>6} {'cheapest':>26}  description")
+    echo(f"{'gpu':10} {'memory':>10} {'bf16 TFLOP/s':>13} {'TB/s':>6} {'cheapest':>26}  description")
     for r in rows:
         price = f"{hourly(r['cheapest_usd_per_hour'])} {r['cheapest_provider']}" if r["cheapest_usd_per_hour"] else "-"
-        click.echo(f"{r['name']:10} {gib(r['memory_bytes']):>10} {r['bf16_dense_tflops']:>13g} "
+        echo(f"{r['name']:10} {gib(r['memory_bytes']):>10} {r['bf16_dense_tflops']:>13g} "
                    f"{r['memory_bandwidth_tb_s']:>6g} {price:>26}  {r['description']}")

@@ -7,18 +7,33 @@ one-line ``Error: ...`` messages with exit code 2. Numbers are formatted by ``ad
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
 import click
 
+#: what may not reach a terminal raw: control characters (escape sequences, carriage returns; tab and newline
+#: stay) and the bidi controls that reorder what is shown (Trojan Source, CVE-2021-42574)
+_UNSAFE_FOR_TERMINAL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_text(text: str) -> str:
+    """``text`` with every control and bidi character shown as its escape (``\\x1b``, ``\\u202e``)."""
+    return _UNSAFE_FOR_TERMINAL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def echo(message: Any = "", err: bool = False, nl: bool = True) -> None:
+    """``click.echo`` of text made inert for the terminal (``terminal_text``): every command prints with it."""
+    click.echo(terminal_text(str(message)), err=err, nl=nl)
+
 
 class AdviseUsageError(click.UsageError):
     """A domain error shown as ``Error: <message>`` with exit code 2 (no usage text)."""
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"Error: {self.format_message()}", err=True, file=file)
+        click.echo(f"Error: {terminal_text(self.format_message())}", err=True, file=file)
 
 
 def domain_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -45,4 +60,4 @@ def load_catalog(ctx: click.Context):
 
 
 def dump_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=False))
+    click.echo(json.dumps(data, indent=2, sort_keys=False, allow_nan=False))

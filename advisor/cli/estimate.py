@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from advisor.cli.common import AdviseUsageError, domain_errors, dump_json, load_catalog
+from advisor.cli.common import AdviseUsageError, domain_errors, dump_json, echo, load_catalog
 from advisor.contract.units import duration, gib, hourly, money, months_text
 from advisor.contract.vocab import (
     ATTENTION,
@@ -102,7 +102,6 @@ def estimate(ctx: click.Context, model: str, technique: str, objective: str, gpu
 
 def _print_estimate(d: dict[str, Any]) -> None:
     s, m, mem = d["setup"], d["model"], d["memory"]
-    echo = click.echo
     tech = TECHNIQUES[s["technique"]].label
     echo(f"{m['name']}" + (f" ({m['hub_id']})" if m["hub_id"] and m["hub_id"] != m["name"] else "")
          + f": {d['params_total']:,} parameters")

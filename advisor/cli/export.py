@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from advisor.cli.common import domain_errors
+from advisor.cli.common import domain_errors, echo
 
 
 class FormatChoice(click.ParamType):
@@ -47,5 +47,5 @@ def export(plan_file: str, formats: tuple[str, ...], out_dir: str, force: bool) 
     plan = load_plan(plan_file, what="--plan")
     written = export_configs(plan, Path(out_dir), formats=formats, force=force, inputs=(plan_file,))
     for p in written:
-        click.echo(str(p))
-    click.echo(f"\nWrote {len(written)} file(s); start with {Path(out_dir) / 'README.md'}")
+        echo(str(p))
+    echo(f"\nWrote {len(written)} file(s); start with {Path(out_dir) / 'README.md'}")

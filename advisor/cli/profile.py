@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from advisor import __version__
-from advisor.cli.common import AdviseUsageError, domain_errors, load_catalog
+from advisor.cli.common import AdviseUsageError, domain_errors, echo, load_catalog
 from advisor.contract.units import duration, gib
 from advisor.contract.vocab import DEVICES, TECHNIQUES
 
@@ -119,15 +119,15 @@ class _Progress:
 
     def _emit(self, text: str, final: bool) -> None:
         if self.tty and not final:
-            click.echo(f"\r\x1b[K{text}", nl=False)
+            echo(f"\r\x1b[K{text}", nl=False)
             self.open_line = True
             return
-        click.echo(f"\r\x1b[K{text}" if self.tty and self.open_line else text)
+        echo(f"\r\x1b[K{text}" if self.tty and self.open_line else text)
         self.open_line = False
 
     def close(self) -> None:
         if self.open_line:
-            click.echo("")
+            echo("")
             self.open_line = False
 
     def __call__(self, ev: Any) -> None:
@@ -165,7 +165,6 @@ def _verdict(e: Any) -> str:
 
 
 def _print_profile(p: Any, out: str, wall_s: float) -> None:
-    echo = click.echo
     d = p.device
     where = d.name + (f" = {d.catalog_gpu} ({d.peak_bf16_dense_tflops:g} dense bf16 TFLOP/s)" if d.catalog_gpu else "")
     echo("")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from advisor.cli.common import domain_errors, load_catalog
+from advisor.cli.common import domain_errors, echo, load_catalog
 
 
 @click.command()
@@ -45,4 +45,4 @@ def report(ctx: click.Context, plan_file: str, profile_file: str | None, out_fil
     check_target(out, "-o", inputs, file_starts_with(REPORT_MARK))  # before the work: a refusal costs nothing
     html = render_report(plan, profile=profile, cdn=cdn, catalog=load_catalog(ctx))
     write_file(out, html, "-o", inputs, file_starts_with(REPORT_MARK))
-    click.echo(f"Wrote {out} ({len(html.encode('utf-8')) / 1e6:.1f} MB{', plotly.js from the CDN' if cdn else ''})")
+    echo(f"Wrote {out} ({len(html.encode('utf-8')) / 1e6:.1f} MB{', plotly.js from the CDN' if cdn else ''})")

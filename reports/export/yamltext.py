@@ -1,14 +1,18 @@
-"""The quoting layer of the exporters: every value that lands in a YAML config, a comment or a file name.
+"""The quoting layer of the exporters: every value that lands in a YAML config, a comment, a Markdown README,
+a shell line or a file name.
 
 YAML scalars read back as the value they were made from (``yaml_scalar``: Jinja's ``finalize`` for the YAML
-templates), one-line comments cannot break out of the comment (``one_line``), and names from free text are
-plain ASCII file names (``sanitize_name``).
+templates), one-line comments cannot break out of the comment (``one_line``), Markdown prose cannot open HTML,
+links, headings or table cells (``md_text``: the README templates' ``finalize``), code spans cannot be closed
+from inside (``md_code``: their ``code`` filter), shell words are quoted (``shell_word``: ``shlex.quote``), and
+names from free text are plain ASCII file names (``sanitize_name``).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import shlex
 from typing import Any
 
 from advisor.contract.errors import AdviseError
@@ -37,6 +41,38 @@ def one_line(text: Any, limit: int = 120) -> str:
     s = "".join(ch if ch.isprintable() else " " for ch in str(text))
     s = " ".join(s.split())
     return s if len(s) <= limit else s[: limit - 3].rstrip() + "..."
+
+
+#: what opens a Markdown block when it starts a line: headings, quotes, lists, rules, tables, HTML
+_MD_LINE_START = re.compile(r"^(\s*)([#>+*=|-]|\d+[.)])")
+_MD_INLINE = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "[": "\\[", "]": "\\]", "\\": "\\\\"}
+
+
+def md_text(value: Any) -> str:
+    """A value as inert Markdown prose (Jinja's ``finalize`` for the README templates): no HTML (``<``, ``&``
+    become entities), no links, no table cells, no block opened at the start of a line. ``Raw`` passes as is."""
+    if isinstance(value, Raw):
+        return str(value)
+    if value is None:
+        return ""
+    text = one_line(value, limit=2000) if not isinstance(value, (int, float)) else str(value)
+    text = "".join(_MD_INLINE.get(ch, ch) for ch in text)
+    return _MD_LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), text, count=1)
+
+
+def md_code(value: Any) -> Raw:
+    """A Markdown code span holding ``value`` literally: fenced with more backticks than it holds, table pipes
+    escaped (GitHub tables split cells on ``|`` even inside code)."""
+    text = one_line(value, limit=2000)
+    runs = [len(m) for m in re.findall(r"`+", text)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return Raw(f"{fence}{pad}{text.replace('|', chr(92) + '|')}{pad}{fence}")
+
+
+def shell_word(value: Any) -> str:
+    """One shell word (``shlex.quote``): a path or id with spaces, ``$(...)`` or quotes stays one inert word."""
+    return shlex.quote(str(value))
 
 
 def yaml_float(x: float) -> str:
