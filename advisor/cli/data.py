@@ -5,7 +5,6 @@ The check computes a ``DataReport``; the terminal summary and ``--json`` both pr
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
@@ -27,21 +26,31 @@ def data() -> None:
 
 
 @data.command("check")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path())  # checked by the data check: one "Error: ..." line, exit 2
 @click.option("--kind", type=click.Choice(tuple(DATA_KINDS)),
               help="sft (chat messages), dpo (prompt/chosen/rejected), kto (prompt/completion/label) or text; "
                    "detected from the first lines when left out.")
-@click.option("--eval", "eval_file", type=click.Path(dir_okay=False),
+@click.option("--eval", "eval_file", type=click.Path(),
               help="Held-out eval set (same format): its size and its overlap with training are checked.")
 @click.option("--tokenizer", help="Local tokenizer folder for exact token counts (otherwise ~4 characters/token).")
 @click.option("--max-length", type=click.IntRange(min=1), help="Tokens per sequence the trainer keeps.")
-@click.option("--strict", is_flag=True, help="Exit 1 when any line is invalid (after printing the report).")
+@click.option("--strict", is_flag=True, help="Exit 1 on WARNING verdicts too (after printing the report).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (same data as the summary).")
 @click.pass_context
 @domain_errors
 def check(ctx: click.Context, file: str, kind: str | None, eval_file: str | None, tokenizer: str | None,
           max_length: int | None, strict: bool, as_json: bool) -> None:
-    """Validate and measure a JSONL dataset: problems by line, lengths, duplicates, labels, verdicts."""
+    """Validate and measure a JSONL dataset: problems by line, lengths, duplicates, labels, verdicts.
+
+    \b
+    Exit codes (the report is printed first):
+      0  ready: no ERROR verdict (with --strict: no WARNING verdict either)
+      1  not ready: an ERROR verdict (any invalid line, an empty file, too
+         few examples, ...), or with --strict a WARNING verdict
+      2  the check could not run: the file is missing, unreadable, not a
+         regular file, not UTF-8 text, or an option is wrong (one line
+         "Error: ...")
+    """
     from advisor.datacheck import check_data
 
     d = check_data(file, kind=kind, eval_path=eval_file, tokenizer=tokenizer, max_length=max_length).to_dict()
@@ -49,14 +58,30 @@ def check(ctx: click.Context, file: str, kind: str | None, eval_file: str | None
         dump_json(d)
     else:
         _print_report(d)
-    invalid = d["invalid_lines"] + (d["eval"]["invalid_lines"] if d["eval"] else 0)
-    if strict and invalid:
-        click.echo(f"--strict: {invalid:,} invalid line{'s' if invalid > 1 else ''}", err=True)
+    failing = ("error", "warning") if strict else ("error",)
+    bad = [v for v in _all_verdicts(d) if v["severity"] in failing]
+    if bad:  # exit 1, after the report
+        names = ", ".join(dict.fromkeys(v["code"] for v in bad))
+        level = " or ".join(f.upper() for f in failing)
+        click.echo(f"{'--strict: ' if strict else ''}not ready: {len(bad):,} {level} verdict{'s' if len(bad) > 1 else ''}"
+                   f" ({names})", err=True)
         ctx.exit(1)
 
 
+def _all_verdicts(d: dict[str, Any]) -> list[dict[str, Any]]:
+    ev = d["eval"]
+    return d["verdicts"] + ([{**v, "message": "eval: " + v["message"]} for v in ev["verdicts"]] if ev else [])
+
+
+def echo(text: str = "") -> None:
+    """Every summary line goes out through ``terminal_safe``: values of the file are already escaped where the
+    messages quote them (``formats.show``), and this leaves such text unchanged, so nothing raw gets past."""
+    from advisor.datacheck.formats import terminal_safe
+
+    click.echo(terminal_safe(text))
+
+
 def _print_report(d: dict[str, Any]) -> None:
-    echo = click.echo
     _print_file(d, "")
     ev = d["eval"]
     if ev is not None:
@@ -67,7 +92,7 @@ def _print_report(d: dict[str, Any]) -> None:
         echo(f"  overlap with training: {_n(ov['examples'], 'example')} ({ov['share']:.1%})"
              + (f": {pairs}" if pairs else ""))
     echo("")
-    verdicts = d["verdicts"] + ([{**v, "message": "eval: " + v["message"]} for v in ev["verdicts"]] if ev else [])
+    verdicts = _all_verdicts(d)
     order = {"error": 0, "warning": 1, "info": 2}
     echo("Verdicts:" if verdicts else "Verdicts: none")
     for v in sorted(verdicts, key=lambda v: order[v["severity"]]):
@@ -75,7 +100,6 @@ def _print_report(d: dict[str, Any]) -> None:
 
 
 def _print_file(d: dict[str, Any], prefix: str) -> None:
-    echo = click.echo
     kind = d["kind"] or "unknown format"
     how = f" ({SOURCES[d['kind_source']]})" if d["kind_source"] else ""
     echo(f"{prefix}{d['path']}: {kind}{how}; {_n(d['lines_total'], 'line')}: {d['valid_examples']:,} valid, "
@@ -110,7 +134,9 @@ def _print_file(d: dict[str, Any], prefix: str) -> None:
         echo("  duplicates: none (exact or near)")
     lab = d["labels"]
     if lab:
-        dist = ", ".join(f"{json.dumps(c['label'], ensure_ascii=False)} {c['count']:,}" for c in lab["counts"][:8])
+        from advisor.datacheck.formats import show
+
+        dist = ", ".join(f"\"{show(c['label'])}\" {c['count']:,}" for c in lab["counts"][:8])
         echo(f"  answers look like labels ({lab['distinct']} distinct, ratio {lab['imbalance_ratio']:g}:1): {dist}")
     kto = d["kto_labels"]
     if kto:

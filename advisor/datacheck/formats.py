@@ -33,14 +33,56 @@ MESSAGE_OPTIONAL_KEYS = ("name", "tool_calls", "tool_call_id")
 #: recognisable lines read to detect the kind when --kind is not given
 DETECT_LINES = 1000
 NORMALISATION = "case-folded, punctuation and symbols removed, whitespace collapsed"
+#: The longest line parsed, in bytes (its line ending not counted); a longer line is a ``line_too_long`` problem,
+#: read past in SKIP_CHUNK_BYTES pieces, never held. Parsing a line holds many times its size at the peak (its
+#: bytes, its text, the parsed objects, the normalised text): ~5x for a line of text, up to ~25x for millions of
+#: empty objects (measured: ~240 MiB at an 8 MiB cap), so this cap is what bounds the memory of a check on a
+#: hostile file (one 1 GB line took 13 GB, a 200 MiB one 4.6 GiB). 4 MiB keeps that worst case near 130 MiB and is
+#: still far above any example a trainer can use: the longest context in the catalog, 131,072 tokens, is ~0.5 MiB
+#: of English at ~4 characters per token and ~1.2 MiB of CJK written with JSON \u escapes (6 bytes a character);
+#: a DPO line holds a prompt and two answers that each fit that context with it (~2.3 MiB at most). A
+#: continued-pre-training document over 4 MiB belongs on several lines (trainers cut it to the sequence length).
+MAX_LINE_BYTES = 4 * 1024 * 1024
+MAX_LINE_MIB = MAX_LINE_BYTES // (1024 * 1024)
+#: the piece size in which the rest of a too-long line is read and dropped
+SKIP_CHUNK_BYTES = 1024 * 1024
+#: problems reported for one line (one message list of 3 million bad turns is one line's worth of reading); the
+#: rest of the line is then left unchecked, and the line is invalid anyway
+MAX_PROBLEMS_PER_LINE = 20
+#: keys named in one message (a line can hold millions of extra keys)
+MAX_KEYS_NAMED = 8
+# Characters of the data that must not reach a terminal raw: C0 and C1 controls and DEL (escape sequences), the
+# bidirectional formatting characters (U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069: "Trojan Source"),
+# the line and paragraph separators, and lone surrogates (JSON escapes can spell them; they do not encode).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _PUNCT = re.compile(r"[^\w\s\x00]|_")
 _ASCII_PUNCT = str.maketrans({chr(i): None for i in range(128) if _PUNCT.match(chr(i))})
 
 
-def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+def read_lines(path: Path) -> Iterator[tuple[int, bytes | int]]:
+    """``(line number, line without its line ending)``; for a line longer than ``MAX_LINE_BYTES``, its length in
+    bytes (an int) instead of its bytes: the rest of it is skipped in ``SKIP_CHUNK_BYTES`` pieces, never held."""
     with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            yield n, raw.rstrip(b"\r\n")
+        n = 0
+        while True:
+            raw = f.readline(MAX_LINE_BYTES + 2)  # the cap, and room for "\r\n"
+            if not raw:
+                return
+            n += 1
+            if len(raw) == MAX_LINE_BYTES + 2 and not raw.endswith(b"\n"):  # longer than the cap: skip the rest
+                length, tail = len(raw), raw[-2:]
+                del raw
+                while True:
+                    piece = f.readline(SKIP_CHUNK_BYTES)
+                    length += len(piece)
+                    tail = (tail + piece)[-2:]
+                    if not piece or piece.endswith(b"\n"):
+                        break
+                yield n, length - (2 if tail == b"\r\n" else 1 if tail.endswith(b"\n") else 0)
+                continue
+            line = raw.rstrip(b"\r\n")
+            yield n, (line if len(line) <= MAX_LINE_BYTES else len(line))
 
 
 def kind_of(obj: dict[str, Any]) -> str | None:
@@ -61,6 +103,8 @@ def detect_kind(path: Path) -> str | None:
     counts: dict[str, list[int]] = {}
     seen = 0
     for n, line in read_lines(path):
+        if isinstance(line, int):  # longer than MAX_LINE_BYTES: not parsed
+            continue
         try:
             obj = json.loads(line)
         except (ValueError, RecursionError):
@@ -99,14 +143,72 @@ def first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
-def show(text: str, limit: int = 40) -> str:
-    """A value from the data, on one line and short, for a message."""
-    s = json.dumps(text, ensure_ascii=False)[1:-1]
-    return s if len(s) <= limit else s[: limit - 3] + "..."
+def _escape_char(m: re.Match[str]) -> str:
+    c = m.group()
+    o = ord(c)
+    return _NAMED_ESCAPES.get(c) or (f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
 
 
-def quoted(keys: Any) -> str:
-    return ", ".join(f"'{show(k)}'" for k in keys)
+def terminal_safe(text: str) -> str:
+    """The one escaping of text bound for a terminal: controls, DEL, bidi overrides and isolates, line separators
+    and lone surrogates become ``\\x1b`` / ``\\u202e`` style escapes; everything else is left as it is (so text
+    that is already safe, such as ``show``'s output, comes back unchanged)."""
+    return _UNSAFE.sub(_escape_char, text)
+
+
+def show(text: Any, limit: int = 40) -> str:
+    """A value from the data, on one line, short and terminal-safe, for a message (backslashes and double quotes
+    escaped as in JSON, then ``terminal_safe``). Every value of the file that a message quotes goes through here."""
+    text = text if isinstance(text, str) else str(text)
+    s = terminal_safe(text[:limit].replace("\\", "\\\\").replace('"', '\\"'))  # escapes only lengthen it
+    return s if len(s) <= limit and len(text) <= limit else s[: limit - 3] + "..."
+
+
+def quoted(keys: Any, limit: int = MAX_KEYS_NAMED) -> str:
+    keys = list(keys)
+    named = ", ".join(f"'{show(k)}'" for k in keys[:limit])
+    return named + (f" and {len(keys) - limit:,} more" if len(keys) > limit else "")
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object of the line names a key twice (Python's json would silently keep the last value)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+class NonStandardNumberError(ValueError):
+    """``NaN``, ``Infinity`` or ``-Infinity``: Python's json reads them, JSON (RFC 8259) does not have them."""
+
+    def __init__(self, literal: str) -> None:
+        super().__init__(literal)
+        self.literal = literal
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise DuplicateKeyError(k)
+            seen.add(k)
+    return obj
+
+
+def _no_constant(literal: str) -> Any:
+    raise NonStandardNumberError(literal)
+
+
+# one decoder for every line (json.loads with hooks builds a new one per call: twice the parse time)
+_STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+
+
+def loads_strict(text: str) -> Any:
+    """Standard JSON only: a duplicate key raises ``DuplicateKeyError``, NaN/Infinity ``NonStandardNumberError``;
+    otherwise as ``json.loads`` (``ValueError`` on bad JSON, ``RecursionError`` on deep nesting)."""
+    return _STRICT_DECODER.decode(text)
 
 
 class Example:
@@ -147,6 +249,10 @@ def _check_messages(value: Any, field: str, mode: str, out: list[tuple[str, str]
     start = len(out)
     roles: list[str | None] = []
     for i, m in enumerate(value):
+        if len(out) - start >= MAX_PROBLEMS_PER_LINE:
+            out.append(("too_many_problems", (f"{field}[{i}:] not checked: the line already has "
+                        f"{MAX_PROBLEMS_PER_LINE} problems; fix those first")))
+            return None
         where = f"{field}[{i}]"
         if not isinstance(m, dict):
             out.append(("wrong_type", f"{where} must be an object with 'role' and 'content', got {type_name(m)}"))
@@ -356,7 +462,7 @@ def validate(obj: dict[str, Any], kind: str, out: list[tuple[str, str]]) -> Exam
 
 
 def _short(v: Any) -> str:
-    s = json.dumps(v, ensure_ascii=False)
+    s = f'"{show(v, 38)}"' if isinstance(v, str) else terminal_safe(json.dumps(v, ensure_ascii=False))
     return f"({s[:37]}...)" if len(s) > 40 else f"({s})"
 
 

@@ -4,30 +4,37 @@ Each line is read as bytes and decoded on its own (so a non-UTF-8 byte is report
 compact numbers are kept: two 8-byte BLAKE2b digests (the raw line, for exact duplicates; the normalised text, for
 near duplicates and train/eval overlap), its length in tokens, its line number and its message count, i.e. about 28
 bytes per example whatever its size. Problems are counted in full but only the first ``PROBLEMS_KEPT`` are stored;
-answer labels are counted for at most ``LABEL_TRACK_DISTINCT`` distinct values.
+answer labels are counted for at most ``LABEL_TRACK_DISTINCT`` distinct values. A line longer than
+``formats.MAX_LINE_BYTES`` is a ``line_too_long`` problem, read past without being held, so the memory a line
+costs is bounded too; lines are parsed as standard JSON (no duplicate keys, no NaN/Infinity).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from array import array
 from pathlib import Path
 from typing import Any
 
 from advisor.datacheck.formats import (
     DETECT_LINES,
+    MAX_LINE_MIB,
+    DuplicateKeyError,
     Example,
+    NonStandardNumberError,
     article,
     first_line,
     kind_of,
+    loads_strict,
     normalise,
     quoted,
     read_lines,
+    show,
+    terminal_safe,
     type_name,
     validate,
 )
-from advisor.datacheck.report import Problem
+from advisor.datacheck.report import DataCheckError, Problem
 from advisor.datacheck.tokens import TOKENIZE_BATCH, TokenCounter
 
 # ---- bounds on what is kept in memory ---------------------------------------------------------------------
@@ -74,13 +81,24 @@ class Scan:
             self.problems.append(Problem(line, code, reason))
 
     def run(self) -> Scan:
-        for n, line in read_lines(self.path):
-            self.lines_total += 1
-            found = self._line(n, line)
-            if found:
-                self.invalid += 1
-                for code, reason in found:
-                    self.problem(n, code, reason)
+        try:
+            for n, line in read_lines(self.path):
+                self.lines_total += 1
+                if isinstance(line, int):  # longer than MAX_LINE_BYTES: skipped, not held
+                    found = [("line_too_long", (f"longer than {MAX_LINE_MIB} MiB ({line:,} bytes); not parsed: "
+                              "one line holds one example, split or shorten it"))]
+                else:
+                    try:
+                        found = self._line(n, line)
+                    except RecursionError:  # nesting that parsed but is too deep to walk
+                        found = [("too_deep", "JSON nested too deeply to check; flatten it")]
+                if found:
+                    self.invalid += 1
+                    for code, reason in found:
+                        self.problem(n, code, reason)
+        except OSError as e:
+            raise DataCheckError(f"'{terminal_safe(str(self.path))}' cannot be read ({e.strerror or e}); check the "
+                                 "file") from None
         self._flush()
         self.valid = len(self.example_lines)
         return self
@@ -96,13 +114,20 @@ class Scan:
         if n == 1 and text.startswith("\ufeff"):
             return [("utf8_bom", "the file starts with a UTF-8 byte order mark; save it as UTF-8 without BOM")]
         try:
-            obj = json.loads(text)
+            obj = loads_strict(text)
         except RecursionError:
-            return [("invalid_json", "JSON nested too deeply to parse")]
+            return [("too_deep", "JSON nested too deeply to parse; flatten it")]
+        except DuplicateKeyError as e:
+            return [("duplicate_key", (f"key '{show(e.key)}' appears twice in one object; JSON readers keep one of "
+                     "the values (Python's the last) and drop the other silently: remove one"))]
+        except NonStandardNumberError as e:
+            return [("non_standard_json", (f"{e.literal} is not valid JSON (only JavaScript and Python write it); "
+                     "use a number or null"))]
         except ValueError as e:
             msg = getattr(e, "msg", None)
             col = getattr(e, "colno", None)
-            reason = f"invalid JSON: {msg} at column {col}" if msg and col else f"invalid JSON: {first_line(e)}"
+            reason = (f"invalid JSON: {msg} at column {col}" if msg and col else
+                      f"invalid JSON: {terminal_safe(first_line(e))}")
             if n == 1 and text.lstrip().startswith("["):
                 reason += " (the file looks like a JSON array; JSONL holds one object per line)"
             return [("invalid_json", reason)]
@@ -137,7 +162,8 @@ class Scan:
         try:
             plan = self.counter.plan(ex)
         except Exception as e:  # noqa: BLE001 - a chat template that raises on this conversation
-            return [("chat_template_error", f"the tokenizer's chat template refused this example: {first_line(e)}")]
+            return [("chat_template_error", ("the tokenizer's chat template refused this example: "
+                     f"{terminal_safe(first_line(e))}"))]
         self.raw_digests.frombytes(hashlib.blake2b(line.strip(), digest_size=8).digest())
         self.norm_digests.frombytes(hashlib.blake2b(norm, digest_size=8).digest())
         self.example_lines.append(n)

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from advisor.datacheck.formats import Example, first_line
+from advisor.datacheck.formats import Example, first_line, terminal_safe
 from advisor.datacheck.report import DataCheckError
 
 # OpenAI's tokenizer page: "one token generally corresponds to ~4 characters of text for common English
@@ -62,6 +62,7 @@ class TokenCounter:
 
 def load_tokenizer(path: str | os.PathLike[str]) -> Any:
     p = Path(path)
+    path = terminal_safe(os.fspath(path))  # as the error messages show it
     if not p.is_dir():
         raise DataCheckError(f"tokenizer '{path}' is not a local directory; pass a folder saved with "
                              "save_pretrained (tokenizer.json / tokenizer_config.json); nothing is downloaded")
@@ -76,7 +77,7 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Any:
     try:
         return AutoTokenizer.from_pretrained(str(p), local_files_only=True)
     except Exception as e:  # noqa: BLE001 - transformers raises OSError, ValueError, TypeError... here
-        first = first_line(e).rstrip(" :")
+        first = terminal_safe(first_line(e).rstrip(" :"))
         raise DataCheckError(f"tokenizer '{path}' does not load ({first}); pass a folder saved with "
                              "save_pretrained") from None
     finally:

@@ -166,16 +166,18 @@ def _exact_lines(sc: Scan, pairs: list[tuple[int, int]]) -> set[tuple[int, int]]
 
 
 def _verdicts(r: DataReport, sc: Scan, is_eval: bool) -> list[Verdict]:
-    TOO_FEW_EXAMPLES, THIN_SFT_EXAMPLES = threshold("too_few_examples"), threshold("thin_sft_examples")  # noqa: N806
-    EVAL_MIN_EXAMPLES, EVAL_MAX_EXAMPLES = threshold("eval_min_examples"), threshold("eval_max_examples")  # noqa: N806
+    too_few_examples, thin_sft_examples = threshold("too_few_examples"), threshold("thin_sft_examples")
+    eval_min_examples, eval_max_examples = threshold("eval_min_examples"), threshold("eval_max_examples")
     v: list[Verdict] = []
     what = "eval file" if is_eval else "file"
     n = r.valid_examples
-    if r.kind is None:
+    if r.lines_total == 0:
+        v.append(Verdict("empty_file", "error", f"the {what} is empty: it holds no example"))
+    elif r.kind is None:
         v.append(Verdict("unknown_format", "error", f"no line of the {what} matches a known format (chat "
                          "messages, prompt/chosen/rejected, prompt/completion/label, text); pass --kind to "
                          "see what each line lacks"))
-    if n == 0:
+    if n == 0 and r.lines_total:
         v.append(Verdict("no_valid_examples", "error", f"the {what} holds no valid example"))
     if sc.other_kinds:
         parts = ", ".join(f"{k} on {plural(c, 'line')} (first at line {first})"
@@ -189,29 +191,29 @@ def _verdicts(r: DataReport, sc: Scan, is_eval: bool) -> list[Verdict]:
                          "them or drop them: fix or remove them"))
     if not is_eval and n and r.kind is not None and r.kind != "text":  # examples, pairs or labels; not raw text
         unit = plural(n, "preference pair" if r.kind == "dpo" else "example")
-        if n < TOO_FEW_EXAMPLES:
+        if n < too_few_examples:
             floor = (f" (OpenAI's hosted fine-tuning refuses fewer than {OPENAI_MIN_EXAMPLES})"
                      if n < OPENAI_MIN_EXAMPLES else "")
             v.append(Verdict("too_few_examples", "error", f"{unit} is too few to fine-tune reliably: "
-                             f"collect at least {TOO_FEW_EXAMPLES}, ideally {THIN_SFT_EXAMPLES}+{floor}"))
-        elif n < THIN_SFT_EXAMPLES and r.kind == "sft":
+                             f"collect at least {too_few_examples}, ideally {thin_sft_examples}+{floor}"))
+        elif n < thin_sft_examples and r.kind == "sft":
             v.append(Verdict("thin_data", "warning", f"{n:,} examples is thin for SFT: the model may learn the "
-                             f"format but miss cases; aim for {THIN_SFT_EXAMPLES}+ (LIMA aligned a 65B model with "
+                             f"format but miss cases; aim for {thin_sft_examples}+ (LIMA aligned a 65B model with "
                              "1,000 curated examples)"))
     if not is_eval and n:
         ev = r.eval
         if ev is None:
-            v.append(Verdict("no_eval_set", "warning", f"no eval set: hold out {EVAL_MIN_EXAMPLES}-"
-                             f"{EVAL_MAX_EXAMPLES} examples that are not in training (--eval FILE) to see "
+            v.append(Verdict("no_eval_set", "warning", f"no eval set: hold out {eval_min_examples}-"
+                             f"{eval_max_examples} examples that are not in training (--eval FILE) to see "
                              "whether training helps"))
         else:
-            if ev.valid_examples < EVAL_MIN_EXAMPLES:
+            if ev.valid_examples < eval_min_examples:
                 v.append(Verdict("eval_too_small", "warning", f"the eval set has "
-                                 f"{plural(ev.valid_examples, 'valid example')}; {EVAL_MIN_EXAMPLES}-"
-                                 f"{EVAL_MAX_EXAMPLES} give a usable signal"))
-            elif ev.valid_examples > EVAL_MAX_EXAMPLES:
+                                 f"{plural(ev.valid_examples, 'valid example')}; {eval_min_examples}-"
+                                 f"{eval_max_examples} give a usable signal"))
+            elif ev.valid_examples > eval_max_examples:
                 v.append(Verdict("eval_large", "info", f"the eval set has {ev.valid_examples:,} examples; "
-                                 f"{EVAL_MAX_EXAMPLES} are usually enough and each evaluation costs time"))
+                                 f"{eval_max_examples} are usually enough and each evaluation costs time"))
             if r.eval_overlap_examples:
                 v.append(Verdict("eval_overlaps_train", "error", f"{plural(r.eval_overlap_examples, 'eval example')} "
                                  "also found in training (after normalisation): the eval score will be "
