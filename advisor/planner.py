@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from advisor.contract.plan import (
 from advisor.contract.units import (
     duration_hours,
     gib,
+    host_ram_text,
     money,
     months_text,
     round_sig,
@@ -61,6 +62,7 @@ from advisor.contract.vocab import (
     PREREQUISITES,
     RULE_STAGES,
     SERVING,
+    SHARDING,
     TECHNIQUES,
 )
 from advisor.datafiles import read_data_files
@@ -173,6 +175,11 @@ def tokens_per_example(answers: Answers) -> int:
     return int(training_defaults()["tokens"]["per_example_default"])
 
 
+def grad_accum_for(stage: Stage, micro_batch: int, gpu_count: int) -> int:
+    """Micro-batches per optimizer step that reach the stage's global batch on ``gpu_count`` GPUs."""
+    return max(1, math.ceil(stage.global_batch_sequences / (micro_batch * gpu_count)))
+
+
 def _round_up(tokens: float, step: int) -> int:
     return max(step, math.ceil(tokens / step) * step)
 
@@ -261,6 +268,12 @@ class RunOption:
         p = self.gpu.cheapest_price
         return None if p is None else self.hours * self.gpu_count * p.usd_per_hour
 
+    @property
+    def host_ram_bytes_per_machine(self) -> int:
+        """CPU RAM the offloaded states take on the one machine holding the ``gpu_count`` GPUs (0 without
+        offload): ``MemoryBreakdown.states.host_bytes`` already sums every GPU's partition."""
+        return self.memory.states.host_bytes
+
 
 class Estimator:
     """Computes (and caches) the fit matrix and the recommended run for the planner's stage hooks."""
@@ -303,6 +316,11 @@ class Estimator:
             gpu_count=self.gpu_count, sharding=sharding, offload=offload,
         )
 
+    def speed_setup(self, setup: TrainingSetup, stage: Stage) -> TrainingSetup:
+        """``setup`` with the stage's gradient accumulation, for the speed estimate: CPU offload's host copies and
+        optimizer step come once per optimizer step (memory keeps the setup as it is)."""
+        return replace(setup, grad_accum=grad_accum_for(stage, setup.micro_batch, self.gpu_count))
+
     def _memory(self, setup: TrainingSetup) -> MemoryBreakdown:
         if setup not in self._memo:
             assert self.model is not None
@@ -336,7 +354,9 @@ class Estimator:
         sharding, offload, optimizer, mb = best or (*layouts[-1], optimizers[0], 1)
         fits = best is not None
         setups = [self.setup(technique, s, mb, sharding, optimizer, offload) for s in self.stages]
-        tps = [estimate_throughput(self.model.anatomy, st, gpu).tokens_per_s for st in setups]
+        # tokens/s include CPU offload's PCIe copies and host optimizer step (estimators.throughput.offload_time)
+        tps = [estimate_throughput(self.model.anatomy, self.speed_setup(st, s), gpu).tokens_per_s
+               for st, s in zip(setups, self.stages)]
         memory_bytes = self._memory(setups[0]).total_bytes
         measured: tuple[str, ...] = ()
         entry = self._profiled(technique, gpu, micro_batches, sharding, optimizer)
@@ -486,7 +506,8 @@ def _fit_row(o: RunOption, stage: Stage) -> FitRow:
         technique=o.technique, gpu=o.gpu.name, gpu_count=o.gpu_count, sharding=o.sharding, offload=o.offload,
         objective=stage.objective, seq_len=stage.seq_len, micro_batch=o.micro_batch, optimizer=o.optimizer,
         memory_bytes=o.memory_bytes, memory_parts_bytes=dict(o.memory.parts), measured=list(o.measured),
-        usable_memory_bytes=o.gpu.usable_memory_bytes, fits=o.fits, tokens_per_s=round_sig(o.tokens_per_s),
+        usable_memory_bytes=o.gpu.usable_memory_bytes, host_ram_bytes_per_machine=o.host_ram_bytes_per_machine,
+        fits=o.fits, tokens_per_s=round_sig(o.tokens_per_s),
         hours=round_sig(o.hours), usd=round_sig_or_none(o.usd) if o.fits else None,
         provider=p.provider if p else None)
 
@@ -606,13 +627,14 @@ def _training(est: Estimator, run: RunOption, answers: Answers) -> TrainingPlan:
             tokens_per_example=s.tokens_per_example, seq_len=s.seq_len, epochs=s.epochs,
             training_tokens=s.training_tokens, learning_rate=s.learning_rate,
             global_batch_sequences=s.global_batch_sequences,
-            grad_accum=max(1, math.ceil(s.global_batch_sequences / (run.micro_batch * run.gpu_count))),
+            grad_accum=grad_accum_for(s, run.micro_batch, run.gpu_count),
             beta=s.beta, hours=round_sig(h)) for s, h in zip(est.stages, run.stage_hours)],
         lora=LoraSettings(**lo) if TECHNIQUES[run.technique].adapter else None,
         **{k: v for k, v in training_defaults()["schedule"].items() if k != "source"},
         memory_bytes=run.memory_bytes, measured=list(run.measured), memory_parts_bytes=dict(run.memory.parts),
-        usable_memory_bytes=run.gpu.usable_memory_bytes, tokens_per_s=round_sig(run.tokens_per_s),
-        hours=round_sig(run.hours), usd=round_sig_or_none(run.usd), provider=price.provider if price else None,
+        usable_memory_bytes=run.gpu.usable_memory_bytes, host_ram_bytes_per_machine=run.host_ram_bytes_per_machine,
+        tokens_per_s=round_sig(run.tokens_per_s), hours=round_sig(run.hours), usd=round_sig_or_none(run.usd),
+        provider=price.provider if price else None,
         usd_per_gpu_hour=price.usd_per_hour if price else None, price_date=price.date if price else None,
     )
 
@@ -622,11 +644,17 @@ def _training_assumptions(est: Estimator, run: RunOption, answers: Answers,
     assert est.model is not None
     out = list(run.memory.assumptions)
     setup0 = est.setup(run.technique, est.stages[0], run.micro_batch, run.sharding, run.optimizer, run.offload)
-    out += list(estimate_throughput(est.model.anatomy, setup0, run.gpu).assumptions)
+    out += list(estimate_throughput(est.model.anatomy, est.speed_setup(setup0, est.stages[0]), run.gpu).assumptions)
+    for stage in est.stages[1:] if run.offload != "none" else ():
+        # each later stage's own optimizer step under offload (the first stage's is above): its last assumption
+        st = est.setup(run.technique, stage, run.micro_batch, run.sharding, run.optimizer, run.offload)
+        out.append(estimate_throughput(est.model.anatomy, est.speed_setup(st, stage), run.gpu).assumptions[-1])
     if run.offload != "none":
-        out.append(f"ZeRO-3 offloads the {OFFLOAD[run.offload].label} to CPU RAM "
-                   f"({gib(run.memory.states.host_bytes)} per GPU): steps are slower than the speed "
-                   f"estimate, which does not model PCIe transfers; measure before budgeting")
+        out.append(f"{SHARDING.title(run.sharding)} offloads the {OFFLOAD[run.offload].label} to CPU RAM: the run "
+                   f"{host_ram_text(run.host_ram_bytes_per_machine, run.sharding, run.offload, run.gpu_count)}, "
+                   f"every GPU's partition together (runs over several machines are not modelled); DeepSpeed's "
+                   f"estimator adds 50% for buffers ({gib(run.host_ram_bytes_per_machine * 1.5)}); measure before "
+                   f"budgeting")
     if run.measured:
         out.insert(0, f"{' and '.join(run.measured)} of the {est.stages[0].method} stage measured by "
                       f"`advise profile` on {profile.device.name} ({profile.versions.torch}); memory parts stay "
@@ -670,17 +698,21 @@ def _summary(d: Decision, rec: Recommendation, est: Estimates) -> str:
         parts = [APPROACHES.phrase(d.approach)] + [APPROACHES.phrase(a) for a in d.also]
         return f"Don't fine-tune yet: {'; then '.join(parts) if len(parts) < 3 else ', '.join(parts)}."
     methods = " then ".join(METHODS.phrase(m) for m in d.methods)
+    ram = ""
     if APPROACHES[d.approach].hosted:
         h = est.hosted_fine_tuning
         head = f"Use hosted {methods} of {h.base_model} ({h.offer})" if h else \
             f"Use the vendor's hosted {methods} (no offer for it in the catalog)"
-        cost = f": about {money(h.training_usd)} of training" if h else ""
+        usd = money(h.training_usd) if h else ""
+        cost = "" if not h else f": {usd} of training" if usd.startswith("under") else f": about {usd} of training"
     else:
         t = est.training
         tech = TECHNIQUES.phrase(d.technique) if d.technique else "a technique that fits (none does yet)"
         head = f"Fine-tune {rec.base_model} with {methods} using {tech}"
         cost = (f" on {t.gpu_count} x {t.gpu}: about {duration_hours(t.hours)} and {money(t.usd)} of training"
                 if t else "")
+        if t and t.host_ram_bytes_per_machine:
+            ram = f" The run {host_ram_text(t.host_ram_bytes_per_machine, t.sharding, t.offload, t.gpu_count)}."
     inf = est.inference
     tail = ""
     if inf and inf.today_usd_per_month is not None and inf.after_usd_per_month is not None:
@@ -688,7 +720,7 @@ def _summary(d: Decision, rec: Recommendation, est: Estimates) -> str:
         tail += (f" (break-even in {months_text(inf.break_even_months)})" if inf.break_even_months is not None
                  else " (more per month than today: it does not pay back in money)")
     also = f"; also {', '.join(APPROACHES.phrase(a) for a in d.also)}" if d.also else ""
-    return f"{head}{cost}{tail}{also}."
+    return f"{head}{cost}{tail}{also}.{ram}"
 
 
 def _next_steps(d: Decision, rec: Recommendation, est: Estimates) -> list[NextStep]:

@@ -64,7 +64,9 @@ PART_LABELS = {
 
 @dataclass(frozen=True)
 class ModelStates:
-    """Bytes per GPU of what lives across steps; ``host_bytes`` is CPU RAM used by offload."""
+    """Bytes per GPU of what lives across steps; ``host_bytes`` is the CPU RAM offload uses on the machine: the
+    partitions of all ``gpu_count`` GPUs together, one machine assumed (DeepSpeed's estimators count it per node:
+    ``cpu_mem = 16 * total_params / num_nodes`` for optimizer offload, before their 1.5 buffer factor)."""
 
     weights_bytes: int
     trainable_weights_bytes: int

@@ -16,14 +16,20 @@ decoder-layer linears and the lm_head (tied or not); the embedding lookup is not
 
 Tokens/s = peak dense bf16 FLOP/s x GPUs x model FLOPs utilisation (MFU) / FLOPs per token. The MFU per
 technique is an assumption until a profile of the card measures it.
+
+CPU offload (ZeRO-2/3 optimizer or parameter offload, FSDP CPU offload) adds, per optimizer step, the time to
+copy gradients to the host and weights back over PCIe and the optimizer step on the host CPU (``offload_time``);
+it is added to the GPU compute time of the step, not overlapped (an upper bound: DeepSpeed overlaps part of the
+copies with backward).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from estimators.anatomy import Anatomy, lora_trainable_params
 from estimators.catalog import GPU
+from estimators.memory import model_states
 from estimators.setup import TrainingSetup
 
 #: Model FLOPs utilisation assumed for Hugging Face trainers without torch.compile, by technique.
@@ -35,6 +41,39 @@ MFU_SOURCE = (
     "assumed MFU by technique (full 40%, LoRA 38%, DoRA 28%, QLoRA 30%) from torchtitan/torchtune "
     "published runs; a profile of the card replaces it"
 )
+
+#: Host <-> GPU copies under CPU offload, bytes/s per GPU and direction. PCIe Gen4 x16 carries 16 GT/s x 16 lanes
+#: (128b/130b) = 31.5 GB/s per direction (PCI-SIG PCIe 4.0 spec); pinned-memory cudaMemcpy reaches about 25 GB/s
+#: of it (NVIDIA's bandwidthTest on A100 hosts). One link per GPU, all GPUs copying at once; Gen5 hosts (H100,
+#: H200) are faster, so this errs slow.
+OFFLOAD_PCIE_BYTES_PER_S = 25e9
+#: DeepSpeedCPUAdam (the optimizer ZeRO-Offload runs on the host) updates about 4e9 parameters/s on one machine:
+#: ZeRO-Offload (Ren et al., USENIX ATC 2021, arXiv 2101.06840), Adam latency table: about 2.6 s per step for
+#: 10B parameters (about 0.25 s per billion) on a DGX-2's two Xeon sockets. The machine's GPUs share its CPU.
+CPU_ADAM_PARAMS_PER_S = 4e9
+#: torch's own AdamW on the CPU (FSDP's CPU offload runs it): DeepSpeed's ZeRO-Offload tutorial states
+#: DeepSpeedCPUAdam is "5X-7X faster than the standard PyTorch implementation"; 6x is assumed.
+TORCH_CPU_ADAM_SLOWER = 6.0
+
+
+@dataclass(frozen=True)
+class OffloadTime:
+    """What CPU offload adds to one optimizer step (all GPUs of one machine step together)."""
+
+    compute_s: float  # GPU forward + backward of the step's micro-batches, without offload
+    pcie_bytes_per_gpu: float  # host <-> GPU bytes one GPU copies per optimizer step
+    pcie_s: float
+    cpu_optimizer_s: float  # the optimizer step on the host CPU
+    tokens_per_step: float  # all GPUs together
+
+    @property
+    def step_s(self) -> float:
+        return self.compute_s + self.pcie_s + self.cpu_optimizer_s
+
+    @property
+    def slowdown(self) -> float:
+        """Step time with offload over step time without (>= 1)."""
+        return self.step_s / self.compute_s
 
 
 @dataclass(frozen=True)
@@ -62,9 +101,11 @@ class Throughput:
     flops_per_token: FlopsPerToken
     mfu: float
     mfu_measured: bool
-    tokens_per_s: float  # all GPUs together
+    tokens_per_s: float  # all GPUs together, CPU offload's copies and host optimizer step included
     seconds_per_million_tokens: float
     assumptions: tuple[str, ...]
+    compute_tokens_per_s: float | None = None  # the GPUs' compute alone (differs from tokens_per_s under offload)
+    offload: OffloadTime | None = None
 
     def hours_for(self, tokens: float, epochs: float = 1.0) -> float:
         return tokens * epochs / self.tokens_per_s / 3600
@@ -90,13 +131,63 @@ def flops_per_token(anatomy: Anatomy, setup: TrainingSetup) -> FlopsPerToken:
     return FlopsPerToken(fwd, bwd, recompute, reference, n_mm, adapters)
 
 
+def offload_time(anatomy: Anatomy, setup: TrainingSetup, compute_tokens_per_s: float) -> OffloadTime | None:
+    """Per optimizer step (``setup.grad_accum`` micro-batches on each GPU): the GPU compute time and what CPU
+    offload adds to it; None without offload.
+
+    * Optimizer offload (ZeRO-Offload, Ren et al. 2021, section 4): each micro-batch's gradient partition
+      (P/N trainable parameters in the compute dtype) goes to the host, where it accumulates; after the step the
+      updated weights of the partition come back in the compute dtype.
+    * Parameter offload (ZeRO-Infinity, Rajbhandari et al. 2021, arXiv 2104.07857; FSDP CPU offload): the
+      weights live on the host and every forward and backward pass (and the reference forward of DPO/KTO) copies
+      each GPU's 1/N of them to the GPU before the all-gather; gradients go down as above, nothing comes back.
+    * The host runs Adam over all P trainable parameters of the machine (``CPU_ADAM_PARAMS_PER_S``; torch's CPU
+      AdamW under FSDP is ``TORCH_CPU_ADAM_SLOWER`` times slower).
+    """
+    if setup.offload == "none":
+        return None
+    # the unsharded model's states: P trainable parameters and every weight byte a forward pass reads
+    whole = model_states(anatomy, replace(setup, gpu_count=1, sharding="none", offload="none", grad_accum=1))
+    P, N, dt = whole.trainable_params, setup.gpu_count, setup.compute_bytes
+    weights_on_host = setup.offload == "params" or setup.sharding == "fsdp"
+    grads_down = setup.grad_accum * dt * P / N
+    if weights_on_host:
+        passes = 2 + (1 if setup.needs_reference_model else 0)
+        weights_up = setup.grad_accum * passes * (whole.weights_bytes + whole.trainable_weights_bytes) / N
+    else:
+        weights_up = dt * P / N
+    rate = CPU_ADAM_PARAMS_PER_S / (TORCH_CPU_ADAM_SLOWER if setup.sharding == "fsdp" else 1.0)
+    tokens = float(setup.sequences_per_micro_batch * setup.seq_len * setup.grad_accum * N)
+    pcie = grads_down + weights_up
+    return OffloadTime(compute_s=tokens / compute_tokens_per_s, pcie_bytes_per_gpu=pcie,
+                       pcie_s=pcie / OFFLOAD_PCIE_BYTES_PER_S, cpu_optimizer_s=P / rate, tokens_per_step=tokens)
+
+
+def offload_assumptions(setup: TrainingSetup, off: OffloadTime) -> list[str]:
+    """The offload model's constants, then what it adds to one optimizer step of ``setup``."""
+    adam = ("torch AdamW on the CPU (FSDP), assumed 6x slower than DeepSpeedCPUAdam (DeepSpeed docs: 5-7x)"
+            if setup.sharding == "fsdp" else "DeepSpeedCPUAdam")
+    constants = (f"CPU offload: host <-> GPU copies at {OFFLOAD_PCIE_BYTES_PER_S / 1e9:g} GB/s per GPU (PCIe Gen4 "
+                 f"x16 effective) and the optimizer step on the host, {adam} at {CPU_ADAM_PARAMS_PER_S / 1e9:g}e9 "
+                 f"parameters/s per machine (ZeRO-Offload, Ren et al. 2021: about 0.25 s per billion parameters on "
+                 f"a two-socket Xeon host; fewer or slower cores take longer), not overlapped with GPU compute (an "
+                 f"upper bound); tokens/s, time and cost include them")
+    step = (f"CPU offload, optimizer step of {setup.grad_accum} micro-batch(es) x {setup.sequences_per_micro_batch} "
+            f"sequence(s) x {setup.seq_len} tokens per GPU: {off.compute_s:,.1f} s of GPU compute + "
+            f"{off.pcie_s:,.1f} s of copies ({off.pcie_bytes_per_gpu / 1e9:,.1f} GB per GPU) + "
+            f"{off.cpu_optimizer_s:,.1f} s of host optimizer step: {off.slowdown:.2f}x the time without offload")
+    return [constants, step]
+
+
 def estimate_throughput(anatomy: Anatomy, setup: TrainingSetup, gpu: GPU, mfu: float | None = None) -> Throughput:
-    """Tokens/s of ``setup`` on ``setup.gpu_count`` x ``gpu``; ``mfu`` overrides the assumed utilisation."""
+    """Tokens/s of ``setup`` on ``setup.gpu_count`` x ``gpu``; ``mfu`` overrides the assumed utilisation. With CPU
+    offload the host copies and optimizer step are added per optimizer step of ``setup.grad_accum`` micro-batches
+    (``offload_time``)."""
     f = flops_per_token(anatomy, setup)
     measured = mfu is not None
     mfu = DEFAULT_MFU[setup.technique] if mfu is None else mfu
     # data parallel: every GPU runs its own micro-batches; sharding costs communication the MFU absorbs
-    tps = gpu.bf16_dense_tflops * 1e12 * setup.gpu_count * mfu / f.total
+    compute_tps = gpu.bf16_dense_tflops * 1e12 * setup.gpu_count * mfu / f.total
     assumptions = [
         f"{gpu.name} peak {gpu.bf16_dense_tflops:g} dense bf16 TFLOP/s (datasheet) per GPU",
         "training FLOPs/token = 6N (full) or 4N + 6N_adapter (LoRA family), N = matmul weights incl. lm_head, "
@@ -104,4 +195,9 @@ def estimate_throughput(anatomy: Anatomy, setup: TrainingSetup, gpu: GPU, mfu: f
         + (", + reference forward" if setup.needs_reference_model else ""),
         (f"measured MFU {mfu:.0%}" if measured else MFU_SOURCE),
     ]
-    return Throughput(gpu.name, setup.gpu_count, f, mfu, measured, tps, 1e6 / tps, tuple(assumptions))
+    off = offload_time(anatomy, setup, compute_tps)
+    tps = compute_tps if off is None else off.tokens_per_step / off.step_s
+    if off is not None:
+        assumptions += offload_assumptions(setup, off)
+    return Throughput(gpu.name, setup.gpu_count, f, mfu, measured, tps, 1e6 / tps, tuple(assumptions),
+                      compute_tokens_per_s=compute_tps, offload=off)

@@ -63,6 +63,19 @@ def _spec(fig: Any) -> dict[str, Any]:
     return {"data": d["data"], "layout": d["layout"], "config": CONFIG}
 
 
+#: the training-time chart's axis units: (name, hours per unit, the largest value in hours it is used up to);
+#: the same steps as ``advisor.contract.units.duration`` (90 s, 90 min, 72 h)
+TIME_UNITS = (("seconds", 1 / 3600, 90 / 3600), ("minutes", 1 / 60, 1.5), ("hours", 1.0, 72.0), ("days", 24.0, None))
+
+
+def time_unit(max_hours: float) -> tuple[str, float]:
+    """The unit a time axis reads best in, from the largest value it shows: (name, hours per unit)."""
+    for name, per, below in TIME_UNITS:
+        if below is None or max_hours < below:
+            return name, per
+    raise AssertionError("TIME_UNITS has no open-ended unit")  # pragma: no cover
+
+
 def _rows(plan: Plan) -> list[FitRow]:
     return list(plan.estimates.fit_matrix)
 
@@ -156,13 +169,16 @@ def fit_chart(plan: Plan) -> dict[str, Any] | str:
                 continue
             use = r.memory_bytes / max(1, r.usable_memory_bytes)
             zr.append(round(min(use, 1.5), 4))
+            ram = f"<br>CPU RAM {gib(r.host_ram_bytes_per_machine)}" if r.host_ram_bytes_per_machine else ""
             if r.fits:
-                tr.append(f"{use:.0%} · mb {r.micro_batch}<br>{money(r.usd)}")
+                tr.append(f"{use:.0%} · mb {r.micro_batch}<br>{money(r.usd)}{ram}")
             else:
                 tr.append(f"<b>no fit</b><br>{use:.0%}")
             hr.append(f"{esc(label(TECHNIQUES, t))} on {r.gpu_count} × {esc(g)}<br>"
                       f"{gib(r.memory_bytes)} of {gib(r.usable_memory_bytes)} usable<br>"
-                      f"micro-batch {r.micro_batch}, {count(round(r.tokens_per_s))} tokens/s<br>"
+                      + (f"+ {gib(r.host_ram_bytes_per_machine)} of CPU RAM per machine (offload)<br>"
+                         if r.host_ram_bytes_per_machine else "")
+                      + f"micro-batch {r.micro_batch}, {count(round(r.tokens_per_s))} tokens/s<br>"
                       f"{duration(r.hours)}, {money(r.usd)}"
                       + (f" ({esc(r.provider)})" if r.provider else ""))
         z.append(zr), text.append(tr), hover.append(hr)
@@ -199,11 +215,12 @@ def gpu_cost_chart(plan: Plan) -> dict[str, Any] | str:
     techs = _order([r.technique for r in rows])
     gpus = list(dict.fromkeys(r.gpu for r in _rows(plan)))
     priced = any(r.usd is not None for r in rows)
+    unit, per = time_unit(max(r.hours for r in rows))
     text = {"textposition": "outside", "cliponaxis": False, "textangle": 0, "constraintext": "none",
             "textfont": {"size": 11}}
     fig = make_subplots(rows=2 if priced else 1, cols=1, shared_xaxes=True, vertical_spacing=0.12,
-                        subplot_titles=("Training time (hours)", "Training cost (USD)") if priced
-                        else ("Training time (hours)",))
+                        subplot_titles=(f"Training time ({unit})", "Training cost (USD)") if priced
+                        else (f"Training time ({unit})",))
     for t in techs:
         by_g = {r.gpu: r for r in rows if r.technique == t}
         xs = [esc(g) for g in gpus if g in by_g]
@@ -215,7 +232,7 @@ def gpu_cost_chart(plan: Plan) -> dict[str, Any] | str:
                  + (f" ({esc(r.provider)})" if r.provider else "")
                  + f"<br>micro-batch {r.micro_batch}, {count(round(r.tokens_per_s))} tokens/s"
                  for r in rs]
-        fig.add_trace(go.Bar(x=xs, y=[round(r.hours, 4) for r in rs], customdata=hover,
+        fig.add_trace(go.Bar(x=xs, y=[round(r.hours / per, 4) for r in rs], customdata=hover,
                              text=[duration(r.hours) for r in rs] if t == chosen else None,
                              hovertemplate="%{customdata}<extra></extra>", **common, **text),
                       row=1, col=1)

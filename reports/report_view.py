@@ -14,7 +14,7 @@ from typing import Any
 from markupsafe import Markup
 
 from advisor.contract.plan import DataCheck, Plan
-from advisor.contract.units import count, gib, hourly, money, months_text
+from advisor.contract.units import count, gib, host_ram_text, hourly, money, months_text
 from advisor.contract.units import duration_hours as duration
 from advisor.contract.vocab import (
     APPROACHES,
@@ -24,6 +24,7 @@ from advisor.contract.vocab import (
     PREREQUISITES,
     RULE_STAGES,
     SERVING,
+    SHARDING,
     TECHNIQUES,
     Terms,
 )
@@ -71,8 +72,16 @@ def verdict(plan: Plan) -> dict[str, str]:
     return {"text": "Don't fine-tune yet", "tone": "hold"}
 
 
+def host_ram(plan: Plan) -> str:
+    """'needs 1,051.3 GiB of CPU RAM per machine for DeepSpeed ZeRO-3 optimizer offload (4 GPUs on one machine)',
+    or '' when the training run offloads nothing."""
+    t = plan.estimates.training
+    return host_ram_text(t.host_ram_bytes_per_machine, t.sharding, t.offload, t.gpu_count) if t else ""
+
+
 def kpis(plan: Plan) -> list[dict[str, str]]:
-    """The four figures of the first screen; empty when no fine-tune is recommended (a sentence says so)."""
+    """The four figures of the first screen (a fifth, the CPU RAM per machine, when the run offloads to it); empty
+    when no fine-tune is recommended (a sentence says so)."""
     if not is_fine_tune(plan):
         return []
     rec, est = plan.recommendation, plan.estimates
@@ -87,6 +96,11 @@ def kpis(plan: Plan) -> list[dict[str, str]]:
             sub += "; for 1,000 assumed examples"
         tiles.append({"label": "Training run", "value": f"{duration(t.hours)} · {money(t.usd)}",
                       "sub": sub, "tone": ""})
+        if t.host_ram_bytes_per_machine:
+            what = "parameter and optimizer" if t.offload == "params" else "optimizer"
+            tiles.append({"label": "CPU RAM per machine", "value": gib(t.host_ram_bytes_per_machine),
+                          "sub": f"for {SHARDING.title(t.sharding)} {what} offload ({t.gpu_count} × {t.gpu} on one "
+                                 f"machine); time and cost include its slowdown", "tone": ""})
     elif h:
         tiles.append({"label": "Training run", "value": money(h.training_usd),
                       "sub": f"hosted by {h.provider} ({h.offer}); run time set by the vendor", "tone": ""})
@@ -228,6 +242,7 @@ def training(plan: Plan) -> dict[str, Any] | None:
     t, base = plan.estimates.training, plan.estimates.base_model
     if not t:
         return None
+    ram = host_ram(plan)
     setup = [
         ("Base model", f"{base.name if base else plan.recommendation.base_model}"
                        + (f" ({base.hub_id})" if base and base.hub_id else "")),
@@ -241,7 +256,9 @@ def training(plan: Plan) -> dict[str, Any] | None:
         ("Gradient checkpointing", "on" if t.gradient_checkpointing else "off"),
         ("Micro-batch per GPU", count(t.micro_batch)),
         ("Peak memory per GPU", f"{gib(t.memory_bytes)} of {gib(t.usable_memory_bytes)} usable"),
-        ("Speed", f"{count(round(t.tokens_per_s))} tokens/s"),
+        *([("CPU RAM per machine", ram[:1].upper() + ram[1:])] if ram else []),
+        ("Speed", f"{count(round(t.tokens_per_s))} tokens/s"
+                  + (" (CPU offload's copies and host optimizer step included)" if ram else "")),
     ]
     if t.lora:
         lo = t.lora

@@ -11,11 +11,16 @@ DAYS_PER_MONTH = 30.4  # 365 / 12
 
 
 def money(usd: float | None) -> str:
-    """$1,234 from $100 up, $12.34 below; negative amounts keep their sign."""
+    """$1,234 from $100 up, $12.34 below, "under $0.01" for a positive amount below a cent, "$0" for nothing;
+    negative amounts keep their sign ("-(under $0.01)" below a cent)."""
     if usd is None:
         return "unknown"
+    if usd == 0:
+        return "$0"
     sign = "-" if usd < 0 else ""
     usd = abs(usd)
+    if usd < 0.01:
+        return "-(under $0.01)" if sign else "under $0.01"
     return f"{sign}${usd:,.0f}" if usd >= 100 else f"{sign}${usd:,.2f}"
 
 
@@ -58,6 +63,19 @@ def gib(n: float | None) -> str:
         return "unknown"
     v = n / GIB
     return f"{v:,.1f} GiB" if abs(v) >= 10 else f"{v:,.2f} GiB"
+
+
+def host_ram_text(host_bytes: int | None, sharding: str, offload: str, gpu_count: int) -> str:
+    """The CPU RAM a run with CPU offload needs on its machine ('' without offload):
+    'needs 1,051.3 GiB of CPU RAM per machine for DeepSpeed ZeRO-3 optimizer offload (4 GPUs on one machine)'."""
+    if not host_bytes or offload == "none":
+        return ""
+    from advisor.contract.vocab import SHARDING
+
+    what = "parameter and optimizer" if offload == "params" else "optimizer"
+    gpus = f"{gpu_count} GPU{'' if gpu_count == 1 else 's'}"
+    return (f"needs {gib(host_bytes)} of CPU RAM per machine for {SHARDING.title(sharding)} {what} offload "
+            f"({gpus} on one machine)")
 
 
 def count(n: float | None) -> str:

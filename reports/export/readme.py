@@ -25,6 +25,12 @@ def notes(ctx: Mapping[str, Any], exported: Sequence[Mapping[str, Any]]) -> list
                    f"message, or the template raises an error.")
     for f in exported:
         out += f["notes"]
+    off = ctx.get("offload") or {}
+    if off.get("optimizer"):
+        what = "parameters and optimizer states" if off.get("params") else "optimizer states"
+        out.append(f"The run offloads the {what} to CPU RAM: the machine holding the {ctx['gpu_count']} GPUs needs "
+                   f"the CPU RAM the summary at the top states (plus room for the data loader and the OS). Steps "
+                   f"wait on PCIe copies and the optimizer step on the CPU; the plan's time and cost include that.")
     if any(s["examples_assumed"] for s in ctx["stages"]):
         out.append("The plan had no example count for a stage and assumed one: re-plan with the real counts "
                    "(batch and epochs depend on them).")
@@ -40,8 +46,8 @@ def readme(ctx: dict[str, Any], exported: Sequence[dict[str, Any]], skipped: Seq
                               "header": header("the commands in this README, in order", ctx, prefix="")}
     if ctx["kind"] == "train":
         for f in exported:
-            f["readme_run"] = r.text_file(f["readme"], part="run", ctx=ctx, f=f)
-            f["readme_data"] = r.text_file(f["readme"], part="data", ctx=ctx, f=f, shapes=DATA_SHAPES)
+            f["readme_run"] = r.markdown_file(f["readme"], part="run", ctx=ctx, f=f)
+            f["readme_data"] = r.markdown_file(f["readme"], part="data", ctx=ctx, f=f, shapes=DATA_SHAPES)
         serve_modes = sorted({f["serve"]["mode"] for f in exported})
         accelerated = [f["title"] for f in exported if f["uses_accelerate"]]
         values.update(
@@ -52,7 +58,7 @@ def readme(ctx: dict[str, Any], exported: Sequence[dict[str, Any]], skipped: Seq
             serve_mode_adapter="adapter" in serve_modes,
         )
         ctx["notes"] = notes(ctx, exported)
-    return r.text_file("export/README.md.j2", **values)
+    return str(r.markdown_file("export/README.md.j2", **values))
 
 
 def _multi_gpu_text(ctx: Mapping[str, Any], exported: Sequence[Mapping[str, Any]]) -> str:
