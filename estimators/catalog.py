@@ -369,6 +369,13 @@ class Catalog:
                 for entry in entries:
                     if not isinstance(entry, dict) or "name" not in entry:
                         raise CatalogError(f"{path}: every {section} entry needs a name")
+                    if not isinstance(entry["name"], str):
+                        raise CatalogError(f"{path}: {section} entry name {str(entry['name'])[:60]!r} must be text "
+                                           f"(quote it: name: \"{str(entry['name'])[:60]}\")")
+                    aliases = entry.get("aliases", [])
+                    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+                        raise CatalogError(f"{path}: {section} '{entry['name']}': aliases must be a list of text "
+                                           "names (quote numbers)")
                     key = _norm(entry["name"])
                     # an override may name an entry by one of its aliases
                     for k, (_, existing) in raw[section].items():

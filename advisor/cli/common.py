@@ -7,6 +7,7 @@ one-line ``Error: ...`` messages with exit code 2. Numbers are formatted by ``ad
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from functools import wraps
@@ -34,6 +35,18 @@ class AdviseUsageError(click.UsageError):
 
     def show(self, file: Any = None) -> None:
         click.echo(f"Error: {terminal_text(self.format_message())}", err=True, file=file)
+
+
+class FiniteFloat(click.FloatRange):
+    """A ``click.FloatRange`` that also refuses ``nan`` and ``inf`` (which a bare range lets through)."""
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return rv
 
 
 def domain_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

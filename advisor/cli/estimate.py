@@ -9,7 +9,14 @@ from typing import Any
 
 import click
 
-from advisor.cli.common import AdviseUsageError, domain_errors, dump_json, echo, load_catalog
+from advisor.cli.common import (
+    AdviseUsageError,
+    FiniteFloat,
+    domain_errors,
+    dump_json,
+    echo,
+    load_catalog,
+)
 from advisor.contract.units import duration, gib, hourly, money, months_text
 from advisor.contract.vocab import (
     ATTENTION,
@@ -32,11 +39,11 @@ from estimators.setup import TrainingSetup
               type=click.Choice(tuple(OBJECTIVES), case_sensitive=False),
               help="Training objective (DPO/ORPO double the sequences; DPO/KTO add a reference forward).")
 @click.option("--gpu", "gpu_name", default="H100-80GB", show_default=True, help="GPU to report time and fit for.")
-@click.option("--seq-len", default=2048, show_default=True, type=click.IntRange(min=1), help="Tokens per sequence.")
-@click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1), help="Micro-batch per GPU.")
+@click.option("--seq-len", default=2048, show_default=True, type=click.IntRange(1, 10_000_000), help="Tokens per sequence.")
+@click.option("--batch-size", default=1, show_default=True, type=click.IntRange(1, 65_536), help="Micro-batch per GPU.")
 @click.option("--grad-accum", default=1, show_default=True, type=click.IntRange(min=1),
               help="Gradient accumulation steps.")
-@click.option("--gpus", "gpu_count", default=1, show_default=True, type=click.IntRange(min=1), help="Number of GPUs.")
+@click.option("--gpus", "gpu_count", default=1, show_default=True, type=click.IntRange(1, 4096), help="Number of GPUs.")
 @click.option("--sharding", default="none", show_default=True,
               type=click.Choice(tuple(SHARDING), case_sensitive=False))
 @click.option("--offload", default="none", show_default=True,
@@ -48,21 +55,21 @@ from estimators.setup import TrainingSetup
 @click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=True, show_default=True)
 @click.option("--attn", "attn_impl", default="auto", show_default=True,
               type=click.Choice(tuple(ATTENTION), case_sensitive=False))
-@click.option("--lora-r", default=TrainingSetup.lora_r, show_default=True, type=click.IntRange(min=1))
+@click.option("--lora-r", default=TrainingSetup.lora_r, show_default=True, type=click.IntRange(1, 4096))
 @click.option("--lora-alpha", default=TrainingSetup.lora_alpha, show_default=True, type=click.IntRange(min=1))
 @click.option("--lora-dropout", default=TrainingSetup.lora_dropout, show_default=True,
-              type=click.FloatRange(0, 1, max_open=True))
+              type=FiniteFloat(0, 1, max_open=True))
 @click.option("--lora-targets", default=",".join(TrainingSetup.lora_targets), show_default=True,
               help="Comma-separated module names (e.g. q_proj,v_proj) or all-linear.")
 @click.option("--no-double-quant", is_flag=True, help="QLoRA without double quantization.")
-@click.option("--tokens", type=click.FloatRange(min=0, min_open=True),
+@click.option("--tokens", type=FiniteFloat(min=0, min_open=True),
               help="Training tokens in the dataset (default: report per 1M tokens).")
-@click.option("--epochs", default=1.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--requests-per-month", type=click.FloatRange(min=0),
+@click.option("--epochs", default=1.0, show_default=True, type=FiniteFloat(min=0, min_open=True))
+@click.option("--requests-per-month", type=FiniteFloat(min=0),
               help="Inference workload: requests per month (with --input-tokens/--output-tokens).")
-@click.option("--input-tokens", default=500, show_default=True, type=click.FloatRange(min=0),
+@click.option("--input-tokens", default=500, show_default=True, type=FiniteFloat(min=0),
               help="Input tokens per request.")
-@click.option("--output-tokens", default=200, show_default=True, type=click.FloatRange(min=0),
+@click.option("--output-tokens", default=200, show_default=True, type=FiniteFloat(min=0),
               help="Output tokens per request.")
 @click.option("--api", "api_name", help="Hosted API used today (e.g. claude-haiku-4.5) to compare the monthly bill.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (same data as the table).")

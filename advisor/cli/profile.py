@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from advisor import __version__
-from advisor.cli.common import AdviseUsageError, domain_errors, echo, load_catalog
+from advisor.cli.common import AdviseUsageError, FiniteFloat, domain_errors, echo, load_catalog
 from advisor.contract.units import duration, gib
 from advisor.contract.vocab import DEVICES, TECHNIQUES
 
@@ -69,7 +69,7 @@ def _methods(value: str) -> tuple[str, ...]:
               help="Profile file: written after every measurement; a rerun resumes it.")
 @click.option("--device", default="cuda", show_default=True, type=click.Choice(tuple(DEVICES)),
               help="cpu runs the same code on tiny models (tests, CI): time and peak RSS only.")
-@click.option("--memory-limit-gib", type=click.FloatRange(min=0, min_open=True),
+@click.option("--memory-limit-gib", type=FiniteFloat(min=0, min_open=True),
               help="Pretend the device has this much memory (CUDA: allocator cap; CPU: address-space cap).")
 @click.option("--gpu", "gpu_name", help="Catalog GPU for the MFU peak when the device name is not in the catalog.")
 @click.pass_context

@@ -77,6 +77,11 @@ def _size_text(n: int) -> str:
     return f"{n / MIB:g} MiB" if n >= MIB else f"{n / KIB:g} KiB"
 
 
+def os_reason(e: OSError) -> str:
+    """A few words for an OSError, for one error line."""
+    return _os_reason(e)
+
+
 def _os_reason(e: OSError) -> str:
     reasons = {
         errno.ENOENT: "does not exist",

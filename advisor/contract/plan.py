@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -67,8 +68,48 @@ class PlanError(AdviseError, ValueError):
     """A plan file or document cannot be read: one line naming the field."""
 
 
+#: what a plan's text may not hold: control characters (line breaks included) and bidi overrides. Plan strings
+#: reach file headers, YAML, Markdown, shell lines and terminals; none of the planner's own texts has them.
+UNSAFE_TEXT = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+#: a plan string's length, far above the longest the planner writes (a rule's rationale, ~600 characters)
+MAX_TEXT_CHARS = 20_000
+#: an integer in a plan (bytes, tokens, counts): below 2**62, so JSON readers keep it exact
+MAX_INT = 1 << 62
+#: the advise version in a plan: a PEP 440 / local version string, nothing a header could be broken with
+VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,39}$"
+
+
 class _Part(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # finite numbers only: a plan with nan/inf cannot be written as standard JSON nor priced
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _inert(cls, v: Any) -> Any:
+        _check_inert(v)
+        return v
+
+
+def _check_inert(v: Any) -> None:
+    """Raise ``ValueError`` for a string with control characters or bidi overrides, an overlong string, or an
+    integer out of range, at any depth of a field's value."""
+    if isinstance(v, str):
+        if UNSAFE_TEXT.search(v):
+            raise ValueError("holds control characters, line breaks or bidi marks")
+        if len(v) > MAX_TEXT_CHARS:
+            raise ValueError(f"is longer than {MAX_TEXT_CHARS:,} characters")
+    elif isinstance(v, bool):
+        return
+    elif isinstance(v, int):
+        if not -MAX_INT <= v <= MAX_INT:
+            raise ValueError(f"is out of range (|value| <= 2**62)")
+    elif isinstance(v, (list, tuple)):
+        for item in v:
+            _check_inert(item)
+    elif isinstance(v, dict):
+        for k, item in v.items():
+            _check_inert(k)
+            _check_inert(item)
 
 
 # ---- the decision ---------------------------------------------------------------------------------------------
@@ -80,7 +121,7 @@ class Recommendation(_Part):
     technique: Technique | None
     base_model: str | None
     gpus: list[str]
-    gpu_count: int
+    gpu_count: int = Field(ge=0, le=4096)  # 0: nothing runs on a GPU
 
     @property
     def methods(self) -> list[str]:
@@ -153,30 +194,32 @@ class FitRow(_Part):
 
     technique: Technique
     gpu: str
-    gpu_count: int
+    gpu_count: int = Field(ge=1, le=4096)
     sharding: Sharding
     offload: Offload
     objective: Objective
-    seq_len: int
-    micro_batch: int
+    seq_len: int = Field(ge=1)
+    micro_batch: int = Field(ge=1)
     optimizer: Optimizer
-    memory_bytes: int
+    memory_bytes: int = Field(ge=0)
     memory_parts_bytes: dict[str, int]
     measured: list[Literal["memory", "tokens_per_s"]]
-    usable_memory_bytes: int
+    usable_memory_bytes: int = Field(gt=0)
+    #: CPU RAM the offloaded states take on the machine (all gpu_count GPUs on one machine); 0 without offload
+    host_ram_bytes_per_machine: int = Field(default=0, ge=0)
     fits: bool
-    tokens_per_s: float
-    hours: float
-    usd: float | None
+    tokens_per_s: float = Field(ge=0)
+    hours: float = Field(ge=0)
+    usd: float | None = Field(ge=0)
     provider: str | None
 
 
 class StagePlan(_Part):
     method: Method
     objective: Objective
-    examples: int
+    examples: int = Field(ge=0)
     examples_assumed: bool
-    tokens_per_example: int
+    tokens_per_example: int = Field(ge=0)
     seq_len: int = Field(gt=0)
     epochs: float = Field(gt=0)
     training_tokens: float  # tokens processed per epoch (pairs count both answers)
@@ -184,12 +227,12 @@ class StagePlan(_Part):
     global_batch_sequences: int = Field(ge=1)
     grad_accum: int = Field(ge=1)
     beta: float | None
-    hours: float
+    hours: float = Field(ge=0)
 
 
 class LoraSettings(_Part):
-    r: int = Field(ge=1)
-    alpha: int = Field(ge=1)
+    r: int = Field(ge=1, le=4096)
+    alpha: int = Field(ge=1, le=1 << 20)
     dropout: float = Field(ge=0, lt=1)
     targets: list[str] = Field(min_length=1)
 
@@ -216,16 +259,18 @@ class TrainingPlan(_Part):
     gradient_checkpointing: bool
     attn_implementation: AttnImplementation
     quantization: Quantization | None
-    micro_batch: int = Field(ge=1)
+    micro_batch: int = Field(ge=1, le=65_536)
     stages: list[StagePlan] = Field(min_length=1)
     lora: LoraSettings | None
-    lr_scheduler: str
-    warmup_ratio: float
-    logging_steps: int
-    memory_bytes: int
+    lr_scheduler: str = Field(pattern=r"^[a-z_]{1,40}$")
+    warmup_ratio: float = Field(ge=0, le=1)
+    logging_steps: int = Field(ge=1)
+    memory_bytes: int = Field(ge=0)
     measured: list[Literal["memory", "tokens_per_s"]]
     memory_parts_bytes: dict[str, int]
     usable_memory_bytes: int
+    #: CPU RAM the offloaded states take on the machine (all gpu_count GPUs on one machine); 0 without offload
+    host_ram_bytes_per_machine: int = Field(default=0, ge=0)
     tokens_per_s: float
     hours: float
     usd: float | None
@@ -434,7 +479,7 @@ class ProfileUse(_Part):
 
 # ---- the plan -------------------------------------------------------------------------------------------------
 class Plan(_Part):
-    advise_version: str
+    advise_version: str = Field(pattern=VERSION_PATTERN)
     project: str
     summary: str
     recommendation: Recommendation
@@ -466,7 +511,7 @@ class Plan(_Part):
 
     def to_json(self) -> str:
         """The text of ``plan.json`` (what ``advise plan --json`` prints, plus a final newline)."""
-        return json.dumps(self.to_dict(), indent=2) + "\n"
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
 
 
 def _first_problem(e: ValidationError) -> str:
@@ -493,20 +538,13 @@ def as_plan(plan: Plan | Mapping[str, Any], source: str = "plan") -> Plan:
 
 
 def load_plan(path: str | os.PathLike[str], what: str = "plan") -> Plan:
-    """Read and validate ``plan.json``; a missing, unreadable or foreign file is one ``PlanError`` line."""
-    p = Path(path)
+    """Read and validate ``plan.json`` (bounded and strict: ``advisor.contract.files``); a missing, unreadable,
+    oversized or foreign file is one ``PlanError`` line."""
+    from advisor.contract.files import MAX_PLAN_BYTES, InputFileError, parse_json, read_text
+
+    hint = "make one with `advise plan --json > plan.json` or `advise plan --out DIR`"
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PlanError(f"{what} {path} does not exist; make one with `advise plan --json > plan.json` or "
-                        f"`advise plan --out DIR`") from None
-    except IsADirectoryError:
-        raise PlanError(f"{what} {path} is a directory; give the plan.json file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise PlanError(f"{what} {path} cannot be read ({type(e).__name__}); give the UTF-8 plan.json that "
-                        f"`advise plan` wrote") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise PlanError(f"{what} {path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+        data = parse_json(read_text(path, what, MAX_PLAN_BYTES, hint), f"{what} {path}")
+    except InputFileError as e:
+        raise PlanError(str(e)) from None
     return as_plan(data, f"{what} {path}")

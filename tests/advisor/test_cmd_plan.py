@@ -36,12 +36,20 @@ def test_out_writes_plan_and_answers_byte_identically_and_refuses_to_overwrite(t
     r = run("plan", "--example", "ticket-triage", "--out", str(out))
     assert r.exit_code == 2 and "--out" in r.output and "--force" in r.output
     report, configs = (out / "report.html").read_bytes(), sorted((out / "configs").rglob("*"))
-    (out / "configs" / "stale.yaml").write_text("from an older plan")
-    assert run("plan", "--answers", str(out / "answers.yaml"), "--out", str(out), "--force").exit_code == 0
+    # the folder's own answers are an input here: never replaced by the run that reads them
+    r = run("plan", "--answers", str(out / "answers.yaml"), "--out", str(out), "--force")
+    assert r.exit_code == 2 and "is the input" in r.output and len(r.output.strip().splitlines()) == 1
+    saved = tmp_path / "answers.yaml"
+    saved.write_bytes((out / "answers.yaml").read_bytes())
+    (out / "configs" / "data").mkdir(exist_ok=True)
+    (out / "configs" / "data" / "train.jsonl").write_text('{"messages": []}\n')  # the user's data, where the README says
+    assert run("plan", "--answers", str(saved), "--out", str(out), "--force").exit_code == 0
     assert (out / "plan.json").read_bytes() == first  # the saved answers reproduce the plan exactly
     assert (out / "report.html").read_bytes() == report
-    assert sorted(p.name for p in out.iterdir()) == ["answers.yaml", "configs", "plan.json", "report.html"]
-    assert sorted((out / "configs").rglob("*")) == configs  # regenerated, nothing stale left
+    assert sorted(p.name for p in out.iterdir()) == [".advise-manifest.json", "answers.yaml", "configs", "plan.json",
+                                                     "report.html"]
+    assert (out / "configs" / "data" / "train.jsonl").read_text() == '{"messages": []}\n'  # kept
+    assert sorted(p for p in (out / "configs").rglob("*") if p.name != "train.jsonl") == configs
     assert (out / "configs" / "README.md").is_file() and (out / "configs" / "trl").is_dir()
     assert "configs/trl/" in report.decode()  # the report shows the configs it was written with
 
@@ -67,7 +75,7 @@ def test_questionnaire_asks_only_what_matters_and_saves_the_answers(tmp_path):
     # project, kind, description, symptoms, prompting, few_shot, labeled, eval, api (blank), open weights,
     # base (blank), gpus, gpu count, budget (blank), adapters -- no rag/tools/preference/corpus/workload questions
     replies = ["Docs bot", "extraction", "Pull fields from invoices", "formt", "format", "partly", "failed", "3000",
-               "50", "", "yes", "", "A100-80GB", "1", "", "1"]
+               "", "50", "", "", "yes", "", "A100-80GB", "1", "", "1"]
     r = run("plan", "--save-answers", str(saved), input="\n".join(replies) + "\n")
     assert r.exit_code == 0, r.output
     assert "not allowed" in r.output  # the typo was re-asked
