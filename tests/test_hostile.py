@@ -395,3 +395,29 @@ def test_any_answers_give_a_plan_or_one_line_and_write_only_inside_out(tmp_path_
 def test_any_estimate_flags_give_an_answer_or_one_line(args):
     r = run("estimate", "--model", "qwen2.5-0.5b", "--gpu", "L4", *args)
     assert_clean(r)
+
+
+def test_a_symlink_loop_and_an_unreadable_proc_file_are_one_line(tmp_path):
+    loop = tmp_path / "loop.yaml"
+    loop.symlink_to(loop)
+    r = run("plan", "--answers", str(loop))
+    assert_clean(r)
+    assert r.exit_code == 2 and "symlink loop" in r.output
+    r = run("plan", "--answers", "/proc/self/mem")
+    assert_clean(r)
+    assert r.exit_code == 2 and "/proc/self/mem" in r.output
+
+
+def test_a_profile_that_matches_nothing_is_said(tmp_path):
+    from tests.helpers import profile_of_plan
+
+    plan = Plan.model_validate(golden_plan())
+    profile = profile_of_plan(plan, [(1, True, 10 << 30, 1000.0)])
+    profile.model.name, profile.model.hub_id = "another-model", "someone/another-model"
+    p = tmp_path / "profile.json"
+    from profiler.schema import write_profile
+
+    write_profile(profile, p)
+    r = run("plan", "--example", "ticket-triage", "--profile", str(p))
+    assert_clean(r)
+    assert r.exit_code == 0 and "measured nothing this plan uses" in r.output
