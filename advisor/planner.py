@@ -70,12 +70,14 @@ from advisor.engine import Decision, decide, flatten_facts, load_rules
 from estimators.catalog import DATA_DIR as CATALOG_DATA_DIR
 from estimators.catalog import GPU, Catalog, FineTuningOffer, ModelSpec
 from estimators.cost import (
+    DEFAULT_PEAK_TO_AVERAGE,
     Workload,
     api_monthly_cost,
     api_monthly_usd,
     break_even_months,
     hosted_finetuning_cost,
     serving_estimate,
+    serving_precision,
 )
 from estimators.memory import MemoryBreakdown, estimate_memory
 from estimators.setup import TrainingSetup
@@ -442,8 +444,16 @@ class Estimator:
     def _serving(self, workload: Workload) -> float | None:
         assert self.model is not None
         best = None
-        for g in self.gpus:
-            s = serving_estimate(self.model.anatomy, self.catalog.gpu(g), workload, self.answers.deployment.adapters)
+        a = self.answers
+        # serving is sized on its own: any priced catalog GPU (or the answers' serving_gpus), not the training GPUs
+        names = a.hardware.serving_gpus or [g.name for g in self.catalog.gpus if g.cheapest_price is not None]
+        peak_to_average = a.workload.peak_to_average or DEFAULT_PEAK_TO_AVERAGE
+        latency_s = a.workload.latency_p95_ms / 1000 if a.workload.latency_p95_ms is not None else None
+        for g in names:
+            gpu = self.catalog.gpu(g)
+            s = serving_estimate(self.model.anatomy, gpu, workload, a.deployment.adapters,
+                                 peak_to_average=peak_to_average, replicas_min=a.deployment.replicas_min,
+                                 precision=serving_precision(gpu, a.deployment.quantized_ok), latency_p95_s=latency_s)
             if s is not None and (best is None or (s.usd_per_month, s.gpu) < (best.usd_per_month, best.gpu)):
                 best = s
         self.inference = None if best is None else SelfHostedServing(

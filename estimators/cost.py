@@ -27,8 +27,21 @@ SERVING_OVERHEAD_BYTES = 2 << 30
 SERVING_BANDWIDTH_EFFICIENCY = 0.70
 SERVING_PREFILL_MFU = 0.50
 SERVING_DECODE_MFU = 0.40
-#: traffic is not flat: provision for the busy hours, i.e. average utilisation of the capacity bought
-SERVING_UTILISATION = 0.50
+#: traffic is not flat: capacity is bought for the peak hour, ``peak_to_average`` times the monthly average rate
+#: (a stated default where the answers give none: a business-hours workload runs at about 2x its 24/7 average)
+DEFAULT_PEAK_TO_AVERAGE = 2.0
+#: bytes per weight when serving: bf16; FP8 on cards with FP8 tensor cores (Ada, Hopper, Blackwell: vLLM's fp8
+#: quantization); otherwise INT4 weight-only (AWQ/GPTQ with Marlin kernels, Ampere and newer)
+SERVING_WEIGHT_BYTES = {"bf16": 2.0, "fp8": 1.0, "int4": 0.5}
+FP8_ARCHITECTURES = ("ada", "hopper", "blackwell")
+
+
+def serving_precision(gpu: GPU, quantized_ok: bool) -> str:
+    """The serving weights' precision on ``gpu``: bf16 unless quantized serving is allowed (then FP8 where the
+    card has FP8 tensor cores, else INT4 weight-only)."""
+    if not quantized_ok:
+        return "bf16"
+    return "fp8" if gpu.architecture in FP8_ARCHITECTURES else "int4"
 
 
 @dataclass(frozen=True)
@@ -129,12 +142,19 @@ class ServingEstimate:
     assumptions: tuple[str, ...]
 
 
-def serving_estimate(anatomy: Anatomy, gpu: GPU, workload: Workload, adapters: int = 1) -> ServingEstimate | None:
-    """Self-hosted monthly cost of ``workload`` on ``gpu`` (cheapest listed price); None if it cannot serve."""
+def serving_estimate(anatomy: Anatomy, gpu: GPU, workload: Workload, adapters: int = 1, *,
+                     peak_to_average: float = DEFAULT_PEAK_TO_AVERAGE, replicas_min: int = 1,
+                     precision: str = "bf16", latency_p95_s: float | None = None) -> ServingEstimate | None:
+    """Self-hosted monthly cost of ``workload`` on ``gpu`` (cheapest listed price); None if it cannot serve it
+    (the weights and one request's KV cache do not fit on 8 cards, or no batch meets ``latency_p95_s``).
+
+    Capacity is bought for the peak: ``peak_to_average`` x the average rate, at least ``replicas_min`` replicas,
+    always on. A latency target caps the batch: a request's time is its prefill plus one decode step per output
+    token, and a decode step grows with the batch (the KV cache read)."""
     price = gpu.cheapest_price
     if price is None:
         return None
-    weights = anatomy.params_total * 2  # bf16
+    weights = anatomy.params_total * SERVING_WEIGHT_BYTES[precision]
     kv_per_token = 2 * anatomy.num_layers * anatomy.kv_dim * 2  # K and V, bf16
     ctx = workload.input_tokens_per_request + workload.output_tokens_per_request
     budget_per_gpu = gpu.usable_memory_bytes * SERVING_MEMORY_FRACTION - SERVING_OVERHEAD_BYTES
@@ -144,23 +164,41 @@ def serving_estimate(anatomy: Anatomy, gpu: GPU, workload: Workload, adapters: i
             break
     else:
         return None
-    batch = int(max(1, min(SERVING_MAX_BATCH, kv_budget // max(1.0, ctx * kv_per_token))))
     n_mm = anatomy.linear_weight_params + anatomy.vocab_size * anatomy.hidden_size
     peak = gpu.bf16_dense_tflops * 1e12 * tp
     bandwidth = gpu.memory_bandwidth_tb_s * 1e12 * tp * SERVING_BANDWIDTH_EFFICIENCY
-    kv_read = batch * (workload.input_tokens_per_request + workload.output_tokens_per_request / 2) * kv_per_token
-    step_s = max((weights + kv_read) / bandwidth, 2 * n_mm * batch / (peak * SERVING_DECODE_MFU))
-    decode_tps = batch / step_s
     prefill_s = 2 * n_mm * workload.input_tokens_per_request / (peak * SERVING_PREFILL_MFU)
+
+    def step_s(b: int) -> float:
+        kv_read = b * (workload.input_tokens_per_request + workload.output_tokens_per_request / 2) * kv_per_token
+        return max((weights + kv_read) / bandwidth, 2 * n_mm * b / (peak * SERVING_DECODE_MFU))
+
+    def latency_s(b: int) -> float:
+        return prefill_s + workload.output_tokens_per_request * step_s(b)
+
+    batch = int(max(1, min(SERVING_MAX_BATCH, kv_budget // max(1.0, ctx * kv_per_token))))
+    if latency_p95_s is not None:
+        if latency_s(1) > latency_p95_s:
+            return None
+        lo, hi = 1, batch  # the largest batch within the target (latency grows with the batch)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if latency_s(mid) <= latency_p95_s else (lo, mid - 1)
+        batch = lo
+    decode_tps = batch / step_s(batch)
     per_request_s = prefill_s + workload.output_tokens_per_request / decode_tps
-    busy_hours = workload.requests_per_month * per_request_s / 3600 / SERVING_UTILISATION
-    replicas = max(1, math.ceil(busy_hours / HOURS_PER_MONTH))
+    busy_hours = workload.requests_per_month * per_request_s / 3600
+    replicas = max(replicas_min, math.ceil(busy_hours * peak_to_average / HOURS_PER_MONTH))
     gpu_hours = replicas * tp * HOURS_PER_MONTH
     assumptions = (
-        f"serve in bf16 on {tp} x {gpu.name} (tensor parallel), {replicas} replica(s) always on, "
-        f"{SERVING_UTILISATION:.0%} average utilisation",
+        f"serve in {precision} on {tp} x {gpu.name} (tensor parallel), {replicas} replica(s) always on, sized for "
+        f"a peak of {peak_to_average:g}x the average rate" + (f" and at least {replicas_min} replicas"
+                                                                if replicas_min > 1 else ""),
         f"batch up to {batch} sequences of {ctx:g} tokens (vLLM: {SERVING_MEMORY_FRACTION:.0%} of memory, "
-        f"max {SERVING_MAX_BATCH} sequences)",
+        f"max {SERVING_MAX_BATCH} sequences" + (f"; capped to keep a request under {latency_p95_s * 1000:g} ms"
+                                                 if latency_p95_s is not None else "") + ")",
+        f"a request takes about {latency_s(batch) * 1000:,.0f} ms at that batch (prefill + one decode step per "
+        f"output token)",
         f"decode reads weights + KV cache each step at {SERVING_BANDWIDTH_EFFICIENCY:.0%} of "
         f"{gpu.memory_bandwidth_tb_s:g} TB/s; prefill at {SERVING_PREFILL_MFU:.0%} MFU",
         f"cheapest listed price {hourly(price.usd_per_hour)} ({price.provider}, {price.date or 'undated'})",

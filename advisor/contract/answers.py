@@ -95,8 +95,10 @@ class ModelAnswers(_Section):
 
 
 class Hardware(_Section):
-    gpus: Annotated[list[Name], Field(max_length=64)] = []
+    gpus: Annotated[list[Name], Field(max_length=64)] = []  # the training GPUs
     gpu_count: Annotated[int, Field(strict=True, ge=1, le=64)] = 1
+    #: the GPUs serving may use (empty: any catalog GPU with a price)
+    serving_gpus: Annotated[list[Name], Field(max_length=64)] = []
 
 
 class Budget(_Section):
@@ -108,10 +110,18 @@ class WorkloadAnswers(_Section):
     input_tokens_per_request: Annotated[int, Field(strict=True, ge=0, le=10_000_000)] | None = None
     output_tokens_per_request: Annotated[int, Field(strict=True, ge=0, le=10_000_000)] | None = None
     current_monthly_cost_usd: Usd | None = None
+    #: the busiest hour's request rate over the month's average (empty: estimators.cost.DEFAULT_PEAK_TO_AVERAGE)
+    peak_to_average: Annotated[float, Field(strict=True, ge=1, le=1000, allow_inf_nan=False)] | None = None
+    #: a request's end-to-end time the service must stay under, in milliseconds
+    latency_p95_ms: Annotated[float, Field(strict=True, gt=0, le=3_600_000, allow_inf_nan=False)] | None = None
 
 
 class Deployment(_Section):
     adapters: Annotated[int, Field(strict=True, ge=1, le=100_000)] = 1
+    #: replicas kept up whatever the traffic (availability)
+    replicas_min: Annotated[int, Field(strict=True, ge=1, le=1000)] = 1
+    #: whether serving may use FP8 or INT4 weights (quality to be confirmed on the eval set)
+    quantized_ok: Annotated[bool, Field(strict=True)] = False
 
 
 class Answers(_Section):
@@ -205,11 +215,12 @@ def check_names(answers: Answers, catalog: Any) -> list[str]:
         except UnknownNameError as e:
             problems.append(f"model.current_api: {e} (run `advise plan --help` for the catalog, or add it with "
                             f"--catalog)")
-    for i, g in enumerate(answers.hardware.gpus):
-        try:
-            catalog.gpu(g)
-        except UnknownNameError as e:
-            problems.append(f"hardware.gpus.{i}: {e}")
+    for field in ("gpus", "serving_gpus"):
+        for i, g in enumerate(getattr(answers.hardware, field)):
+            try:
+                catalog.gpu(g)
+            except UnknownNameError as e:
+                problems.append(f"hardware.{field}.{i}: {e}")
     if answers.model.base:
         try:
             catalog.resolve_model(answers.model.base)

@@ -237,3 +237,22 @@ def test_several_gpus_shard_then_offload_and_the_exporters_get_the_layout(catalo
     assert t.memory_bytes <= t.usable_memory_bytes
     assert any("offloads the optimizer states to CPU RAM" in a for a in plan.estimates.assumptions)
     assert (t.lr_scheduler, t.warmup_ratio, t.logging_steps) == ("cosine", 0.1, 10)
+
+
+def test_serving_is_sized_from_the_whole_catalog_unless_serving_gpus_restricts_it(catalog):
+    from advisor.contract.answers import load_answers
+    from advisor.planner import example_path
+
+    answers = load_answers(example_path("ticket-triage"), catalog).to_dict()
+    answers["hardware"]["gpus"] = ["A100-80GB"]  # the training choice
+    plan = build_plan(validate_answers(answers, "t", catalog), catalog)
+    serving = plan.estimates.inference.self_hosted
+    cheapest = min((g for g in catalog.gpus if g.cheapest_price), key=lambda g: g.cheapest_price.usd_per_hour)
+    assert plan.estimates.training.gpu == "A100-80GB"
+    assert serving.gpu != "A100-80GB" and serving.usd_per_month <= 730 * 1.2 * cheapest.cheapest_price.usd_per_hour * 2
+    answers["hardware"]["serving_gpus"] = ["H100-80GB"]
+    answers["workload"]["peak_to_average"] = 4.0
+    answers["deployment"]["replicas_min"] = 2
+    pinned = build_plan(validate_answers(answers, "t", catalog), catalog).estimates.inference.self_hosted
+    assert pinned.gpu == "H100-80GB" and pinned.replicas == 2
+    assert any("peak of 4x the average rate and at least 2 replicas" in a for a in pinned.assumptions)

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 
 from estimators.cost import (
     HOURS_PER_MONTH,
+    SERVING_WEIGHT_BYTES,
     Workload,
     api_monthly_cost,
     break_even_months,
     hosted_finetuning_cost,
     open_model_offers,
     serving_estimate,
+    serving_precision,
     training_costs,
 )
 from estimators.errors import EstimateError
@@ -113,3 +116,47 @@ def test_serving_needs_more_gpus_for_bigger_models_and_costs_at_least_one_always
     assert serving_estimate(catalog.model("llama-3.1-70b").anatomy, catalog.gpu("L4"), w).tensor_parallel == 8
     tiny_card = dataclasses.replace(catalog.gpu("L4"), usable_memory_bytes=8 << 30)
     assert serving_estimate(catalog.model("llama-3.1-70b").anatomy, tiny_card, w) is None
+
+
+def test_serving_capacity_is_bought_for_the_peak_and_the_replica_floor(catalog):
+    a = catalog.model("llama-3.1-8b").anatomy
+    w = Workload(requests_per_month=3e7, input_tokens_per_request=500, output_tokens_per_request=100)
+    base = serving_estimate(a, catalog.gpu("L40S"), w, peak_to_average=1.0)
+    busy_hours = w.requests_per_month * base.gpu_seconds_per_request / base.tensor_parallel / 3600
+    for p2a in (1.0, 2.0, 5.0):  # replicas = ceil(busy hours x peak/average / 730 h), by hand
+        s = serving_estimate(a, catalog.gpu("L40S"), w, peak_to_average=p2a)
+        assert s.replicas == max(1, math.ceil(busy_hours * p2a / HOURS_PER_MONTH))
+    assert serving_estimate(a, catalog.gpu("L40S"), w, peak_to_average=5.0).replicas > base.replicas
+    floor = serving_estimate(a, catalog.gpu("L40S"), w, peak_to_average=1.0, replicas_min=base.replicas + 3)
+    assert floor.replicas == base.replicas + 3
+    assert floor.usd_per_month == pytest.approx(floor.replicas * HOURS_PER_MONTH * floor.usd_per_gpu_hour)
+
+
+def test_a_latency_target_caps_the_batch_and_an_impossible_one_is_refused(catalog):
+    a = catalog.model("llama-3.1-8b").anatomy
+    w = Workload(requests_per_month=1e6, input_tokens_per_request=2000, output_tokens_per_request=400)
+    free = serving_estimate(a, catalog.gpu("L40S"), w)
+    one = serving_estimate(a, catalog.gpu("L40S"), w, latency_p95_s=1e6)
+    assert one.max_batch == free.max_batch  # a loose target changes nothing
+    # batch 1: prefill + 400 decode steps, each reading the bf16 weights at 70% of the card's bandwidth
+    gpu = catalog.gpu("L40S")
+    step1 = (a.params_total * 2 + (2000 + 200) * 2 * a.num_layers * a.kv_dim * 2) / (gpu.memory_bandwidth_tb_s * 1e12
+                                                                                      * 0.70)
+    n_mm = a.linear_weight_params + a.vocab_size * a.hidden_size
+    latency1 = 2 * n_mm * 2000 / (gpu.bf16_dense_tflops * 1e12 * 0.50) + 400 * step1
+    tight = serving_estimate(a, gpu, w, latency_p95_s=latency1 * 1.05)
+    assert 1 <= tight.max_batch < free.max_batch
+    assert serving_estimate(a, gpu, w, latency_p95_s=latency1 * 0.95) is None
+
+
+def test_quantized_serving_needs_fewer_cards_and_picks_fp8_only_where_the_card_has_it(catalog):
+    a = catalog.model("llama-3.1-70b").anatomy
+    w = Workload(requests_per_month=1e5, input_tokens_per_request=500, output_tokens_per_request=100)
+    h100, a100 = catalog.gpu("H100-80GB"), catalog.gpu("A100-80GB")
+    assert serving_precision(h100, True) == "fp8" and serving_precision(a100, True) == "int4"
+    assert serving_precision(h100, False) == "bf16"
+    bf16 = serving_estimate(a, h100, w)
+    fp8 = serving_estimate(a, h100, w, precision="fp8")
+    int4 = serving_estimate(a, a100, w, precision="int4")
+    assert bf16.tensor_parallel == 2 and fp8.tensor_parallel == 1 and int4.tensor_parallel == 1
+    assert SERVING_WEIGHT_BYTES == {"bf16": 2.0, "fp8": 1.0, "int4": 0.5}

@@ -13,6 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from advisor.contract.plan import PlanError
+from advisor.contract.units import money
 from reports.html import context, plotly_cdn, plotly_js, render_report
 from tests.helpers import h100_profile
 
@@ -122,7 +123,12 @@ def test_summary_comes_first_then_every_section_in_order(plans, pages):
     summary_block = html[html.index('id="summary"'):html.index('id="decision"')]
     plan = plans["ticket-triage"]
     assert plan["summary"].replace("'", "&#39;") in summary_block
-    for text in ("14 min · $0.31", "$1,015/mo", "against $2,500/mo today", "under a day", "saves $17,823",
+    inf = plan["estimates"]["inference"]
+    t = plan["estimates"]["training"]
+    # the figures the plan holds, as the summary must show them (12 months: today's bill against training + after)
+    net = 12 * inf["today_usd_per_month"] - (t["usd"] + 12 * inf["after_usd_per_month"])
+    for text in ("14 min · $0.31", f"{money(inf['after_usd_per_month'])}/mo", "against $2,500/mo today", "under a day",
+                 f"saves {money(net)}",
                  "Distil into a small model for cost or latency at volume", "Build an eval set"):
         assert text in summary_block, text
     assert summary_block.count('class="kpi') >= 4
