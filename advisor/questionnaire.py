@@ -133,8 +133,17 @@ QUESTIONS: tuple[Question, ...] = (
     Question("workload.current_monthly_cost_usd", "Today's monthly bill in USD (blank: compute from list prices)",
              "What the hosted model costs per month now.", "float", None,
              ask_if={"fact": "workload.requests_per_month", "is_not": None}),
+    Question("workload.peak_to_average", "Busiest hour's traffic over the average (blank: 2)",
+             "Serving is bought for the peak: 1 = flat traffic, 2 = business hours, 5+ = spiky.", "float", None,
+             ask_if={"all": [{"fact": "workload.requests_per_month", "is_not": None}, OPEN_WEIGHTS]}),
+    Question("workload.latency_p95_ms", "Slowest acceptable response, in milliseconds (blank: no target)",
+             "Prefill + the whole answer; a target caps the serving batch and may need a faster card.", "float", None,
+             ask_if={"all": [{"fact": "workload.requests_per_month", "is_not": None}, OPEN_WEIGHTS]}),
     Question("deployment.adapters", "How many tasks or tenants will share one base model?",
              "More than one favours LoRA adapters served together.", "int", 1, ask_if=OPEN_WEIGHTS),
+    Question("deployment.quantized_ok", "May the served model use FP8/INT4 weights?",
+             "Halves or quarters the serving memory; confirm quality on the eval set first.", "bool", False,
+             ask_if={"all": [{"fact": "workload.requests_per_month", "is_not": None}, OPEN_WEIGHTS]}),
 )
 
 Prompt = Callable[[Question, Any], Any]

@@ -342,3 +342,26 @@ def test_the_terminal_prompt_shows_the_choices_and_reads_answers_as_typed(catalo
     assert a["data"]["labeled_examples"] == 3000 and a["data"]["train_file"] == "data/train.jsonl"
     assert a["data"]["eval_examples"] == 1200 and a["data"]["eval_file"] is None
     assert a["budget"]["training_usd"] == 1500.5 and a["hardware"]["gpu_count"] == 1
+
+
+SERVING_QUESTIONS = ("workload.peak_to_average", "workload.latency_p95_ms", "deployment.quantized_ok")
+
+
+@pytest.mark.parametrize("requests,open_weights,asked", [(None, True, False), (1000, True, True), (1000, False, False)])
+def test_the_serving_questions_are_asked_only_for_a_self_hostable_workload(requests, open_weights, asked):
+    raw = {"symptoms": ["cost"], "model": {"open_weights_ok": open_weights}}
+    if requests is not None:
+        raw["workload"] = {"requests_per_month": requests}
+    assert all(should_ask(Q[k], raw) == asked for k in SERVING_QUESTIONS)
+
+
+def test_the_serving_answers_follow_the_schemas_limits():
+    assert parse(Q["workload.peak_to_average"], "3") == 3.0
+    assert parse(Q["workload.peak_to_average"], "") is None
+    with pytest.raises(ValueError):
+        parse(Q["workload.peak_to_average"], "0.5")  # below 1: the peak cannot be under the average
+    assert parse(Q["workload.latency_p95_ms"], "1,500") == 1500.0
+    assert parse(Q["deployment.quantized_ok"], "Yes") is True and parse(Q["deployment.quantized_ok"], "") is False
+    validate_answers({"project": "p", "symptoms": ["cost"], "workload": {"peak_to_average": 3.0,
+                                                                         "latency_p95_ms": 1500.0},
+                      "deployment": {"quantized_ok": True}})
