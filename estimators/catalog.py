@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from advisor.contract.errors import AdviseError, UnknownNameError
+from advisor.contract.text import PLAIN_PATTERN
 from estimators.anatomy import Anatomy
 from estimators.errors import CatalogError
 
@@ -49,8 +50,7 @@ def _date_to_str(v: Any) -> Any:
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+@:/-]{0,159}$"
 CatalogName = Annotated[str, Field(strict=True, pattern=ID_PATTERN)]
 #: free text (descriptions, sources, notes): no control characters or bidi overrides
-Text = Annotated[str, Field(strict=True, max_length=2000,
-                            pattern=r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*$")]
+Text = Annotated[str, Field(strict=True, max_length=2000, pattern=PLAIN_PATTERN)]
 
 
 class _Entry(BaseModel):

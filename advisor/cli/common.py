@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
 import click
 
-#: what may not reach a terminal raw: control characters (escape sequences, carriage returns; tab and newline
-#: stay) and the bidi controls that reorder what is shown (Trojan Source, CVE-2021-42574)
-_UNSAFE_FOR_TERMINAL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
 
 def terminal_text(text: str) -> str:
-    """``text`` with every control and bidi character shown as its escape (``\\x1b``, ``\\u202e``)."""
-    return _UNSAFE_FOR_TERMINAL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    """``text`` with every control and bidi character shown as its escape (``\\x1b``, ``\\u202e``); tabs and
+    line feeds stay (``advisor.contract.text``)."""
+    from advisor.contract.text import escape_unsafe
+
+    return escape_unsafe(text, keep="\t\n")
 
 
 def echo(message: Any = "", err: bool = False, nl: bool = True) -> None:

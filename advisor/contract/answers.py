@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from advisor.contract.errors import AdviseError, UnknownNameError
 from advisor.contract.files import ANSWERS_MARK
+from advisor.contract.text import PLAIN_PATTERN, TEXT_PATTERN
 
 TaskKind = Literal["classification", "extraction", "generation", "chat", "code", "tool_use", "summarization", "other"]
 Symptom = Literal["knowledge_gap", "stale_knowledge", "format", "style", "reasoning", "actions", "tool_errors",
@@ -27,7 +28,7 @@ Count = Annotated[int, Field(strict=True, ge=0, le=10**15)]
 #: money in USD: a finite number >= 0
 Usd = Annotated[float, Field(strict=True, ge=0, le=1e12, allow_inf_nan=False)]
 #: no control characters, line breaks or bidi overrides: these values reach file headers, YAML and terminals
-_PLAIN = r"^[^\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]*$"
+_PLAIN = PLAIN_PATTERN
 Name = Annotated[str, Field(min_length=1, max_length=300, pattern=_PLAIN)]
 #: a file path (relative to the answers file's folder, or absolute)
 FilePath = Annotated[str, Field(min_length=1, max_length=4096, pattern=_PLAIN)]
@@ -67,7 +68,7 @@ class _Section(BaseModel):
 
 class Task(_Section):
     kind: TaskKind = "other"
-    description: Annotated[str, Field(max_length=4000, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*$")] = ""
+    description: Annotated[str, Field(max_length=4000, pattern=TEXT_PATTERN)] = ""
 
 
 class TriedAnswers(_Section):

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
@@ -29,6 +27,7 @@ from pydantic import (
 
 from advisor.contract.answers import Answers
 from advisor.contract.errors import AdviseError
+from advisor.contract.text import UNSAFE
 from advisor.contract.vocab import (
     APPROACHES,
     ATTENTION,
@@ -70,7 +69,7 @@ class PlanError(AdviseError, ValueError):
 
 #: what a plan's text may not hold: control characters (line breaks included) and bidi overrides. Plan strings
 #: reach file headers, YAML, Markdown, shell lines and terminals; none of the planner's own texts has them.
-UNSAFE_TEXT = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+UNSAFE_TEXT = UNSAFE
 #: a plan string's length, far above the longest the planner writes (a rule's rationale, ~600 characters)
 MAX_TEXT_CHARS = 20_000
 #: an integer in a plan (bytes, tokens, counts): below 2**62, so JSON readers keep it exact
@@ -102,7 +101,7 @@ def _check_inert(v: Any) -> None:
         return
     elif isinstance(v, int):
         if not -MAX_INT <= v <= MAX_INT:
-            raise ValueError(f"is out of range (|value| <= 2**62)")
+            raise ValueError("is out of range (|value| <= 2**62)")
     elif isinstance(v, (list, tuple)):
         for item in v:
             _check_inert(item)
@@ -540,7 +539,12 @@ def as_plan(plan: Plan | Mapping[str, Any], source: str = "plan") -> Plan:
 def load_plan(path: str | os.PathLike[str], what: str = "plan") -> Plan:
     """Read and validate ``plan.json`` (bounded and strict: ``advisor.contract.files``); a missing, unreadable,
     oversized or foreign file is one ``PlanError`` line."""
-    from advisor.contract.files import MAX_PLAN_BYTES, InputFileError, parse_json, read_text
+    from advisor.contract.files import (
+        MAX_PLAN_BYTES,
+        InputFileError,
+        parse_json,
+        read_text,
+    )
 
     hint = "make one with `advise plan --json > plan.json` or `advise plan --out DIR`"
     try:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from advisor.contract.text import escape_unsafe
 from advisor.contract.vocab import DATA_KINDS
 
 KINDS = tuple(DATA_KINDS)
@@ -51,11 +52,6 @@ SKIP_CHUNK_BYTES = 1024 * 1024
 MAX_PROBLEMS_PER_LINE = 20
 #: keys named in one message (a line can hold millions of extra keys)
 MAX_KEYS_NAMED = 8
-# Characters of the data that must not reach a terminal raw: C0 and C1 controls and DEL (escape sequences), the
-# bidirectional formatting characters (U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069: "Trojan Source"),
-# the line and paragraph separators, and lone surrogates (JSON escapes can spell them; they do not encode).
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
-_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _PUNCT = re.compile(r"[^\w\s\x00]|_")
 _ASCII_PUNCT = str.maketrans({chr(i): None for i in range(128) if _PUNCT.match(chr(i))})
 
@@ -143,17 +139,11 @@ def first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
-def _escape_char(m: re.Match[str]) -> str:
-    c = m.group()
-    o = ord(c)
-    return _NAMED_ESCAPES.get(c) or (f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}")
-
-
 def terminal_safe(text: str) -> str:
-    """The one escaping of text bound for a terminal: controls, DEL, bidi overrides and isolates, line separators
-    and lone surrogates become ``\\x1b`` / ``\\u202e`` style escapes; everything else is left as it is (so text
-    that is already safe, such as ``show``'s output, comes back unchanged)."""
-    return _UNSAFE.sub(_escape_char, text)
+    """Text bound for a terminal (``advisor.contract.text.escape_unsafe``): controls, DEL, bidi overrides and
+    isolates, line separators and lone surrogates become ``\\x1b`` / ``\\u202e`` style escapes; text that is
+    already safe, such as ``show``'s output, comes back unchanged."""
+    return escape_unsafe(text)
 
 
 def show(text: Any, limit: int = 40) -> str:
