@@ -82,22 +82,10 @@ def _save_answers(target: Path, answers_yaml: str, inputs: tuple[Any, ...]) -> N
 
 def _check_outputs(out_dir: str | None, force: bool, save_answers: str | None, inputs: tuple[Any, ...]) -> None:
     """Refuse, before a single question is asked, outputs that cannot be written."""
-    from advisor.contract.files import (
-        ANSWERS_MARK,
-        OutputError,
-        check_target,
-        file_starts_with,
-        probe_writable,
-    )
+    from advisor.contract.files import ANSWERS_MARK, check_out_folder, check_target, file_starts_with, probe_writable
 
     if out_dir:
-        out = Path(out_dir)
-        if out.exists() and not out.is_dir():
-            raise OutputError(f"--out {out}: exists and is not a folder; give a folder path")
-        if out.is_dir() and any(out.iterdir()) and not force:
-            raise OutputError(f"--out {out}: folder is not empty; pass --force to replace what advise wrote there "
-                              "(your own files are kept), or pick a new folder")
-        probe_writable(out, "--out")
+        check_out_folder(Path(out_dir), force, "--out")
     if save_answers:
         target = Path(save_answers)
         check_target(target, "--save-answers", inputs, file_starts_with(ANSWERS_MARK))

@@ -79,10 +79,6 @@ def _size_text(n: int) -> str:
 
 def os_reason(e: OSError) -> str:
     """A few words for an OSError, for one error line."""
-    return _os_reason(e)
-
-
-def _os_reason(e: OSError) -> str:
     reasons = {
         errno.ENOENT: "does not exist",
         errno.EACCES: "permission denied",
@@ -107,7 +103,7 @@ def read_bytes(path: str | os.PathLike[str], what: str, max_bytes: int, hint: st
     try:
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
-        raise InputFileError(f"{what} {p}: {_os_reason(e)}{tail}") from None
+        raise InputFileError(f"{what} {p}: {os_reason(e)}{tail}") from None
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
@@ -124,7 +120,7 @@ def read_bytes(path: str | os.PathLike[str], what: str, max_bytes: int, hint: st
             chunks.append(chunk)
             size += len(chunk)
     except OSError as e:
-        raise InputFileError(f"{what} {p}: cannot be read ({_os_reason(e)}){tail}") from None
+        raise InputFileError(f"{what} {p}: cannot be read ({os_reason(e)}){tail}") from None
     finally:
         os.close(fd)
     if size > max_bytes:
@@ -341,7 +337,7 @@ def check_target(path: Path, what: str, inputs: Iterable[str | os.PathLike[str] 
     except FileNotFoundError:
         st = None
     except OSError as e:
-        raise OutputError(f"{what} {path}: {_os_reason(e)}") from None
+        raise OutputError(f"{what} {path}: {os_reason(e)}") from None
     if st is None:
         if not parent.is_dir():
             reason = "is a file, not a folder" if parent.exists() else "does not exist"
@@ -378,7 +374,7 @@ def probe_writable(folder: Path, what: str, shown: Path | None = None) -> None:
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except OSError as e:
-        raise OutputError(f"{what} {shown}: cannot write in {cur} ({_os_reason(e)}); pick another path") from None
+        raise OutputError(f"{what} {shown}: cannot write in {cur} ({os_reason(e)}); pick another path") from None
     os.close(fd)
     os.unlink(probe)
 
@@ -395,7 +391,7 @@ def write_file(path: str | os.PathLike[str], text: str, what: str = "output",
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o666)
     except OSError as e:
-        raise OutputError(f"{what} {path}: cannot write ({_os_reason(e)})") from None
+        raise OutputError(f"{what} {path}: cannot write ({os_reason(e)})") from None
     try:
         try:
             view = memoryview(data)
@@ -408,7 +404,7 @@ def write_file(path: str | os.PathLike[str], text: str, what: str = "output",
         os.replace(tmp, path)
     except OSError as e:
         _unlink_quietly(tmp)
-        raise OutputError(f"{what} {path}: cannot write ({_os_reason(e)}); nothing was changed") from None
+        raise OutputError(f"{what} {path}: cannot write ({os_reason(e)}); nothing was changed") from None
     except BaseException:
         _unlink_quietly(tmp)
         raise
@@ -478,6 +474,23 @@ def _no_link_inside(root: Path, parts: tuple[str, ...], rel: str) -> None:
             raise OutputError(f"refusing to write {rel}: {cur} is a file, not a folder; move it away")
 
 
+def check_out_folder(out: Path, force: bool, what: str = "--out") -> None:
+    """An output folder is new (and can be made) or, without ``force``, empty; anything else is one error line."""
+    if out.is_symlink() and not out.exists():
+        raise OutputError(f"{what} {out}: is a dangling symbolic link")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{what} {out}: exists and is not a folder; give a folder path")
+    if out.is_dir():
+        try:
+            entries = [e.name for e in os.scandir(out)]
+        except OSError as e:
+            raise OutputError(f"{what} {out}: {os_reason(e)}") from None
+        if entries and not force:
+            raise OutputError(f"{what} {out}: folder is not empty; pass --force to replace what advise wrote there "
+                              "(your own files are kept), or pick a new folder")
+    probe_writable(out, what)
+
+
 def write_tree(out_dir: str | os.PathLike[str], files: Mapping[str, str], force: bool, what: str = "--out",
                inputs: Iterable[str | os.PathLike[str] | None] = ()) -> list[Path]:
     """Write ``files`` (relative POSIX path -> text) under ``out_dir``; returns the paths written, in order.
@@ -488,23 +501,9 @@ def write_tree(out_dir: str | os.PathLike[str], files: Mapping[str, str], force:
     """
     out = Path(out_dir)
     inputs = tuple(inputs)
-    if out.is_symlink() and not out.exists():
-        raise OutputError(f"{what} {out}: is a dangling symbolic link")
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{what} {out}: exists and is not a folder; give a folder path")
     plan = {rel: _plain_parts(rel) for rel in files}
-    manifest: dict[str, list[str]] = {}
-    if out.is_dir():
-        try:
-            entries = [e.name for e in os.scandir(out)]
-        except OSError as e:
-            raise OutputError(f"{what} {out}: {_os_reason(e)}") from None
-        if entries and not force:
-            raise OutputError(f"{what} {out}: folder is not empty; pass --force to replace what advise wrote there "
-                              "(your own files are kept), or pick a new folder")
-        manifest = _read_manifest(out)
-    else:
-        probe_writable(out, what)
+    check_out_folder(out, force, what)
+    manifest = _read_manifest(out) if out.is_dir() else {}
     # every check before the first write: a refusal changes nothing
     for rel, parts in plan.items():
         target = out.joinpath(*parts)
@@ -537,7 +536,7 @@ def write_tree(out_dir: str | os.PathLike[str], files: Mapping[str, str], force:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise OutputError(f"{what} {out}: cannot create the folder ({_os_reason(e)})") from None
+        raise OutputError(f"{what} {out}: cannot create the folder ({os_reason(e)})") from None
     # the manifest first lists both the old and the new digest: a run cut short leaves nothing unaccounted for
     pending = {rel: sorted(set(manifest.get(rel, [])) | {digest(b)}) for rel, b in data.items()}
     _write_manifest(out, {**manifest, **pending})
@@ -547,7 +546,7 @@ def write_tree(out_dir: str | os.PathLike[str], files: Mapping[str, str], force:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise OutputError(f"{what} {out}: cannot create {target.parent} ({_os_reason(e)})") from None
+            raise OutputError(f"{what} {out}: cannot create {target.parent} ({os_reason(e)})") from None
         _no_link_inside(out, plan[rel], rel)
         write_file(target, text, what, inputs)
         written.append(target)
@@ -575,7 +574,7 @@ class FileLock:
         try:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o666)
         except OSError as e:
-            raise OutputError(f"{self.what} {self.path}: cannot create its lock file ({_os_reason(e)})") from None
+            raise OutputError(f"{self.what} {self.path}: cannot create its lock file ({os_reason(e)})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
