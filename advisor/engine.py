@@ -61,6 +61,15 @@ FACTS: dict[str, str] = {
     "estimates.monthly_saving_usd": "today's monthly bill minus the monthly cost after fine-tuning",
     "estimates.break_even_months": "training cost / monthly saving (null when it never pays back)",
     "estimates.budget_left_usd": "budget.training_usd minus the recommended run's cost (null without a budget)",
+    "estimates.hosted_offer_open": "hosted fine-tuning was chosen and the current vendor has an offer for the "
+                                   "plan's methods that is open to new users and not retiring (null otherwise)",
+    "options.same_model_best_usd_per_month": "the lowest monthly bill that keeps today's model and its answers: "
+                                             "today's, with prompt caching, or through the batch API when the work "
+                                             "can wait (null when unknown)",
+    "workload.bill_vs_list_factor": "how far the stated bill is from list price x workload, as a factor >= 1 "
+                                    "either way (null unless both are known)",
+    "model.current_api_retires_in_months": "months until the current API's announced shutdown (null: none "
+                                           "announced)",
     "decision.approach": "the primary approach chosen by the earlier stages",
     "decision.approaches": "every approach recommended so far",
     "decision.fine_tune": "a fine-tuning approach (self-hosted or hosted) was chosen",

@@ -8,6 +8,7 @@ answers give a byte-identical plan.
 
 from __future__ import annotations
 
+import datetime as _dt
 import functools
 import math
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,7 @@ from advisor.contract.plan import (
     Inference,
     LoraSettings,
     NextStep,
+    Option,
     Plan,
     PriceData,
     ProfileUse,
@@ -59,6 +61,7 @@ from advisor.contract.vocab import (
     METHODS,
     OBJECTIVES,
     OFFLOAD,
+    OPTION_KINDS,
     PREREQUISITES,
     RULE_STAGES,
     SERVING,
@@ -67,6 +70,19 @@ from advisor.contract.vocab import (
 )
 from advisor.datafiles import read_data_files
 from advisor.engine import Decision, decide, flatten_facts, load_rules
+from advisor.options import (
+    Context,
+    TrainingNeed,
+    api_options,
+    chosen_api_option,
+    current_api,
+    months_until,
+    open_model_hosted_options,
+    option,
+    same_model_best_usd,
+    vendor_fine_tune_options,
+    vendor_offer_why_not,
+)
 from estimators.catalog import DATA_DIR as CATALOG_DATA_DIR
 from estimators.catalog import GPU, Catalog, FineTuningOffer, ModelSpec
 from estimators.cost import (
@@ -114,22 +130,44 @@ def workload_of(answers: Answers) -> Workload | None:
     return Workload(w.requests_per_month, w.input_tokens_per_request, w.output_tokens_per_request)
 
 
+def list_bill(answers: Answers, catalog: Catalog) -> tuple[float | None, str | None]:
+    """The workload at the current API's list price (or the answers' ``model.current_api_price``)."""
+    workload = workload_of(answers)
+    api = current_api(answers, catalog)
+    if workload is None or api is None:
+        return None, None
+    which = "price as answered" if api.source.startswith("model.current_api_price") else "list price"
+    return api_monthly_cost(api, workload), (f"{api.name} {which} (${api.usd_per_million_input_tokens:g} in / "
+                                             f"${api.usd_per_million_output_tokens:g} out per 1M tokens) x workload")
+
+
 def todays_bill(answers: Answers, catalog: Catalog) -> tuple[float | None, str | None]:
-    """Today's monthly bill and where the figure comes from."""
+    """Today's monthly bill and where the figure comes from: the stated bill when given, else list price x
+    workload."""
     w = answers.workload
     if w.current_monthly_cost_usd is not None:
         return w.current_monthly_cost_usd, "workload.current_monthly_cost_usd (as answered)"
-    workload = workload_of(answers)
-    if workload is not None and answers.model.current_api:
-        api = catalog.api(answers.model.current_api)
-        return api_monthly_cost(api, workload), (f"{api.name} list price (${api.usd_per_million_input_tokens:g} in / "
-                                                 f"${api.usd_per_million_output_tokens:g} out per 1M tokens) x workload")
-    return None, None
+    return list_bill(answers, catalog)
 
 
-def answer_facts(answers: Answers, catalog: Catalog) -> dict[str, Any]:
+def bill_vs_list_factor(answers: Answers, catalog: Catalog) -> float | None:
+    """How far the stated bill is from list price x workload, as a factor >= 1 (either way); None unless both
+    are known and above zero."""
+    stated = answers.workload.current_monthly_cost_usd
+    listed, _ = list_bill(answers, catalog)
+    if not stated or not listed:
+        return None
+    return max(stated / listed, listed / stated)
+
+
+def answer_facts(answers: Answers, catalog: Catalog, as_of: _dt.date | None = None) -> dict[str, Any]:
     facts = flatten_facts(answers.to_dict())
     facts["workload.monthly_cost_usd"] = todays_bill(answers, catalog)[0]
+    factor = bill_vs_list_factor(answers, catalog)
+    facts["workload.bill_vs_list_factor"] = None if factor is None else round_sig(factor)
+    api = current_api(answers, catalog)
+    left = months_until(api.retires, as_of or _dt.date.today()) if api else None
+    facts["model.current_api_retires_in_months"] = None if left is None else round_sig(left)
     return facts
 
 
@@ -260,15 +298,31 @@ class RunOption:
     stage_hours: tuple[float, ...]
     tokens_per_s: float
     measured: tuple[str, ...] = ()  # which figures come from a profile: "memory", "tokens_per_s"
+    #: the team's own cards: what an hour costs them (electricity; 0 when not stated), in place of rent
+    owned_usd_per_gpu_hour: float | None = None
 
     @property
     def hours(self) -> float:
         return sum(self.stage_hours)
 
     @property
-    def usd(self) -> float | None:
+    def usd_per_gpu_hour(self) -> float | None:
+        if self.owned_usd_per_gpu_hour is not None:
+            return self.owned_usd_per_gpu_hour
         p = self.gpu.cheapest_price
-        return None if p is None else self.hours * self.gpu_count * p.usd_per_hour
+        return None if p is None else p.usd_per_hour
+
+    @property
+    def provider(self) -> str | None:
+        if self.owned_usd_per_gpu_hour is not None:
+            return "owned"
+        p = self.gpu.cheapest_price
+        return p.provider if p else None
+
+    @property
+    def usd(self) -> float | None:
+        rate = self.usd_per_gpu_hour
+        return None if rate is None else self.hours * self.gpu_count * rate
 
     @property
     def host_ram_bytes_per_machine(self) -> int:
@@ -297,6 +351,7 @@ class Estimator:
         self.decision: Decision | None = None
         self.money: dict[str, float | None] = {}
         self.after_usd: float | None = None
+        self.options_context: Context | None = None  # set by build_plan before the rules run
         self._memo: dict[tuple[Any, ...], MemoryBreakdown] = {}
 
     # the engine calls this before each stage
@@ -374,9 +429,19 @@ class Estimator:
         opt = RunOption(technique, gpu, self.gpu_count, sharding, offload, optimizer, mb, self._memory(setups[0]),
                         memory_bytes, fits,
                         tuple(s.training_tokens * s.epochs / t / 3600 for t, s in zip(tps, self.stages)),
-                        tps[0], measured)
+                        tps[0], measured, self.owned_rate(gpu))
         self.options[key] = opt
         return opt
+
+    def owned_rate(self, gpu: GPU) -> float | None:
+        """USD per GPU-hour on the team's own cards (``hardware.owned``): power x electricity price, 0 where
+        either is not stated; None for rented cards."""
+        h = self.answers.hardware
+        if not h.owned or gpu.name not in self.gpus or not h.gpus:
+            return None
+        if h.power_watts_per_gpu is None or h.usd_per_kwh is None:
+            return 0.0
+        return h.power_watts_per_gpu / 1000 * h.usd_per_kwh
 
     def _profiled(self, technique: str, gpu: GPU, micro_batches: Sequence[int], sharding: str,
                   optimizer: str) -> tuple[int, Any] | None:
@@ -432,6 +497,8 @@ class Estimator:
         saving = None if today is None or after is None else today - after
         budget = self.answers.budget.training_usd
         self.money = {
+            "estimates.hosted_offer_open": self.hosted is not None if decision.approach == "hosted_fine_tune"
+            else None,
             "estimates.training_usd": training_usd,
             "estimates.monthly_saving_usd": saving,
             "estimates.break_even_months": None if saving is None or training_usd is None
@@ -447,30 +514,37 @@ class Estimator:
         a = self.answers
         # serving is sized on its own: any priced catalog GPU (or the answers' serving_gpus), not the training GPUs
         names = a.hardware.serving_gpus or [g.name for g in self.catalog.gpus if g.cheapest_price is not None]
-        peak_to_average = a.workload.peak_to_average or DEFAULT_PEAK_TO_AVERAGE
+        # work that can wait (workload.batch_ok) is spread over the month: no peak, no latency target
+        peak_to_average = 1.0 if a.workload.batch_ok else a.workload.peak_to_average or DEFAULT_PEAK_TO_AVERAGE
         latency_s = a.workload.latency_p95_ms / 1000 if a.workload.latency_p95_ms is not None else None
+        rank = lora_settings(a)["r"]
         for g in names:
             gpu = self.catalog.gpu(g)
             s = serving_estimate(self.model.anatomy, gpu, workload, a.deployment.adapters,
                                  peak_to_average=peak_to_average, replicas_min=a.deployment.replicas_min,
-                                 precision=serving_precision(gpu, a.deployment.quantized_ok), latency_p95_s=latency_s)
+                                 precision=serving_precision(gpu, a.deployment.quantized_ok), latency_p95_s=latency_s,
+                                 lora_rank=rank)
             if s is not None and (best is None or (s.usd_per_month, s.gpu) < (best.usd_per_month, best.gpu)):
                 best = s
         self.inference = None if best is None else SelfHostedServing(
             gpu=best.gpu, tensor_parallel=best.tensor_parallel, replicas=best.replicas,
+            scale_to_zero=best.scale_to_zero, max_loras=best.max_loras, lora_bytes=best.lora_bytes,
             gpu_hours_per_month=round_sig(best.gpu_hours_per_month), provider=best.provider,
             usd_per_gpu_hour=best.usd_per_gpu_hour, usd_per_month=round_sig(best.usd_per_month),
             assumptions=list(best.assumptions))
         return None if best is None else best.usd_per_month
 
     def _hosted_offer(self, decision: Decision) -> FineTuningOffer | None:
-        methods = {METHODS[m].hosted_method for m in decision.methods if METHODS[m].hosted_method}
-        offers = [o for o in self.catalog.finetuning
-                  if o.base_model and o.min_params_b is None and methods and methods <= set(o.methods)]
-        api = self.answers.model.current_api
-        if api and "distillation" not in decision.methods:
-            name = self.catalog.api(api).name
-            same = [o for o in offers if o.base_model.startswith(name)]
+        """The current vendor's own offer that trains the plan's methods and is open to new jobs (the same
+        model's offer first, else its cheapest); never another vendor's, never one closed or retiring."""
+        api = current_api(self.answers, self.catalog)
+        if api is None:
+            return None
+        need = training_need(decision.methods, self.answers, self.measured)
+        offers = [o for o in self.catalog.finetuning if o.base_model and o.min_params_b is None
+                  and o.provider == api.provider and vendor_offer_why_not(self.options_context, o, need) is None]
+        if "distillation" not in decision.methods:
+            same = [o for o in offers if o.base_model.startswith(api.name)]
             if same:
                 return same[0]
         return min(offers, key=lambda o: (o.usd_per_million_training_tokens, o.name), default=None)
@@ -485,9 +559,7 @@ class Estimator:
             if not METHODS[m].hosted_method:
                 continue
             n = _count_for(m, self.answers) or PLACEHOLDER_EXAMPLES
-            data = self.measured.get(METHODS[m].data_kind)
-            tokens = data["total_tokens"] if data else n * tokens_per_example(self.answers) * _examples_per_pair(m)
-            epochs = _epochs_for(m, n)
+            tokens, epochs = _hosted_tokens(m, self.answers, self.measured)
             cost = hosted_finetuning_cost(offer, tokens, epochs)
             total += cost.usd
             stages.append(HostedStage(method=m, examples=n, training_tokens=tokens, epochs=epochs,
@@ -504,6 +576,29 @@ class Estimator:
             price_date=offer.date, source=offer.source)
 
 
+def _hosted_tokens(method: str, answers: Answers, measured: Mapping[str, Mapping[str, Any]]) -> tuple[float, float]:
+    """Training tokens per epoch and epochs of one stage at a hosted provider (the data file's tokens where
+    checked, else examples x tokens per example)."""
+    n = _count_for(method, answers) or PLACEHOLDER_EXAMPLES
+    data = measured.get(METHODS[method].data_kind)
+    tokens = data["total_tokens"] if data else n * tokens_per_example(answers) * _examples_per_pair(method)
+    return float(tokens), _epochs_for(method, n)
+
+
+def training_need(methods: Sequence[str], answers: Answers,
+                  measured: Mapping[str, Mapping[str, Any]]) -> TrainingNeed:
+    """What a fine-tuning option trains: the plan's stages that a provider can run (continued pre-training has
+    no hosted form), or SFT on the answers' examples when the plan does not fine-tune."""
+    methods = [m for m in methods if METHODS[m].hosted_method] or ["sft"]
+    stages = tuple((m, *_hosted_tokens(m, answers, measured)) for m in methods)
+    parts = []
+    for m, tokens, epochs in stages:
+        n = _count_for(m, answers)
+        count = f"{n:,} examples" if n else f"{PLACEHOLDER_EXAMPLES:,} examples (assumed: the answers give none)"
+        parts.append(f"{METHODS.label(m)} on {count}, {tokens:,.0f} tokens x {epochs:g} epoch(s)")
+    return TrainingNeed(stages, "priced for " + "; ".join(parts))
+
+
 # ---- the plan -----------------------------------------------------------------------------------
 def prerequisite_text(key: str) -> str:
     """The sentence of a prerequisite, with the thresholds of the rules file filled in."""
@@ -511,7 +606,6 @@ def prerequisite_text(key: str) -> str:
 
 
 def _fit_row(o: RunOption, stage: Stage) -> FitRow:
-    p = o.gpu.cheapest_price
     return FitRow(
         technique=o.technique, gpu=o.gpu.name, gpu_count=o.gpu_count, sharding=o.sharding, offload=o.offload,
         objective=stage.objective, seq_len=stage.seq_len, micro_batch=o.micro_batch, optimizer=o.optimizer,
@@ -519,26 +613,35 @@ def _fit_row(o: RunOption, stage: Stage) -> FitRow:
         usable_memory_bytes=o.gpu.usable_memory_bytes, host_ram_bytes_per_machine=o.host_ram_bytes_per_machine,
         fits=o.fits, tokens_per_s=round_sig(o.tokens_per_s),
         hours=round_sig(o.hours), usd=round_sig_or_none(o.usd) if o.fits else None,
-        provider=p.provider if p else None)
+        provider=o.provider)
 
 
-def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None, profile: Any = None) -> Plan:
+def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None, profile: Any = None,
+               as_of: _dt.date | None = None) -> Plan:
     """The whole plan for ``answers`` (already validated against ``catalog``), as the typed ``Plan``.
 
     Data files named in the answers are checked (relative paths from ``base_dir``, the answers file's
     folder) and their counts and token lengths replace the declared ones. A ``profile``
     (``profiler.schema.Profile`` from ``advise profile``) replaces estimated peak memory and tokens/s
     wherever it measured the same model, GPU, technique, shape and setup; those figures are marked.
+    ``as_of`` (default: today) is the date retirement dates are compared with; the plan records it.
     """
     given = answers
+    as_of = as_of or _dt.date.today()
     data_inputs = read_data_files(answers, base_dir)
     answers = data_inputs.answers
     est = Estimator(answers, catalog, data_inputs.measured, profile)
-    facts = answer_facts(answers, catalog)
-    decision = decide(facts, load_rules(), est.stage_facts)
-    book = {r.id: r for r in load_rules().rules}
     today, today_source = todays_bill(answers, catalog)
     workload = workload_of(answers)
+    thresholds = load_rules().threshold_values
+    ctx = Context(answers, catalog, workload, today, as_of, thresholds["payback_months"],
+                  thresholds["retirement_warning_months"])
+    est.options_context = ctx
+    api_side = api_options(ctx, today_source)
+    facts = answer_facts(answers, catalog, as_of)
+    facts["options.same_model_best_usd_per_month"] = round_sig_or_none(same_model_best_usd(api_side))
+    decision = decide(facts, load_rules(), est.stage_facts)
+    book = {r.id: r for r in load_rules().rules}
 
     base = None
     if est.model is not None and decision.self_hosted:
@@ -567,10 +670,10 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
         assumptions += _training_assumptions(est, run, answers, data_inputs.measured, profile)
 
     inference = None
-    after, money = est.after_usd, est.money
+    after, figures = est.after_usd, est.money
     if decision.fine_tune and (today is not None or after is not None):
-        saving, be = money.get("estimates.monthly_saving_usd"), money.get("estimates.break_even_months")
-        training_usd = money.get("estimates.training_usd")
+        saving, be = figures.get("estimates.monthly_saving_usd"), figures.get("estimates.break_even_months")
+        training_usd = figures.get("estimates.training_usd")
         w = answers.workload
         inference = Inference(
             requests_per_month=w.requests_per_month, input_tokens_per_request=w.input_tokens_per_request,
@@ -592,12 +695,23 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
     estimates = Estimates(base_model=base, fit_matrix=fit_matrix, training=training, hosted_fine_tuning=est.hosted,
                           inference=inference, assumptions=list(dict.fromkeys(assumptions)))
 
+    options = _options(ctx, est, decision, api_side, data_inputs.measured, catalog)
+    options, recommendation = _delivery(options, decision, recommendation, ctx)
+    if recommendation.provider and estimates.inference is not None:
+        estimates = estimates.model_copy(update={"inference": _provider_inference(
+            estimates.inference, next(o for o in options if o.chosen))})
+    if (answers.workload.current_monthly_cost_usd is not None and facts["workload.bill_vs_list_factor"] is not None
+            and today is not None):
+        listed, how = list_bill(answers, catalog)
+        assumptions.append(f"the stated bill ({money(today)}/month) is {facts['workload.bill_vs_list_factor']:g}x "
+                           f"away from {how} ({money(listed)}/month); the plan compares against the stated bill")
+    estimates = estimates.model_copy(update={"assumptions": list(dict.fromkeys(assumptions))})
     fired = [book[t.id] for t in decision.trace if t.fired]
     deciding = [r for r in fired if not r.recommends.warning and RULE_STAGES[r.stage].deciding]
     return Plan(
         advise_version=__version__,
         project=answers.project,
-        summary=_summary(decision, recommendation, estimates),
+        summary=_summary(decision, recommendation, estimates, options),
         recommendation=recommendation,
         prerequisites=list(decision.prerequisites),
         prerequisite_steps=[prerequisite_text(p) for p in decision.prerequisites],
@@ -608,8 +722,9 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
         rules=[TraceEntry(id=t.id, name=t.name, stage=t.stage, fired=t.fired, reason=t.reason,
                           rationale=book[t.id].rationale, source=book[t.id].source) for t in decision.trace],
         thresholds=load_rules().threshold_values,
-        price_data=_price_data(answers, catalog, est, decision),
+        price_data=_price_data(answers, catalog, est, decision, as_of),
         estimates=estimates,
+        options=options,
         next_steps=_next_steps(decision, recommendation, estimates),
         data=None if data_inputs.summary is None else DataSummary.model_validate(data_inputs.summary),
         profile=None if profile is None else ProfileUse(
@@ -620,11 +735,110 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
     )
 
 
+def _self_hosted_option(ctx: Context, est: Estimator, decision: Decision, chosen: bool) -> Option:
+    """The open model fine-tuned on rented (or owned) GPUs and served on the cheapest card that carries the
+    traffic. When the plan does not fine-tune itself, the same estimate is made for LoRA (QLoRA where LoRA does
+    not fit) SFT of the default base, so the path is priced all the same."""
+    a = ctx.answers
+    if not a.model.open_weights_ok:
+        return option(ctx, "self_hosted", "an open model on your GPUs", one_off_usd=None,
+                      why_not="the team cannot use open-weights models (model.open_weights_ok: false)")
+    if not decision.self_hosted:
+        est = Estimator(a, ctx.catalog, est.measured, est.profile)
+        est.options_context = ctx
+        trial = replace(decision, approach="fine_tune", methods=decision.methods if decision.fine_tune else ("sft",),
+                        technique=None)
+        fits = est.stage_facts("technique", trial)
+        technique = next((t for t in ("lora", "qlora") if fits.get(f"estimates.fits.{t}")), "lora")
+        est.stage_facts("checks", replace(trial, technique=technique))
+    run = est.run
+    model = est.model.name if est.model else None
+    name = f"{model} {TECHNIQUES.label(run.technique) if run else ''} on your GPUs".replace("  ", " ")
+    notes = []
+    if run is not None and est.model is not None:
+        notes.append(f"training: {run.gpu_count} x {run.gpu.name}, {duration_hours(run.hours)} "
+                     f"({est.model_source})")
+    if est.inference is not None:
+        notes += est.inference.assumptions
+    why = None
+    if run is None or not run.fits:
+        why = "no candidate GPU holds the training run (see the fit matrix)"
+    elif ctx.workload is None:
+        why = "needs the workload (requests and tokens per request) to size serving"
+    elif est.after_usd is None:
+        why = "no catalog GPU serves the workload within its limits (memory, latency target)"
+    return option(ctx, "self_hosted", name, provider=est.inference.provider if est.inference else None,
+                  model=(est.model.hub_id or est.model.name) if est.model else None,
+                  one_off_usd=run.usd if run else None, monthly_usd=est.after_usd, why_not=why, assumptions=notes,
+                  chosen=chosen)
+
+
+def _options(ctx: Context, est: Estimator, decision: Decision, api_side: list[Option],
+             measured: Mapping[str, Mapping[str, Any]], catalog: Catalog) -> list[Option]:
+    """Every path priced against today's bill, with the plan's own marked ``chosen``."""
+    a = ctx.answers
+    need = training_need(decision.methods if decision.fine_tune else (), a, measured)
+    hosted_offer = est.hosted.offer if decision.approach == "hosted_fine_tune" and est.hosted else None
+    base = est.model
+    if base is None:  # the plan did not pick a base: price the default one for the task
+        base, _ = choose_base(a, decision, catalog)
+    out = list(api_side)
+    out += vendor_fine_tune_options(ctx, need, hosted_offer)
+    out += open_model_hosted_options(ctx, need, base)
+    out.append(_self_hosted_option(ctx, est, decision, chosen=decision.self_hosted))
+    if not decision.fine_tune:
+        i = chosen_api_option(out, "cost" in a.symptoms)
+        if i is not None:
+            out[i] = out[i].model_copy(update={"chosen": True})
+    return out
+
+
+def horizon_usd(o: Option, months: float) -> float | None:
+    """One-off plus ``months`` of the monthly cost (None where either is not priced)."""
+    return None if o.one_off_usd is None or o.monthly_usd is None else o.one_off_usd + months * o.monthly_usd
+
+
+def _provider_inference(inf: Inference, o: Option) -> Inference:
+    """The monthly comparison when the model is fine-tuned and called per token at a provider (the self-hosted
+    serving estimate stays, as the alternative)."""
+    today = inf.today_usd_per_month
+    saving = None if today is None or o.monthly_usd is None else round_sig(today - o.monthly_usd)
+    be = None if saving is None or o.one_off_usd is None else break_even_months(o.one_off_usd, today, o.monthly_usd)
+    return inf.model_copy(update={
+        "after_usd_per_month": o.monthly_usd, "after_source": f"{o.name}: per-token inference prices",
+        "monthly_saving_usd": saving, "break_even_months": round_sig_or_none(be),
+        "cumulative_usd_12_months": None if today is None or o.monthly_usd is None or o.one_off_usd is None
+        else Cumulative(today=[round_sig(today * m) for m in range(13)],
+                        after=[round_sig(o.one_off_usd + o.monthly_usd * m) for m in range(13)])})
+
+
+def _delivery(options: list[Option], decision: Decision, rec: Recommendation,
+              ctx: Context) -> tuple[list[Option], Recommendation]:
+    """Who runs the fine-tuned model. A self-hosted plan moves to an open model fine-tuned and called per token at
+    a provider when that is feasible and cheaper over the payback horizon (training + months x monthly) than
+    training and serving on rented GPUs (or when nothing fits on them): less to operate, and cheaper."""
+    if not decision.fine_tune:
+        return options, rec
+    if not decision.self_hosted:
+        return options, rec.model_copy(update={"delivery": "hosted"})
+    months = ctx.payback_months
+    own = next(o for o in options if o.approach == "self_hosted")
+    at_provider = [o for o in options if o.approach == "open_model_hosted" and o.feasible
+                   and horizon_usd(o, months) is not None]
+    best = min(at_provider, key=lambda o: (horizon_usd(o, months), o.name), default=None)
+    own_total = horizon_usd(own, months) if own.feasible else None
+    if best is None or (own_total is not None and horizon_usd(best, months) >= own_total):
+        return options, rec.model_copy(update={"delivery": "self_hosted"})
+    out = [o.model_copy(update={"chosen": o is best}) for o in options]
+    return out, rec.model_copy(update={"delivery": "hosted", "provider": best.provider})
+
+
 def _training(est: Estimator, run: RunOption, answers: Answers) -> TrainingPlan:
     """The recommended run as the trainers need it (the exporters read nothing else)."""
     assert est.model is not None
     lo = lora_settings(answers)
     price = run.gpu.cheapest_price
+    owned = run.owned_usd_per_gpu_hour is not None
     return TrainingPlan(
         technique=run.technique, gpu=run.gpu.name, gpu_count=run.gpu_count, sharding=run.sharding,
         offload=run.offload, optimizer=run.optimizer, precision="bf16", gradient_checkpointing=True,
@@ -644,8 +858,8 @@ def _training(est: Estimator, run: RunOption, answers: Answers) -> TrainingPlan:
         memory_bytes=run.memory_bytes, measured=list(run.measured), memory_parts_bytes=dict(run.memory.parts),
         usable_memory_bytes=run.gpu.usable_memory_bytes, host_ram_bytes_per_machine=run.host_ram_bytes_per_machine,
         tokens_per_s=round_sig(run.tokens_per_s), hours=round_sig(run.hours), usd=round_sig_or_none(run.usd),
-        provider=price.provider if price else None,
-        usd_per_gpu_hour=price.usd_per_hour if price else None, price_date=price.date if price else None,
+        provider=run.provider, usd_per_gpu_hour=run.usd_per_gpu_hour,
+        price_date=None if owned else price.date if price else None,
     )
 
 
@@ -669,6 +883,14 @@ def _training_assumptions(est: Estimator, run: RunOption, answers: Answers,
         out.insert(0, f"{' and '.join(run.measured)} of the {est.stages[0].method} stage measured by "
                       f"`advise profile` on {profile.device.name} ({profile.versions.torch}); memory parts stay "
                       f"estimates")
+    if run.owned_usd_per_gpu_hour is not None:
+        h = answers.hardware
+        out.append(f"the team's own {run.gpu.name} cards: no rent; " + (
+            f"electricity at {h.power_watts_per_gpu:g} W per GPU x ${h.usd_per_kwh:g}/kWh = "
+            f"${run.owned_usd_per_gpu_hour:.4g} per GPU-hour" if h.power_watts_per_gpu is not None
+            and h.usd_per_kwh is not None else "electricity not counted (give hardware.power_watts_per_gpu and "
+                                              "hardware.usd_per_kwh to count it)")
+                   + "; serving is priced at rental")
     if any(s.examples_assumed for s in est.stages):
         out.append(f"no example count for a training stage: costs are for {PLACEHOLDER_EXAMPLES:,} examples")
     if not measured.get(METHODS[est.stages[0].method].data_kind):
@@ -680,18 +902,21 @@ def _training_assumptions(est: Estimator, run: RunOption, answers: Answers,
     return out
 
 
-def _price_data(answers: Answers, catalog: Catalog, est: Estimator, decision: Decision) -> PriceData:
+def _price_data(answers: Answers, catalog: Catalog, est: Estimator, decision: Decision,
+                as_of: _dt.date) -> PriceData:
     """Where the prices come from and how old they are (the catalog files carry their compile date)."""
-    api = catalog.api(answers.model.current_api) if answers.model.current_api else None
+    api = current_api(answers, catalog)
     serving_gpu = est.inference.gpu if decision.self_hosted and est.inference else None
     serving_price = catalog.gpu(serving_gpu).cheapest_price if serving_gpu else None
     training_price = est.run.gpu.cheapest_price if decision.self_hosted and est.run else None
     return PriceData(
+        as_of=as_of.isoformat(),
         gpus_compiled=compiled_date(CATALOG_DATA_DIR / "gpus.yaml"),
         prices_compiled=compiled_date(CATALOG_DATA_DIR / "prices.yaml"),
         training_price_date=training_price.date if training_price else None,
         serving_price_date=serving_price.date if serving_price else None,
-        api=None if api is None else ApiPriceRef(name=api.name, date=api.date, source=api.source),
+        api=None if api is None else ApiPriceRef(name=api.name, date=api.date, source=api.source,
+                                                 retires=api.retires),
     )
 
 
@@ -703,18 +928,33 @@ def compiled_date(path: Path) -> str | None:
     return m.group(1) if m else None
 
 
-def _summary(d: Decision, rec: Recommendation, est: Estimates) -> str:
+def _summary(d: Decision, rec: Recommendation, est: Estimates, options: Sequence[Option]) -> str:
     if not d.fine_tune:
         parts = [APPROACHES.phrase(d.approach)] + [APPROACHES.phrase(a) for a in d.also]
-        return f"Don't fine-tune yet: {'; then '.join(parts) if len(parts) < 3 else ', '.join(parts)}."
+        head = f"Don't fine-tune yet: {'; then '.join(parts) if len(parts) < 3 else ', '.join(parts)}."
+        chosen = next((o for o in options if o.chosen and o.approach != "current"), None)
+        today = next((o.monthly_usd for o in options if o.approach == "current"), None)
+        if chosen is not None and chosen.monthly_usd is not None and today is not None:
+            head += (f" Cut the bill with {OPTION_KINDS[chosen.approach].phrase} ({chosen.name}): "
+                     f"{money(chosen.monthly_usd)}/month instead of {money(today)}.")
+        return head
     methods = " then ".join(METHODS.phrase(m) for m in d.methods)
     ram = ""
     if APPROACHES[d.approach].hosted:
         h = est.hosted_fine_tuning
         head = f"Use hosted {methods} of {h.base_model} ({h.offer})" if h else \
-            f"Use the vendor's hosted {methods} (no offer for it in the catalog)"
+            f"Use the vendor's hosted {methods} (no offer for it is open to new jobs in the price data)"
         usd = money(h.training_usd) if h else ""
         cost = "" if not h else f": {usd} of training" if usd.startswith("under") else f": about {usd} of training"
+    elif rec.provider:
+        o = next(o for o in options if o.chosen)
+        own = next(o for o in options if o.approach == "self_hosted")
+        usd = money(o.one_off_usd)
+        head = f"Fine-tune {o.model} with {methods} using LoRA at {rec.provider}, and call it per token"
+        cost = f": {usd} of training" if usd.startswith("under") else f": about {usd} of training"
+        if own.monthly_usd is not None:
+            ram = (f" On your own GPUs it would cost {money(own.monthly_usd)}/month to serve; the exported configs "
+                   f"train it that way if you prefer.")
     else:
         t = est.training
         tech = TECHNIQUES.phrase(d.technique) if d.technique else "a technique that fits (none does yet)"
@@ -751,6 +991,11 @@ def _next_steps(d: Decision, rec: Recommendation, est: Estimates) -> list[NextSt
     if APPROACHES[d.approach].hosted:
         steps.append(NextStep(step="train", what="Upload the training file and start a fine-tuning job with the "
                                                  "vendor."))
+    elif rec.provider:
+        steps.append(NextStep(step="train", what=f"Upload the training file to {rec.provider} and start a LoRA "
+                                                 f"fine-tuning job of the base in the plan's options; call the "
+                                                 f"tuned adapter per token. To train on your own GPUs instead, "
+                                                 f"use the exported configs."))
     else:
         t = est.training
         where = f" on {t.gpu_count} x {t.gpu}" if t else ""

@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -58,12 +58,22 @@ class _Entry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
+#: an ISO date (YYYY-MM-DD); YAML's date values are accepted and kept as text
+IsoDate = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+
+
 class PriceIn(_Entry):
     provider: Text
     usd_per_hour: float = Field(gt=0, le=10_000)
     offer: Text = ""
+    #: hourly (the default) or per_second; usd_per_hour is the per-hour equivalent either way
+    billing: Literal["hourly", "per_second"] = "hourly"
+    #: a serverless offer that costs nothing while idle (it serves bursts; always-on serving and training use the
+    #: other rows)
+    scale_to_zero: bool = False
     source: Text
-    date: str | None
+    date: IsoDate | None  # TEMP-UNDATED
+    date_note: Text | None = None
 
     _d = field_validator("date", mode="before")(_date_to_str)
 
@@ -97,16 +107,47 @@ class GPUIn(_Entry):
         return self
 
 
+TokenPrice = Annotated[float, Field(ge=0, le=1e6)]
+
+
 class ApiIn(_Entry):
     name: CatalogName
     aliases: list[CatalogName] = []
     provider: Text
-    usd_per_million_input_tokens: float = Field(ge=0, le=1e6)
-    usd_per_million_output_tokens: float = Field(ge=0, le=1e6)
+    tier: Text | None = None
+    usd_per_million_input_tokens: TokenPrice
+    usd_per_million_output_tokens: TokenPrice
+    #: prompt caching: writing a cached prefix and reading it back (null: the vendor offers no caching)
+    usd_per_million_cache_write_tokens: TokenPrice | None = None
+    usd_per_million_cache_read_tokens: TokenPrice | None = None
+    cache_min_tokens: int | None = Field(default=None, ge=0, le=10_000_000)
+    cache_ttl_minutes: float | None = Field(default=None, gt=0, le=100_000)
+    #: the Batch API's share off list price (0.5: half price); null: no batch API
+    batch_discount: float | None = Field(default=None, ge=0, lt=1)
+    open_to_new_users: bool = True
+    retires: IsoDate | None = None
     source: Text
-    date: str | None
+    date: IsoDate | None  # TEMP-UNDATED
     date_note: Text | None = None
     status: Text | None = None
+
+    _d = field_validator("date", "retires", mode="before")(_date_to_str)
+
+
+class OpenModelInferenceIn(_Entry):
+    """Serverless per-token inference of an open model at a hosted provider."""
+
+    name: CatalogName
+    provider: Text
+    model: CatalogName  # the Hugging Face hub id served
+    params_b: float = Field(gt=0, le=1e5)
+    usd_per_million_input_tokens: TokenPrice
+    usd_per_million_output_tokens: TokenPrice
+    #: the provider serves a customer's LoRA adapter of this base at these per-token prices
+    lora_serverless: bool = False
+    source: Text
+    date: IsoDate | None  # TEMP-UNDATED
+    date_note: Text | None = None
 
     _d = field_validator("date", mode="before")(_date_to_str)
 
@@ -129,11 +170,16 @@ class FineTuningIn(_Entry):
     inference: InferencePriceIn | None = None
     inference_note: Text | None = None
     column_mapping_verified: bool | None = None
+    #: the open base models (hub ids) the provider fine-tunes under this offer
+    base_models: list[CatalogName] = []
+    open_to_new_users: bool = True
+    retires: IsoDate | None = None
     source: Text
-    date: str | None
+    date: IsoDate | None  # TEMP-UNDATED
+    date_note: Text | None = None
     status: Text | None = None
 
-    _d = field_validator("date", mode="before")(_date_to_str)
+    _d = field_validator("date", "retires", mode="before")(_date_to_str)
 
 
 class ModelIn(_Entry):
@@ -162,6 +208,7 @@ _SECTIONS: dict[str, type[_Entry]] = {
     "gpus": GPUIn,
     "apis": ApiIn,
     "hosted_finetuning": FineTuningIn,
+    "open_model_inference": OpenModelInferenceIn,
 }
 
 
@@ -172,7 +219,9 @@ class Price:
     usd_per_hour: float
     offer: str
     source: str
-    date: str | None
+    date: str
+    billing: str = "hourly"
+    scale_to_zero: bool = False
 
 
 @dataclass(frozen=True)
@@ -192,7 +241,15 @@ class GPU:
 
     @property
     def cheapest_price(self) -> Price | None:
-        return min(self.prices, key=lambda p: (p.usd_per_hour, p.provider, p.offer), default=None)
+        """The cheapest offer a training run or an always-on server can hold (serverless rows excluded)."""
+        return min((p for p in self.prices if not p.scale_to_zero),
+                   key=lambda p: (p.usd_per_hour, p.provider, p.offer), default=None)
+
+    @property
+    def cheapest_serverless_price(self) -> Price | None:
+        """The cheapest scale-to-zero offer (billed only while it serves), if any."""
+        return min((p for p in self.prices if p.scale_to_zero),
+                   key=lambda p: (p.usd_per_hour, p.provider, p.offer), default=None)
 
 
 @dataclass(frozen=True)
@@ -203,8 +260,33 @@ class ApiPrice:
     usd_per_million_input_tokens: float
     usd_per_million_output_tokens: float
     source: str
-    date: str | None
+    date: str
     status: str | None
+    tier: str | None = None
+    usd_per_million_cache_write_tokens: float | None = None
+    usd_per_million_cache_read_tokens: float | None = None
+    cache_min_tokens: int | None = None
+    cache_ttl_minutes: float | None = None
+    batch_discount: float | None = None
+    open_to_new_users: bool = True
+    retires: str | None = None
+
+    @property
+    def caches(self) -> bool:
+        return self.usd_per_million_cache_read_tokens is not None
+
+
+@dataclass(frozen=True)
+class OpenModelInference:
+    name: str
+    provider: str
+    model: str
+    params_b: float
+    usd_per_million_input_tokens: float
+    usd_per_million_output_tokens: float
+    lora_serverless: bool
+    source: str
+    date: str
 
 
 @dataclass(frozen=True)
@@ -221,8 +303,11 @@ class FineTuningOffer:
     inference_usd_per_million_input_tokens: float | None
     inference_usd_per_million_output_tokens: float | None
     source: str
-    date: str | None
+    date: str
     status: str | None
+    base_models: tuple[str, ...] = ()
+    open_to_new_users: bool = True
+    retires: str | None = None
 
 
 @dataclass(frozen=True)
@@ -300,8 +385,15 @@ class Catalog:
         self.gpus = tuple(self._gpu(g) for g in parsed["gpus"])
         self.apis = tuple(
             ApiPrice(a.name, tuple(a.aliases), a.provider, a.usd_per_million_input_tokens,
-                     a.usd_per_million_output_tokens, a.source, a.date, a.status)
+                     a.usd_per_million_output_tokens, a.source, a.date, a.status, a.tier,
+                     a.usd_per_million_cache_write_tokens, a.usd_per_million_cache_read_tokens, a.cache_min_tokens,
+                     a.cache_ttl_minutes, a.batch_discount, a.open_to_new_users, a.retires)
             for a in parsed["apis"]
+        )
+        self.open_inference = tuple(
+            OpenModelInference(o.name, o.provider, o.model, o.params_b, o.usd_per_million_input_tokens,
+                               o.usd_per_million_output_tokens, o.lora_serverless, o.source, o.date)
+            for o in parsed["open_model_inference"]
         )
         self.finetuning = tuple(
             FineTuningOffer(
@@ -309,7 +401,7 @@ class Catalog:
                 f.usd_per_million_training_tokens, f.billed_tokens,
                 f.inference.usd_per_million_input_tokens if f.inference else None,
                 f.inference.usd_per_million_output_tokens if f.inference else None,
-                f.source, f.date, f.status,
+                f.source, f.date, f.status, tuple(f.base_models), f.open_to_new_users, f.retires,
             )
             for f in parsed["hosted_finetuning"]
         )
@@ -341,7 +433,8 @@ class Catalog:
             memory_bytes=int(mem), usable_memory_bytes=int(usable),
             usable_memory_measured=g.cuda_total_memory_bytes is not None,
             bf16_dense_tflops=g.bf16_dense_tflops, memory_bandwidth_tb_s=g.memory_bandwidth_tb_s,
-            prices=tuple(Price(p.provider, p.usd_per_hour, p.offer, p.source, p.date) for p in g.prices),
+            prices=tuple(Price(p.provider, p.usd_per_hour, p.offer, p.source, p.date, p.billing, p.scale_to_zero)
+                         for p in g.prices),
             spec_source=g.spec_source, spec_notes=g.spec_notes,
         )
 

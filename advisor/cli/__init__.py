@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from advisor import __version__
-from advisor.cli.catalog import gpus, models
+from advisor.cli.catalog import apis, gpus, models
 from advisor.cli.data import data
 from advisor.cli.estimate import estimate
 from advisor.cli.export import export
@@ -67,5 +67,5 @@ def main(ctx: click.Context, catalog_files: tuple[str, ...]) -> None:
 
 
 # ---- every command, registered in one place ------------------------------------------------------------------
-for _command in (plan, estimate, data, profile, report, export, models, gpus):
+for _command in (plan, estimate, data, profile, report, export, models, gpus, apis):
     main.add_command(_command)

@@ -8,7 +8,13 @@ from typing import Any
 
 import click
 
-from advisor.cli.common import AdviseUsageError, domain_errors, dump_json, echo, load_catalog
+from advisor.cli.common import (
+    AdviseUsageError,
+    domain_errors,
+    dump_json,
+    echo,
+    load_catalog,
+)
 
 
 def _click_prompt(catalog: Any):
@@ -82,7 +88,13 @@ def _save_answers(target: Path, answers_yaml: str, inputs: tuple[Any, ...]) -> N
 
 def _check_outputs(out_dir: str | None, force: bool, save_answers: str | None, inputs: tuple[Any, ...]) -> None:
     """Refuse, before a single question is asked, outputs that cannot be written."""
-    from advisor.contract.files import ANSWERS_MARK, check_out_folder, check_target, file_starts_with, probe_writable
+    from advisor.contract.files import (
+        ANSWERS_MARK,
+        check_out_folder,
+        check_target,
+        file_starts_with,
+        probe_writable,
+    )
 
     if out_dir:
         check_out_folder(Path(out_dir), force, "--out")
@@ -105,10 +117,12 @@ def _check_outputs(out_dir: str | None, force: bool, save_answers: str | None, i
 @click.option("--profile", "profile_file", type=click.Path(dir_okay=False),
               help="A profile from `advise profile`: measured memory and speed replace the estimates it covers.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON instead of a summary.")
+@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Price as of this date (YYYY-MM-DD; default today): retirement dates are compared with it.")
 @click.pass_context
 @domain_errors
 def plan(ctx: click.Context, answers_file: str | None, example: str | None, out_dir: str | None, force: bool,
-         save_answers: str | None, profile_file: str | None, as_json: bool) -> None:
+         save_answers: str | None, profile_file: str | None, as_json: bool, as_of: Any) -> None:
     """Should you fine-tune, how, on what and for how much: a plan with every reason shown."""
     from advisor.contract.answers import dump_answers, load_answers, validate_answers
     from advisor.planner import build_plan, example_path
@@ -143,7 +157,7 @@ def plan(ctx: click.Context, answers_file: str | None, example: str | None, out_
 
         profile = load_profile(profile_file)
     base_dir = Path(answers_file).resolve().parent if answers_file else None
-    result = build_plan(answers, catalog, base_dir, profile)
+    result = build_plan(answers, catalog, base_dir, profile, as_of.date() if as_of else None)
     if profile is not None and (result.profile is None or not result.profile.used):
         echo(f"Note: --profile {profile_file} ({profile.model.name}) measured nothing this plan uses (another "
                    "model, setup or shape); every figure is an estimate", err=True)
@@ -165,6 +179,35 @@ def _rule_list(title: str, rules: list[Any]) -> None:
     echo(title)
     for r in rules:
         echo(f"  {r.id}: {r.name}")
+
+
+def _print_options(p: Any) -> None:
+    """The priced paths, chosen first, then the rest cheapest per month first."""
+    from advisor.contract.units import money, months_text
+    from advisor.contract.vocab import DELIVERIES, EFFORTS
+
+    if not p.options:
+        return
+    today = next((o.monthly_usd for o in p.options if o.approach == "current"), None)
+    echo("")
+    echo("Options" + (f" against today's {money(today)}/month" if today is not None else "")
+         + " (* the plan's; one-off = training):")
+    rows = sorted(p.options, key=lambda o: (not o.chosen, not o.feasible, o.monthly_usd is None,
+                                            o.monthly_usd or 0.0, o.name))
+    for o in rows:
+        once = money(o.one_off_usd) if o.one_off_usd else "-"
+        monthly = f"{money(o.monthly_usd)}/month" if o.monthly_usd is not None else "-"
+        if not o.feasible:
+            verdict = f"no: {o.why_not}"
+        elif o.approach == "current":
+            verdict = "today"
+        elif o.beats_today:
+            verdict = f"beats today (pays back {months_text(o.break_even_months)})" if o.one_off_usd else \
+                "beats today"
+        else:
+            verdict = "does not beat today"
+        echo(f"  {'*' if o.chosen else ' '} {DELIVERIES.title(o.delivery):18} {o.name[:46]:46} {once:>11} "
+             f"{monthly:>14}  {EFFORTS.label(o.effort)}; {verdict}")
 
 
 def _print_plan(p: Any) -> None:
@@ -191,6 +234,8 @@ def _print_plan(p: Any) -> None:
     if rec.gpus:
         echo(f"  GPUs:       {rec.gpu_count} x {', '.join(rec.gpus)}")
     echo(f"  serving:    {p.serving.strategy}")
+    if rec.fine_tune:
+        echo(f"  delivery:   {rec.delivery}" + (f" (at {rec.provider})" if rec.provider else ""))
     if p.prerequisite_steps:
         echo("")
         echo("First:")
@@ -221,6 +266,7 @@ def _print_plan(p: Any) -> None:
         change = f"saving {money(saving)}/month" if saving >= 0 else f"{money(-saving)}/month more"
         echo(f"Monthly: {money(inf.today_usd_per_month)} today -> {money(inf.after_usd_per_month)} after "
              f"({change}; break-even {months_text(inf.break_even_months)})")
+    _print_options(p)
     if est.fit_matrix:
         echo("")
         offloading = any(r.host_ram_bytes_per_machine for r in est.fit_matrix)

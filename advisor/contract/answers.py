@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from advisor.contract.errors import AdviseError, UnknownNameError
 from advisor.contract.files import ANSWERS_MARK
@@ -89,8 +96,17 @@ class Data(_Section):
     eval_file: FilePath | None = None
 
 
+class ApiPriceAnswer(_Section):
+    """List prices of an API the catalog does not know (USD per 1M tokens)."""
+
+    input_usd_per_million: Annotated[float, Field(strict=True, ge=0, le=1e6, allow_inf_nan=False)]
+    output_usd_per_million: Annotated[float, Field(strict=True, ge=0, le=1e6, allow_inf_nan=False)]
+
+
 class ModelAnswers(_Section):
     current_api: Name | None = None
+    #: the current API's prices, for an API the price data lacks (or to override its list price)
+    current_api_price: ApiPriceAnswer | None = None
     base: FilePath | None = None
     open_weights_ok: Annotated[bool, Field(strict=True)] = True
 
@@ -100,6 +116,10 @@ class Hardware(_Section):
     gpu_count: Annotated[int, Field(strict=True, ge=1, le=64)] = 1
     #: the GPUs serving may use (empty: any catalog GPU with a price)
     serving_gpus: Annotated[list[Name], Field(max_length=64)] = []
+    #: the training GPUs are the team's own: training pays electricity, not rent
+    owned: Annotated[bool, Field(strict=True)] = False
+    power_watts_per_gpu: Annotated[float, Field(strict=True, gt=0, le=10_000, allow_inf_nan=False)] | None = None
+    usd_per_kwh: Annotated[float, Field(strict=True, ge=0, le=100, allow_inf_nan=False)] | None = None
 
 
 class Budget(_Section):
@@ -115,6 +135,19 @@ class WorkloadAnswers(_Section):
     peak_to_average: Annotated[float, Field(strict=True, ge=1, le=1000, allow_inf_nan=False)] | None = None
     #: a request's end-to-end time the service must stay under, in milliseconds
     latency_p95_ms: Annotated[float, Field(strict=True, gt=0, le=3_600_000, allow_inf_nan=False)] | None = None
+    #: input tokens every request starts with (system prompt, instructions, few-shot examples): cacheable
+    static_prompt_tokens: Annotated[int, Field(strict=True, ge=0, le=10_000_000)] | None = None
+    #: the answers may come later (within a day): batch APIs and offline serving
+    batch_ok: Annotated[bool, Field(strict=True)] = False
+
+    @model_validator(mode="after")
+    def _static_within_input(self) -> WorkloadAnswers:
+        if (self.static_prompt_tokens is not None and self.input_tokens_per_request is not None
+                and self.static_prompt_tokens > self.input_tokens_per_request):
+            raise ValueError(f"static_prompt_tokens ({self.static_prompt_tokens}) is more than "
+                             f"input_tokens_per_request ({self.input_tokens_per_request}); the static part is "
+                             f"within the input")
+        return self
 
 
 class Deployment(_Section):
@@ -172,6 +205,8 @@ def _describe(err: dict[str, Any]) -> str:
         return f"{loc}: unknown field{where} (check the spelling; allowed: {', '.join(allowed)})"
     if kind == "literal_error":
         return f"{loc}: {_shown(got)} is not allowed; {_allowed(err)}"
+    if kind == "value_error" and isinstance(got, dict):  # a check across fields: its message names them
+        return f"{loc}: {_allowed(err)}"
     if kind == "too_short" and loc == "symptoms":
         return f"symptoms: give at least one of {', '.join(SYMPTOMS)}"
     return f"{loc}: {_shown(got)} is invalid: {_allowed(err)}"
@@ -210,12 +245,13 @@ def validate_answers(raw: Any, source: str = "answers", catalog: Any = None) -> 
 def check_names(answers: Answers, catalog: Any) -> list[str]:
     """Problems with the catalog names the answers use (API, GPUs, base model), each with a did-you-mean."""
     problems = []
-    if answers.model.current_api:
+    priced = answers.model.current_api_price is not None or answers.workload.current_monthly_cost_usd is not None
+    if answers.model.current_api and not priced:
         try:
             catalog.api(answers.model.current_api)
         except UnknownNameError as e:
-            problems.append(f"model.current_api: {e} (run `advise plan --help` for the catalog, or add it with "
-                            f"--catalog)")
+            problems.append(f"model.current_api: {e} (`advise apis` lists the price data; for another API give "
+                            f"model.current_api_price or workload.current_monthly_cost_usd)")
     for field in ("gpus", "serving_gpus"):
         for i, g in enumerate(getattr(answers.hardware, field)):
             try:

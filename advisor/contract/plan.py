@@ -31,11 +31,14 @@ from advisor.contract.text import UNSAFE
 from advisor.contract.vocab import (
     APPROACHES,
     ATTENTION,
+    DELIVERIES,
+    EFFORTS,
     METHODS,
     NEXT_STEPS,
     OBJECTIVES,
     OFFLOAD,
     OPTIMIZERS,
+    OPTION_KINDS,
     PRECISIONS,
     PREREQUISITES,
     RULE_STAGES,
@@ -55,6 +58,7 @@ def _keys(terms: Any) -> Any:
  Precision) = (_keys(t) for t in (APPROACHES, METHODS, OBJECTIVES, TECHNIQUES, SERVING, PREREQUISITES, NEXT_STEPS,
                                   RULE_STAGES, SHARDING, OFFLOAD, OPTIMIZERS, PRECISIONS))
 #: transformers' attn_implementation names of the attention choices (auto is resolved by the planner)
+OptionKindKey, Delivery, EffortKey = _keys(OPTION_KINDS), _keys(DELIVERIES), _keys(EFFORTS)
 AttnImplementation = _keys(a.transformers_name for a in ATTENTION.values() if a.transformers_name)
 Number = int | float
 
@@ -121,6 +125,9 @@ class Recommendation(_Part):
     base_model: str | None
     gpus: list[str]
     gpu_count: int = Field(ge=0, le=4096)  # 0: nothing runs on a GPU
+    #: who runs the result: today's API (no training), a provider or vendor (hosted), or your GPUs
+    delivery: Delivery = "api"
+    provider: str | None = None  # the provider that trains and serves it, when delivery is hosted
 
     @property
     def methods(self) -> list[str]:
@@ -166,9 +173,12 @@ class ApiPriceRef(_Part):
     name: str
     date: str | None
     source: str
+    retires: str | None = None  # the vendor's announced shutdown date
 
 
 class PriceData(_Part):
+    #: the date the plan was priced on: retirement dates are compared with it
+    as_of: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
     gpus_compiled: str | None
     prices_compiled: str | None
     training_price_date: str | None
@@ -312,7 +322,10 @@ class HostedFineTuning(_Part):
 class SelfHostedServing(_Part):
     gpu: str
     tensor_parallel: int
-    replicas: int
+    replicas: int  # always-on replicas (0: scale-to-zero, billed while up)
+    scale_to_zero: bool
+    max_loras: int = Field(ge=0)  # vLLM --max-loras (0: one merged model)
+    lora_bytes: int = Field(ge=0)  # GPU memory of the adapter slots
     gpu_hours_per_month: float
     provider: str
     usd_per_gpu_hour: float
@@ -337,6 +350,29 @@ class Inference(_Part):
     monthly_saving_usd: float | None
     break_even_months: float | None
     cumulative_usd_12_months: Cumulative | None
+
+
+class Option(_Part):
+    """One path the plan priced against today's bill (``Plan.options``)."""
+
+    approach: OptionKindKey
+    name: str  # what it is, in a few words ("claude-haiku-4.5 with prompt caching")
+    delivery: Delivery
+    provider: str | None
+    model: str | None
+    one_off_usd: float | None = Field(ge=0)  # training; 0 for API changes; null: not priced
+    monthly_usd: float | None = Field(ge=0)
+    monthly_saving_usd: float | None  # today's bill minus monthly_usd
+    break_even_months: float | None = Field(ge=0)
+    effort: EffortKey
+    effort_means: str
+    feasible: bool
+    why_not: str | None  # why it is not feasible (or not priced)
+    beats_today: bool  # feasible, cheaper per month, and the one-off paid back within the payback horizon
+    chosen: bool  # the path the plan recommends
+    assumptions: list[str]
+    price_date: str | None
+    source: str | None
 
 
 class Estimates(_Part):
@@ -491,6 +527,8 @@ class Plan(_Part):
     thresholds: dict[str, Number]  # the named numbers the rules compared against (advisor/data/rules.yaml)
     price_data: PriceData
     estimates: Estimates
+    #: every path priced against today's bill (API changes, hosted and self-hosted fine-tuning)
+    options: list[Option]
     next_steps: list[NextStep]
     data: DataSummary | None
     profile: ProfileUse | None

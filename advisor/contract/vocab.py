@@ -223,6 +223,58 @@ SERVING: Terms[Serving] = Terms(
 )
 
 
+# ---- the alternatives a plan prices (``Plan.options``) --------------------------------------------------------
+@dataclass(frozen=True)
+class Effort(Term):
+    means: str = ""  # what the team has to do and run
+
+
+#: in increasing order of work
+EFFORTS: Terms[Effort] = Terms(
+    "effort",
+    Effort("none", "none", means="nothing changes"),
+    Effort("request_change", "a request change",
+           means="a change to how requests are sent (a cache marker, the batch endpoint); same model, same answers"),
+    Effort("model_switch", "a model switch",
+           means="point the requests at another model; the eval set must confirm its quality first"),
+    Effort("hosted_training", "a hosted training job",
+           means="a training dataset and a job at the provider, then an eval; the provider serves the model"),
+    Effort("self_hosted", "a training pipeline and GPUs",
+           means="a training pipeline, an eval, and GPU servers to run, monitor and keep up"),
+)
+
+
+@dataclass(frozen=True)
+class OptionKind(Term):
+    delivery: str = ""  # api | hosted | self_hosted
+    effort: str = ""  # an EFFORTS key
+    trains: bool = False
+
+
+DELIVERIES: Terms[Term] = Terms(
+    "delivery", Term("api", "hosted API"), Term("hosted", "hosted fine-tuning"),
+    Term("self_hosted", "self-hosted"),
+)
+
+OPTION_KINDS: Terms[OptionKind] = Terms(
+    "option",
+    OptionKind("current", "today's API as it is", delivery="api", effort="none"),
+    OptionKind("prompt_caching", "prompt caching", text="cache the static prompt prefix (prompt caching)",
+               delivery="api", effort="request_change"),
+    OptionKind("batch_api", "the batch API", text="send the requests through the vendor's batch API",
+               delivery="api", effort="request_change"),
+    OptionKind("cheaper_tier", "a cheaper tier", text="switch to a cheaper model of the same vendor",
+               delivery="api", effort="model_switch"),
+    OptionKind("vendor_fine_tune", "the vendor's hosted fine-tuning", delivery="hosted", effort="hosted_training",
+               trains=True),
+    OptionKind("open_model_hosted", "an open model fine-tuned and served by a provider",
+               text="fine-tune an open model at a provider and call it per token", delivery="hosted",
+               effort="hosted_training", trains=True),
+    OptionKind("self_hosted", "an open model fine-tuned and served on your GPUs", delivery="self_hosted",
+               effort="self_hosted", trains=True),
+)
+
+
 # ---- the rules' stages, prerequisites and the plan's next steps --------------------------------------------------
 @dataclass(frozen=True)
 class RuleStage(Term):
@@ -328,7 +380,8 @@ ENTRY_STATUS: Terms[Term] = Terms("entry status", Term("ok", "ok"), Term("oom", 
 
 
 __all__ = [
-    "APPROACHES", "ATTENTION", "DATA_KINDS", "DEVICES", "ENTRY_SOURCES", "ENTRY_STATUS", "METHODS", "NEXT_STEPS",
+    "APPROACHES", "ATTENTION", "DATA_KINDS", "DELIVERIES", "DEVICES", "EFFORTS", "ENTRY_SOURCES", "ENTRY_STATUS",
+    "METHODS", "NEXT_STEPS", "OPTION_KINDS",
     "OBJECTIVES", "OFFLOAD", "OPTIMIZERS", "PRECISIONS", "PREREQUISITES", "RULE_STAGES", "SERVING", "SHARDING",
     "TECHNIQUES", "Term", "Terms", "pipeline_order",
 ]

@@ -73,9 +73,10 @@ def test_usage_errors_exit_2():
 def test_questionnaire_asks_only_what_matters_and_saves_the_answers(tmp_path):
     saved = tmp_path / "answers.yaml"
     # project, kind, description, symptoms, prompting, few_shot, labeled, eval, api (blank), open weights,
-    # base (blank), gpus, gpu count, budget (blank), adapters -- no rag/tools/preference/corpus/workload questions
+    # base (blank), gpus, gpu count, owned (no), budget (blank), adapters -- no rag/tools/preference/corpus/workload
+    # questions
     replies = ["Docs bot", "extraction", "Pull fields from invoices", "formt", "format", "partly", "failed", "3000",
-               "", "50", "", "", "yes", "", "A100-80GB", "1", "", "1"]
+               "", "50", "", "", "yes", "", "A100-80GB", "1", "no", "", "1"]
     r = run("plan", "--save-answers", str(saved), input="\n".join(replies) + "\n")
     assert r.exit_code == 0, r.output
     assert "not allowed" in r.output  # the typo was re-asked

@@ -18,6 +18,8 @@ from pathlib import Path
 
 GOLDEN_DIR = Path(__file__).resolve().parent
 EXAMPLES = ("ticket-triage", "brand-voice", "policy-qa")
+#: the date the golden plans are priced as of (``--as-of``): retirement warnings do not move with the calendar
+AS_OF = "2026-12-01"
 _CHARTS = re.compile(r'(<script type="application/json" id="advise-charts">).*?(</script>)', re.DOTALL)
 
 
@@ -50,11 +52,11 @@ def golden_name(rel: str) -> str:
 
 
 def write_plan_out(example: str, out: Path) -> None:
-    """Run ``advise plan --example EXAMPLE --out OUT`` as a user would."""
+    """Run ``advise plan --example EXAMPLE --out OUT --as-of AS_OF`` as a user would."""
     from click.testing import CliRunner
 
     from advisor.cli import main
 
-    r = CliRunner().invoke(main, ["plan", "--example", example, "--out", str(out)])
+    r = CliRunner().invoke(main, ["plan", "--example", example, "--out", str(out), "--as-of", AS_OF])
     if r.exit_code != 0:
         raise RuntimeError(f"advise plan --example {example} failed: {r.output}")

@@ -6,6 +6,7 @@ rule that depends on memory or cost estimates is tested against the real estimat
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from advisor.engine import load_rules
 from advisor.planner import build_plan
 
 CASES_DIR = Path(__file__).parent / "cases"
+#: the date the cases are planned as of (retirement dates in the price data are compared with it)
+AS_OF = datetime.date(2026, 12, 1)
 
 
 def _cases():
@@ -38,7 +41,7 @@ def test_every_rule_has_cases_both_ways():
 
 @pytest.mark.parametrize("rule_id,expected,answers", list(_cases()))
 def test_rule_case(catalog, rule_id, expected, answers):
-    plan = build_plan(validate_answers(answers, "case", catalog), catalog)
+    plan = build_plan(validate_answers(answers, "case", catalog), catalog, as_of=AS_OF)
     entry = next(r for r in plan.rules if r.id == rule_id)
     assert entry.fired is expected, entry.reason
     assert entry.reason, "every trace entry says why"
@@ -46,7 +49,8 @@ def test_rule_case(catalog, rule_id, expected, answers):
 
 # ---- every threshold is pinned at its edge ----------------------------------------------------------------
 #: facts derived from an answer the case files set directly
-DERIVED = {"workload.monthly_cost_usd": "workload.current_monthly_cost_usd"}
+DERIVED = {"workload.monthly_cost_usd": "workload.current_monthly_cost_usd",
+           "options.same_model_best_usd_per_month": "workload.current_monthly_cost_usd"}
 #: the two sides of a leaf's edge: (the value where the leaf is true, the nearest value where it is false)
 EDGES = {"gte": lambda v: (v, v - 1), "gt": lambda v: (v + 1, v), "lte": lambda v: (v, v + 1),
          "lt": lambda v: (v - 1, v), "is": lambda v: (v, v + 1)}

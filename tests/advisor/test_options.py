@@ -1,0 +1,178 @@
+"""The plan's options: every path priced against today's bill, from the price data, with the plan's own chosen."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from advisor.contract.answers import validate_answers
+from advisor.planner import build_plan
+from estimators.cost import (
+    MINUTES_PER_MONTH,
+    Workload,
+    api_monthly_cost,
+    cached_api_cost,
+)
+
+AS_OF = datetime.date(2026, 12, 1)
+
+
+def plan_of(catalog, answers):
+    return build_plan(validate_answers({"project": "p", **answers}, "t", catalog), catalog, as_of=AS_OF)
+
+
+def by_kind(plan, kind):
+    return [o for o in plan.options if o.approach == kind]
+
+
+def test_every_option_has_the_contract_fields_and_one_is_chosen(catalog):
+    plan = plan_of(catalog, {"symptoms": ["format"], "tried": {"few_shot": "failed"},
+                             "data": {"labeled_examples": 3000}, "model": {"current_api": "claude-haiku-4.5"},
+                             "workload": {"requests_per_month": 200_000, "input_tokens_per_request": 800,
+                                          "output_tokens_per_request": 200}})
+    kinds = {o.approach for o in plan.options}
+    assert {"current", "prompt_caching", "batch_api", "open_model_hosted", "self_hosted"} <= kinds
+    assert sum(o.chosen for o in plan.options) == 1
+    chosen = next(o for o in plan.options if o.chosen)
+    assert chosen.approach == "self_hosted" and plan.recommendation.approach == "fine_tune"
+    for o in plan.options:
+        assert o.feasible == (o.why_not is None)
+        assert o.effort_means
+        if o.beats_today:
+            assert o.feasible and o.monthly_saving_usd > 0
+
+
+def test_a_tiny_bill_is_beaten_by_no_option(catalog):
+    """A $6/month format problem: nothing pays back within the payback horizon, and the plan says so."""
+    api = catalog.api("gpt-4.1-nano")
+    w = Workload(60_000, 600, 100)
+    today = api_monthly_cost(api, w)
+    assert 3 < today < 10
+    plan = plan_of(catalog, {"symptoms": ["format"], "tried": {"few_shot": "failed", "prompting": "partly"},
+                             "data": {"labeled_examples": 2000}, "model": {"current_api": "gpt-4.1-nano"},
+                             "workload": {"requests_per_month": 60_000, "input_tokens_per_request": 600,
+                                          "output_tokens_per_request": 100}})
+    current = by_kind(plan, "current")[0]
+    assert current.monthly_usd == pytest.approx(today, rel=1e-3)
+    assert not any(o.beats_today for o in plan.options)
+    self_hosted = by_kind(plan, "self_hosted")[0]
+    assert self_hosted.monthly_usd > today
+
+
+def test_a_large_static_prompt_prices_prompt_caching_and_it_is_chosen_over_distillation(catalog):
+    """12,000 static tokens of 13,000: caching cuts the Haiku bill below the distillation threshold."""
+    api = catalog.api("claude-haiku-4.5")
+    assert api.caches, "the price data records Haiku 4.5's cache prices"
+    answers = {"symptoms": ["cost"], "tried": {"prompting": "fixed"}, "data": {"labeled_examples": 5000},
+               "model": {"current_api": "claude-haiku-4.5"},
+               "workload": {"requests_per_month": 200_000, "input_tokens_per_request": 13_000,
+                            "output_tokens_per_request": 150, "static_prompt_tokens": 12_000}}
+    plan = plan_of(catalog, answers)
+    w = Workload(200_000, 13_000, 150)
+    caching = by_kind(plan, "prompt_caching")[0]
+    # by hand from the price row: writes once per cache lifetime, reads the rest
+    ttl = api.cache_ttl_minutes or 5
+    writes = min(200_000, MINUTES_PER_MONTH / ttl)
+    want = (12_000 * (writes * api.usd_per_million_cache_write_tokens
+                      + (200_000 - writes) * api.usd_per_million_cache_read_tokens)
+            + 200_000 * 1000 * api.usd_per_million_input_tokens
+            + 200_000 * 150 * api.usd_per_million_output_tokens) / 1e6
+    assert caching.monthly_usd == pytest.approx(want, rel=1e-3)
+    assert caching.monthly_usd == pytest.approx(cached_api_cost(api, w, 12_000).usd_per_month, rel=1e-3)
+    assert caching.feasible and caching.beats_today and caching.one_off_usd == 0
+    today = api_monthly_cost(api, w)
+    assert today >= 1000 > caching.monthly_usd  # the bill was over the distillation threshold; caching is under it
+    assert plan.recommendation.approach != "fine_tune"
+    assert caching.chosen
+    assert "prompt caching" in plan.summary
+    rules = {r.id: r.fired for r in plan.rules}
+    assert rules["DISTILL_FOR_COST"] is False and rules["COST_AT_LOW_VOLUME"] is True
+
+
+def test_the_batch_api_needs_work_that_can_wait(catalog):
+    answers = {"symptoms": ["cost"], "model": {"current_api": "claude-haiku-4.5"},
+               "workload": {"requests_per_month": 50_000, "input_tokens_per_request": 1000,
+                            "output_tokens_per_request": 200}}
+    api = catalog.api("claude-haiku-4.5")
+    later = plan_of(catalog, {**answers, "workload": {**answers["workload"], "batch_ok": True}})
+    now = plan_of(catalog, answers)
+    b_later, b_now = by_kind(later, "batch_api")[0], by_kind(now, "batch_api")[0]
+    want = api_monthly_cost(api, Workload(50_000, 1000, 200)) * (1 - api.batch_discount)
+    assert b_later.monthly_usd == pytest.approx(want, rel=1e-3) == b_now.monthly_usd
+    assert b_later.feasible and not b_now.feasible and "batch_ok" in b_now.why_not
+
+
+def test_cheaper_tiers_are_the_same_vendors_and_retiring_ones_are_not_planned_on(catalog):
+    plan = plan_of(catalog, {"symptoms": ["cost"], "model": {"current_api": "gpt-4.1"},
+                             "workload": {"requests_per_month": 10_000, "input_tokens_per_request": 1000,
+                                          "output_tokens_per_request": 200}})
+    tiers = by_kind(plan, "cheaper_tier")
+    assert tiers and all(o.provider == "openai" for o in tiers)
+    for o in tiers:
+        row = catalog.api(o.model)
+        soon = row.retires is not None and (datetime.date.fromisoformat(row.retires) - AS_OF).days < 6 * 30.4375
+        assert o.feasible == (row.open_to_new_users and not soon), o.name
+        assert "eval set" in o.assumptions[0]
+    assert {r.id: r.fired for r in plan.rules}["CURRENT_API_RETIRING"] is True
+
+
+def test_closed_weights_never_moves_to_another_vendor_or_a_closed_offer(catalog):
+    plan = plan_of(catalog, {"symptoms": ["format"], "tried": {"few_shot": "failed"},
+                             "data": {"labeled_examples": 2000},
+                             "model": {"current_api": "gpt-4.1-mini", "open_weights_ok": False},
+                             "workload": {"requests_per_month": 10_000, "input_tokens_per_request": 800,
+                                          "output_tokens_per_request": 200}})
+    vendor = by_kind(plan, "vendor_fine_tune")
+    assert vendor and all(o.provider == "openai" for o in vendor)
+    for o in vendor:
+        offer = next(f for f in catalog.finetuning if f.name == o.name.split(" ")[0])
+        if not offer.open_to_new_users:
+            assert not o.feasible and "closed to new users" in o.why_not
+    assert not any(o.chosen and not o.feasible for o in plan.options)
+    for kind in ("open_model_hosted", "self_hosted"):
+        assert all(not o.feasible and "open_weights_ok" in o.why_not for o in by_kind(plan, kind))
+
+
+def test_an_unknown_api_is_priced_from_the_answers(catalog):
+    answers = {"symptoms": ["cost"], "model": {"current_api": "acme-llm-9",
+                                               "current_api_price": {"input_usd_per_million": 2.0,
+                                                                     "output_usd_per_million": 6.0}},
+               "workload": {"requests_per_month": 100_000, "input_tokens_per_request": 1000,
+                            "output_tokens_per_request": 100}}
+    plan = plan_of(catalog, answers)
+    # 100,000 x (1,000 x $2 + 100 x $6) / 1e6 = $260
+    assert by_kind(plan, "current")[0].monthly_usd == pytest.approx(260.0)
+    assert plan.estimates.inference is None or plan.estimates.inference.today_usd_per_month == pytest.approx(260.0)
+    # without a price or a bill the name must be one the price data knows
+    from advisor.contract.answers import AnswersError
+
+    with pytest.raises(AnswersError, match="current_api_price"):
+        validate_answers({"project": "p", "symptoms": ["cost"], "model": {"current_api": "acme-llm-9"}}, "t",
+                         catalog)
+    assert validate_answers({"project": "p", "symptoms": ["cost"], "model": {"current_api": "acme-llm-9"},
+                             "workload": {"current_monthly_cost_usd": 300}}, "t", catalog)
+
+
+def test_a_stated_bill_far_from_list_price_is_questioned_with_both_figures(catalog):
+    answers = {"symptoms": ["format"], "model": {"current_api": "claude-haiku-4.5"},
+               "workload": {"requests_per_month": 100_000, "input_tokens_per_request": 1000,
+                            "output_tokens_per_request": 200, "current_monthly_cost_usd": 900}}
+    plan = plan_of(catalog, answers)
+    assert "BILL_FAR_FROM_LIST_PRICE" in {w.id for w in plan.warnings}
+    # list: 100,000 x (1,000 x $1 + 200 x $5) / 1e6 = $200; stated $900 = 4.5x
+    note = next(a for a in plan.estimates.assumptions if a.startswith("the stated bill"))
+    assert "$900" in note and "$200" in note and "4.5x" in note and "compares against the stated bill" in note
+
+
+def test_owned_gpus_pay_electricity_not_rent(catalog):
+    base = {"symptoms": ["format"], "tried": {"few_shot": "failed"}, "data": {"labeled_examples": 3000},
+            "hardware": {"gpus": ["L40S"]}}
+    rented = plan_of(catalog, base).estimates.training
+    owned = plan_of(catalog, {**base, "hardware": {"gpus": ["L40S"], "owned": True, "power_watts_per_gpu": 350,
+                                                   "usd_per_kwh": 0.20}}).estimates.training
+    assert owned.provider == "owned" and owned.usd_per_gpu_hour == pytest.approx(0.07)  # 0.35 kW x $0.20
+    assert owned.usd == pytest.approx(owned.hours * owned.gpu_count * 0.07, rel=1e-3)
+    assert owned.usd < rented.usd
+    free = plan_of(catalog, {**base, "hardware": {"gpus": ["L40S"], "owned": True}}).estimates.training
+    assert free.usd == 0
