@@ -132,19 +132,19 @@ def api_options(ctx: Context, today_source: str | None) -> list[Option]:
     w = ctx.workload
     out = []
     if ctx.today_usd is not None or api is not None:
+        note = today_source or "not priced: give the workload or workload.current_monthly_cost_usd"
         out.append(option(ctx, "current", f"{api.name} as today" if api else "today's setup",
                           provider=api.provider if api else None, model=api.name if api else None,
-                          monthly_usd=ctx.today_usd, assumptions=[today_source] if today_source else [],
-                          price_date=api.date if api else None, source=api.source if api else None,
-                          why_not=None if ctx.today_usd is not None else "no bill: give the workload or "
-                                                                          "workload.current_monthly_cost_usd"))
+                          monthly_usd=ctx.today_usd, assumptions=[note],
+                          price_date=api.date if api else None, source=api.source if api else None))
     if api is None or api.provider == "unknown":
         return out
     if w is None:
         why = "needs the workload (requests and tokens per request) to price"
-        for kind in ("prompt_caching", "batch_api"):
-            out.append(option(ctx, kind, f"{api.name} with {OPTION_KINDS[kind].label}", provider=api.provider,
-                              model=api.name, why_not=why, price_date=api.date, source=api.source))
+        for kind, name in (("prompt_caching", f"{api.name} with prompt caching"),
+                           ("batch_api", f"{api.name} through the batch API")):
+            out.append(option(ctx, kind, name, provider=api.provider, model=api.name, why_not=why,
+                              price_date=api.date, source=api.source))
         return out
     out.append(_caching(ctx, api, w))
     out.append(_batch(ctx, api, w))
@@ -186,8 +186,10 @@ def _batch(ctx: Context, api: ApiPrice, w: Workload) -> Option:
 
 def _tiers(ctx: Context, api: ApiPrice, w: Workload) -> list[Option]:
     base = api_monthly_cost(api, w)
+    # a model already shut down is no option at all (its row stays in the data to price a team still on it)
     rows = sorted((a for a in ctx.catalog.apis if a.provider == api.provider and a.name != api.name
-                   and api_monthly_cost(a, w) < base), key=lambda a: (api_monthly_cost(a, w), a.name))
+                   and api_monthly_cost(a, w) < base and not (a.retires and months_until(a.retires, ctx.as_of) <= 0)),
+                  key=lambda a: (api_monthly_cost(a, w), a.name))
     out = []
     for a in rows:
         why = ("closed to new users" if not a.open_to_new_users else None) or ctx.retiring(a.retires)
@@ -220,7 +222,7 @@ def _missing_methods(offer: FineTuningOffer, need: TrainingNeed) -> str | None:
 
 def vendor_offer_why_not(ctx: Context, offer: FineTuningOffer, need: TrainingNeed) -> str | None:
     """Why a vendor's hosted fine-tuning offer cannot be planned on (None if it can)."""
-    return (("closed to new users" + (f" ({offer.status})" if offer.status else "")) if not offer.open_to_new_users
+    return ("closed to new users" if not offer.open_to_new_users
             else ctx.retiring(offer.retires) or _missing_methods(offer, need))
 
 
@@ -230,7 +232,8 @@ def vendor_fine_tune_options(ctx: Context, need: TrainingNeed, chosen_offer: str
     if api is None:
         return []
     out = []
-    for o in (o for o in ctx.catalog.finetuning if o.provider == api.provider and o.base_model):
+    for o in (o for o in ctx.catalog.finetuning if o.provider == api.provider and o.base_model
+              and not (o.retires and months_until(o.retires, ctx.as_of) <= 0)):  # shut down: no option at all
         why = vendor_offer_why_not(ctx, o, need)
         monthly = None
         if ctx.workload is not None and o.inference_usd_per_million_input_tokens is not None:
@@ -242,7 +245,8 @@ def vendor_fine_tune_options(ctx: Context, need: TrainingNeed, chosen_offer: str
         out.append(option(ctx, "vendor_fine_tune", f"{o.name} ({o.base_model})", provider=o.provider,
                           model=o.base_model, one_off_usd=_training_usd(o, need), monthly_usd=monthly, why_not=why,
                           assumptions=[need.note, f"billed on {o.billed_tokens} at "
-                                                  f"${o.usd_per_million_training_tokens:g} per 1M tokens"],
+                                                  f"${o.usd_per_million_training_tokens:g} per 1M tokens",
+                                       *([f"status: {o.status}"] if o.status else [])],
                           price_date=o.date, source=o.source, chosen=o.name == chosen_offer))
     return out
 
@@ -262,7 +266,8 @@ def serverless_base(catalog: Catalog, provider: str, base: ModelSpec,
 
 
 def open_model_hosted_options(ctx: Context, need: TrainingNeed, base: ModelSpec | None) -> list[Option]:
-    """LoRA fine-tuning of an open base at each provider with size-band prices, called per token afterwards."""
+    """LoRA fine-tuning of an open base at each provider with size-band prices (each stage at the band's row for
+    its method), called per token afterwards."""
     if base is None:
         return []
     size_b = base.anatomy.params_total / 1e9
@@ -271,24 +276,38 @@ def open_model_hosted_options(ctx: Context, need: TrainingNeed, base: ModelSpec 
     for provider in providers:
         bands = [o for o in ctx.catalog.finetuning if o.provider == provider and o.min_params_b is not None
                  and o.max_params_b is not None and o.min_params_b <= size_b <= o.max_params_b
-                 and o.technique == "lora" and o.open_to_new_users]
-        fitting = [o for o in bands if _missing_methods(o, need) is None]
-        offer = min(fitting or bands, key=lambda o: (o.usd_per_million_training_tokens, o.name), default=None)
+                 and o.technique == "lora" and o.open_to_new_users and ctx.retiring(o.retires) is None]
         name = f"{base.name} LoRA at {provider}"
-        if offer is None:
+        per_stage = []
+        missing = []
+        for method, tokens, epochs in need.stages:
+            hosted = METHODS[method].hosted_method or method
+            rows = [o for o in bands if hosted in o.methods]
+            if not rows:
+                missing.append(METHODS.label(method))
+                continue
+            row = min(rows, key=lambda o: (o.usd_per_million_training_tokens, o.name))
+            per_stage.append((row, hosted_finetuning_cost(row, tokens, epochs).usd))
+        if not bands:
             out.append(option(ctx, "open_model_hosted", name, provider=provider, model=base.hub_id or base.name,
-                              one_off_usd=None, why_not=f"{provider} has no LoRA fine-tuning price for a "
+                              one_off_usd=None, why_not=f"{provider} has no open LoRA fine-tuning price for a "
                                                         f"{size_b:.1f}B model in the price data"))
             continue
+        offer = per_stage[0][0] if per_stage else bands[0]
         row = serverless_base(ctx.catalog, provider, base, offer)
-        why = (None if ctx.answers.model.open_weights_ok else "the team cannot use open-weights models "
-                                                              "(model.open_weights_ok: false)") \
-            or _missing_methods(offer, need) or ctx.retiring(offer.retires)
+        why = None if ctx.answers.model.open_weights_ok else ("the team cannot use open-weights models "
+                                                              "(model.open_weights_ok: false)")
+        if why is None and missing:
+            why = f"{provider} has no LoRA {', '.join(missing)} price for this size in the price data"
+        notes = [need.note] + [f"{r.name}: ${r.usd_per_million_training_tokens:g} per 1M tokens, billed on "
+                               f"{r.billed_tokens}" for r in dict.fromkeys(r for r, _ in per_stage)]
         monthly = None
-        notes = [need.note, f"{offer.name}: ${offer.usd_per_million_training_tokens:g} per 1M tokens, billed on "
-                            f"{offer.billed_tokens}"]
         if row is None:
-            why = why or f"{provider} has no per-token price for a LoRA of a model this size in the price data"
+            dedicated = any(r.provider == provider for r in ctx.catalog.open_inference) and not any(
+                r.provider == provider and r.lora_serverless for r in ctx.catalog.open_inference)
+            why = why or (f"{provider} serves fine-tuned models on dedicated endpoints only (no per-token LoRA "
+                          f"price in the price data)" if dedicated else
+                          f"{provider} has no per-token price for a LoRA of a model this size in the price data")
         elif ctx.workload is None:
             why = why or "no workload to price its inference"
         else:
@@ -299,21 +318,21 @@ def open_model_hosted_options(ctx: Context, need: TrainingNeed, base: ModelSpec 
                          f"${row.usd_per_million_output_tokens:g} out per 1M tokens, {row.date})"
                          + ("" if same else f": the closest base {provider} serves LoRAs of; the plan's base is "
                                             f"{base.name}"))
-        out.append(option(ctx, "open_model_hosted", name, provider=provider,
-                          model=row.model if row else base.hub_id or base.name,
-                          one_off_usd=_training_usd(offer, need), monthly_usd=monthly, why_not=why,
-                          assumptions=notes, price_date=row.date if row else offer.date,
-                          source=row.source if row else offer.source))
+        out.append(option(ctx, "open_model_hosted", f"{row.model if row else base.name} LoRA at {provider}",
+                          provider=provider, model=row.model if row else base.hub_id or base.name,
+                          one_off_usd=sum(usd for _, usd in per_stage) if not missing else None,
+                          monthly_usd=monthly, why_not=why, assumptions=notes,
+                          price_date=row.date if row else offer.date, source=row.source if row else offer.source))
     return out
 
 
 def chosen_api_option(options: Sequence[Option], cost_symptom: bool) -> int | None:
-    """Index of the API-side option the plan recommends when it does not fine-tune: for a cost problem, the
-    feasible one that beats today by the most with the least effort; else today's API."""
+    """Index of the API-side option the plan recommends when it does not fine-tune: for a cost problem, the one
+    that beats today with the least effort (then the cheapest); else today's API."""
     order = list(EFFORTS)
     if cost_symptom:
         best = [(i, o) for i, o in enumerate(options) if o.beats_today and not OPTION_KINDS[o.approach].trains]
-        if best:
-            return min(best, key=lambda io: (io[1].monthly_usd, order.index(io[1].effort), io[0]))[0]
+        if best:  # the least work first (caching keeps the model and its answers), then the cheapest
+            return min(best, key=lambda io: (order.index(io[1].effort), io[1].monthly_usd, io[0]))[0]
     return next((i for i, o in enumerate(options) if o.approach == "current"), None)
 

@@ -58,6 +58,7 @@ from advisor.contract.vocab import (
     APPROACHES,
     ATTENTION,
     DATA_KINDS,
+    EFFORTS,
     METHODS,
     OBJECTIVES,
     OFFLOAD,
@@ -937,6 +938,11 @@ def _summary(d: Decision, rec: Recommendation, est: Estimates, options: Sequence
         if chosen is not None and chosen.monthly_usd is not None and today is not None:
             head += (f" Cut the bill with {OPTION_KINDS[chosen.approach].phrase} ({chosen.name}): "
                      f"{money(chosen.monthly_usd)}/month instead of {money(today)}.")
+            cheaper = min((o for o in options if o.beats_today and o.approach == "cheaper_tier"
+                           and o.monthly_usd < chosen.monthly_usd), key=lambda o: (o.monthly_usd, o.name), default=None)
+            if cheaper is not None:
+                head += (f" Cheaper still if it passes the eval set: {cheaper.name} at "
+                         f"{money(cheaper.monthly_usd)}/month.")
         return head
     methods = " then ".join(METHODS.phrase(m) for m in d.methods)
     ram = ""
@@ -970,7 +976,17 @@ def _summary(d: Decision, rec: Recommendation, est: Estimates, options: Sequence
         tail += (f" (break-even in {months_text(inf.break_even_months)})" if inf.break_even_months is not None
                  else " (more per month than today: it does not pay back in money)")
     also = f"; also {', '.join(APPROACHES.phrase(a) for a in d.also)}" if d.also else ""
-    return f"{head}{cost}{tail}{also}.{ram}"
+    return f"{head}{cost}{tail}{also}.{ram}{_without_training(options)}"
+
+
+def _without_training(options: Sequence[Option]) -> str:
+    """For a fine-tuning plan: the cheapest option that beats today without training, if there is one."""
+    best = min((o for o in options if o.beats_today and not OPTION_KINDS[o.approach].trains),
+               key=lambda o: (o.monthly_usd, o.name), default=None)
+    if best is None:
+        return ""
+    return (f" Without training: {best.name}, {money(best.monthly_usd)}/month ({EFFORTS.label(best.effort)}; "
+            f"{EFFORTS[best.effort].means}).")
 
 
 def _next_steps(d: Decision, rec: Recommendation, est: Estimates) -> list[NextStep]:

@@ -72,7 +72,7 @@ class PriceIn(_Entry):
     #: other rows)
     scale_to_zero: bool = False
     source: Text
-    date: IsoDate | None  # TEMP-UNDATED
+    date: IsoDate
     date_note: Text | None = None
 
     _d = field_validator("date", mode="before")(_date_to_str)
@@ -127,7 +127,7 @@ class ApiIn(_Entry):
     open_to_new_users: bool = True
     retires: IsoDate | None = None
     source: Text
-    date: IsoDate | None  # TEMP-UNDATED
+    date: IsoDate
     date_note: Text | None = None
     status: Text | None = None
 
@@ -146,7 +146,7 @@ class OpenModelInferenceIn(_Entry):
     #: the provider serves a customer's LoRA adapter of this base at these per-token prices
     lora_serverless: bool = False
     source: Text
-    date: IsoDate | None  # TEMP-UNDATED
+    date: IsoDate
     date_note: Text | None = None
 
     _d = field_validator("date", mode="before")(_date_to_str)
@@ -175,7 +175,7 @@ class FineTuningIn(_Entry):
     open_to_new_users: bool = True
     retires: IsoDate | None = None
     source: Text
-    date: IsoDate | None  # TEMP-UNDATED
+    date: IsoDate
     date_note: Text | None = None
     status: Text | None = None
 

@@ -106,6 +106,11 @@ def context(plan: Plan | Mapping[str, Any], profile: Profile | None = None,
     chart("chart-cumulative", "Cost over the next 12 months",
           "Cumulative cost of today's setup against the fine-tuned model (training included); where the lines "
           "cross, training has paid for itself.", charts.cumulative_chart(plan))
+    options = view.options(plan)
+    options["chart"] = chart(
+        "chart-options", "Monthly cost of each option",
+        "Every priced option's monthly cost against today's bill (dashed line); ★ marks the recommendation, "
+        "hatched bars are not possible for this team.", charts.options_chart(plan))
 
     measured = None
     if profile is not None:
@@ -133,7 +138,8 @@ def context(plan: Plan | Mapping[str, Any], profile: Profile | None = None,
         "risks_short": [w.name for w in plan.warnings],
         "flow": view.decision_flow(plan),
         "stages": view.decision_stages(plan),
-        "charts": [c for c in chart_list if c["id"] != "chart-profile"],
+        "charts": [c for c in chart_list if c["id"] not in ("chart-profile", "chart-options")],
+        "options": options,
         "training": view.training(plan),
         "hosted": view.hosted(plan),
         "self_hosted_planned": bool(plan.estimates.fit_matrix),

@@ -14,9 +14,9 @@ from typing import Any
 from advisor.contract.plan import FitRow, Plan
 from advisor.contract.units import GIB, count, gib, money, months_text
 from advisor.contract.units import duration_hours as duration
-from advisor.contract.vocab import TECHNIQUES
+from advisor.contract.vocab import EFFORTS, TECHNIQUES
 from estimators.memory import PART_LABELS
-from reports.report_view import label
+from reports.report_view import label, option_verdict, today_bill
 
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 PART_COLORS = {
@@ -298,4 +298,72 @@ def cumulative_chart(plan: Plan) -> dict[str, Any] | str:
         xaxis={"title": {"text": "months from now"}, "dtick": 1, "range": [-0.3, last + 0.3]},
         yaxis={"title": {"text": "cumulative USD"}, "tickprefix": "$", "tickformat": ",.0f", "rangemode": "tozero"},
         annotations=notes, shapes=shapes, hovermode="closest"))
+    return _spec(fig)
+
+
+#: the options chart's groups in legend order: verdict key -> (legend name, colour); the recommended option is
+#: drawn in the fine-tuned line's colour, what cannot be done in light grey with hatching
+OPTION_GROUPS = {
+    "recommended": ("★ recommended", AFTER_COLOR), "beats": ("beats today", "#55a868"),
+    "today": ("today's setup", TODAY_COLOR), "loses": ("does not beat today", "#dd8452"),
+    "impossible": ("not possible", "#c3cad3"),
+}
+
+
+def _unique(names: list[str]) -> list[str]:
+    """The names as distinct axis categories: a repeated name gets ' (2)', ' (3)', ..."""
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n} ({seen[n]})")
+    return out
+
+
+def options_chart(plan: Plan) -> dict[str, Any] | str:
+    """Monthly cost of every priced option (plan order, top to bottom) against today's bill (a dashed line)."""
+    import plotly.graph_objects as go
+
+    if not plan.options:
+        return "The plan prices no option against today's bill."
+    opts = [o for o in plan.options if o.monthly_usd is not None]
+    if not opts:
+        return ("No option has a monthly cost to draw: the plan lacks the workload (requests per month and tokens "
+                "per request) or the prices to cost it.")
+    today = today_bill(plan)
+    ys = _unique([esc(o.name) + (" ★" if o.chosen else "") for o in opts])
+    fig = go.Figure()
+    for key, (name, color) in OPTION_GROUPS.items():
+        idx = [i for i, o in enumerate(opts) if option_verdict(o)["key"] == key]
+        if not idx:
+            continue
+        muted = key == "impossible"
+        hover = [f"<b>{ys[i]}</b><br>{money(opts[i].monthly_usd)}/month"
+                 + (f" + {money(opts[i].one_off_usd)} one-off" if opts[i].one_off_usd else "")
+                 + f"<br>{esc(option_verdict(opts[i])['text'])}<br>effort: {esc(label(EFFORTS, opts[i].effort))}"
+                 for i in idx]
+        fig.add_trace(go.Bar(
+            orientation="h", y=[ys[i] for i in idx], x=[round(opts[i].monthly_usd, 2) for i in idx], name=name,
+            marker={"color": color, "line": {"color": "#1f2933" if key == "recommended" else color,
+                                             "width": 2 if key == "recommended" else 0},
+                    **({"pattern": {"shape": "/", "fgcolor": "#9aa5b1", "size": 6}} if muted else {})},
+            opacity=0.55 if muted else 1.0, customdata=hover, hovertemplate="%{customdata}<extra></extra>",
+            text=[f"{money(opts[i].monthly_usd)}/mo" for i in idx], textposition="outside", cliponaxis=False,
+            textfont={"size": 11, "color": MUTED if muted else "#1f2933"}))
+    top = max([o.monthly_usd for o in opts] + ([today] if today is not None else []))
+    shapes, notes = [], []
+    if today is not None:
+        shapes.append({"type": "line", "x0": round(today, 2), "x1": round(today, 2), "yref": "paper", "y0": 0,
+                       "y1": 1, "line": {"color": "#1f2933", "width": 2, "dash": "dash"}})
+        notes.append({"x": round(today, 2), "y": 1, "yref": "paper", "yanchor": "bottom", "showarrow": False,
+                      "xanchor": "right" if today > top * 0.6 else "left", "bgcolor": "rgba(255,255,255,0.85)",
+                      "text": f"<b>today</b>: {money(today)}/mo", "font": {"size": 11}})
+    height = max(240, 150 + 34 * len(opts))
+    fig.update_layout(layout(
+        barmode="overlay", bargap=0.35, height=height, shapes=shapes, annotations=notes,
+        xaxis={"title": {"text": "USD per month"}, "tickprefix": "$", "tickformat": ",.0f" if top >= 10 else ",.2f",
+               "range": [0, round(top * 1.18, 2) or 1]},
+        yaxis={"categoryorder": "array", "categoryarray": ys, "autorange": "reversed",
+               "gridcolor": "rgba(0,0,0,0)"},
+        margin={"t": 36, "b": 96}, legend={"traceorder": "normal", "y": round(-60 / (height - 36 - 96), 4)}))
     return _spec(fig)

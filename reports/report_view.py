@@ -13,12 +13,14 @@ from typing import Any
 
 from markupsafe import Markup
 
-from advisor.contract.plan import DataCheck, Plan
+from advisor.contract.plan import DataCheck, Option, Plan
 from advisor.contract.units import count, gib, host_ram_text, hourly, money, months_text
 from advisor.contract.units import duration_hours as duration
 from advisor.contract.vocab import (
     APPROACHES,
     DATA_KINDS,
+    DELIVERIES,
+    EFFORTS,
     METHODS,
     NEXT_STEPS,
     PREREQUISITES,
@@ -441,6 +443,116 @@ def serving(plan: Plan) -> dict[str, Any]:
         rows.append(("After", f"{money(inf.after_usd_per_month)}/month, from {inf.after_source}"))
     return {"strategy": label(SERVING, plan.serving.strategy), "notes": prose(plan.serving.notes), "rows": rows,
             "assumptions": list(sh.assumptions) if sh else []}
+
+
+# ---- options against today's bill ------------------------------------------------------------------------------
+def today_bill(plan: Plan) -> float | None:
+    """Today's monthly bill: the "current" option's, else the inference estimate's (None: not known)."""
+    current = next((o for o in plan.options if o.approach == "current" and o.monthly_usd is not None), None)
+    if current is not None:
+        return current.monthly_usd
+    inf = plan.estimates.inference
+    return inf.today_usd_per_month if inf else None
+
+
+def option_verdict(o: Option) -> dict[str, str]:
+    """How an option reads against today's bill: ``{"key", "text", "note"}``; the key is one of ``recommended``,
+    ``today``, ``beats``, ``loses``, ``unpriced``, ``impossible`` (the chart's colours and the table's badges)."""
+    if o.chosen:
+        note = "" if o.approach == "current" else "beats today" if o.beats_today else \
+            "does not beat today" if o.monthly_usd is not None else ""
+        return {"key": "recommended", "text": "recommended", "note": note}
+    if not o.feasible:
+        key, text = ("impossible", "not possible") if o.monthly_usd is not None else ("unpriced", "not priced")
+        return {"key": key, "text": f"{text}: {o.why_not}" if o.why_not else text, "note": ""}
+    if o.approach == "current":
+        return {"key": "today", "text": "today's setup", "note": ""}
+    if o.beats_today:
+        return {"key": "beats", "text": "beats today", "note": ""}
+    if o.monthly_usd is None:
+        return {"key": "unpriced", "text": f"not priced: {o.why_not}" if o.why_not else "not priced", "note": ""}
+    return {"key": "loses", "text": "does not beat today", "note": ""}
+
+
+def _saving(o: Option) -> str:
+    """'saves $2,187/mo; pays back in 2.1 days', '$86/mo more', 'same as today' or '-' (not priced)."""
+    s = o.monthly_saving_usd
+    if s is None or o.monthly_usd is None:
+        return "-"
+    if s == 0:
+        return "same as today"
+    if s < 0:
+        return f"{money(-s)}/mo more" + ("; never pays back" if o.one_off_usd else "")
+    text = f"saves {money(s)}/mo"
+    if o.one_off_usd:
+        text += f"; pays back in {months_text(o.break_even_months)}" if o.break_even_months is not None \
+            else "; never pays back"
+    return text
+
+
+def _options_lead(plan: Plan, today: float | None) -> Markup:
+    """Which option the plan recommends and how its monthly cost compares with today's; how many beat today.
+    Plan text is escaped (``Markup.format``); only the recommended option's name is set in bold."""
+    opts = plan.options
+    chosen = next((o for o in opts if o.chosen), None)
+    out: list[Markup] = []
+    if chosen is None:
+        out.append(Markup("The plan's recommendation is not among the options priced below."))
+    elif chosen.approach == "current":
+        out.append(Markup("Recommended: keep today's setup, <strong>{}</strong>{}.").format(
+            chosen.name, f", at {money(chosen.monthly_usd)}/month" if chosen.monthly_usd is not None else ""))
+    elif chosen.monthly_usd is None:
+        out.append(Markup("Recommended: <strong>{}</strong>; its monthly cost is not priced{}.").format(
+            chosen.name, f" ({chosen.why_not})" if chosen.why_not else ""))
+    else:
+        if today is None:
+            rel = "; today's bill is not known, so it is not compared"
+        else:
+            diff = today - chosen.monthly_usd
+            rel = f" against {money(today)} today" + (f" ({money(diff)} less)" if diff > 0
+                                                       else f" ({money(-diff)} more)" if diff < 0 else "")
+        one_off = f", after a one-off {money(chosen.one_off_usd)} for training" if chosen.one_off_usd else ""
+        out.append(Markup("Recommended: <strong>{}</strong>, at {}/month{}{}.").format(
+            chosen.name, money(chosen.monthly_usd), rel, one_off))
+    priced = [o for o in opts if o.approach != "current" and o.monthly_usd is not None]
+    beats = [o for o in priced if o.beats_today]
+    if today is None:
+        out.append(Markup("Today's bill is not known, so no option is compared with it: give the workload "
+                          "(requests per month, tokens per request) or today's monthly bill."))
+    elif not priced:
+        out.append(Markup("No other option could be priced, so none is compared with today's bill."))
+    elif not beats:
+        out.append(Markup("No option beats today's bill ({} other option{} priced).").format(
+            len(priced), "s" if len(priced) != 1 else ""))
+    elif len(priced) == 1:
+        out.append(Markup("The one other option priced beats today's bill."))
+    else:
+        out.append(Markup("{} of the {} priced options beat{} today's bill.").format(
+            len(beats), len(priced), "s" if len(beats) == 1 else ""))
+        cheapest = min(beats, key=lambda o: (o.monthly_usd, o.one_off_usd or 0.0))
+        if chosen is not None and cheapest is not chosen and cheapest.monthly_usd < (chosen.monthly_usd or 0.0):
+            out.append(Markup("The cheapest per month: {}, at {}/month.").format(
+                cheapest.name, money(cheapest.monthly_usd)))
+    return Markup(" ").join(out)
+
+
+def options(plan: Plan) -> dict[str, Any]:
+    """The options section: a lead sentence, one row per option (in the plan's order) and what each effort means."""
+    today = today_bill(plan)
+    rows, efforts = [], {}
+    for o in plan.options:
+        price = ", ".join(x for x in (f"priced {o.price_date}" if o.price_date else "", o.source or "") if x)
+        rows.append({
+            "name": o.name, "delivery": label(DELIVERIES, o.delivery),
+            "provider": o.provider or "",
+            "one_off": "not priced" if o.one_off_usd is None else money(o.one_off_usd),
+            "monthly": "not priced" if o.monthly_usd is None else f"{money(o.monthly_usd)}/mo",
+            "saving": _saving(o), "effort": label(EFFORTS, o.effort), "effort_means": o.effort_means,
+            "verdict": option_verdict(o), "assumptions": list(o.assumptions), "price": price,
+        })
+        efforts.setdefault(label(EFFORTS, o.effort), o.effort_means)
+    return {"lead": _options_lead(plan, today) if plan.options else Markup(""), "rows": rows,
+            "efforts": list(efforts.items())}
 
 
 def price_dates(plan: Plan) -> list[str]:

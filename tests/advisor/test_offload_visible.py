@@ -17,7 +17,12 @@ from advisor.contract.units import gib, host_ram_text, money
 from advisor.planner import build_plan, example_path, grad_accum_for
 from estimators.memory import estimate_memory
 from estimators.setup import TrainingSetup
-from estimators.throughput import CPU_ADAM_PARAMS_PER_S, OFFLOAD_PCIE_BYTES_PER_S, estimate_throughput, offload_time
+from estimators.throughput import (
+    CPU_ADAM_PARAMS_PER_S,
+    OFFLOAD_PCIE_BYTES_PER_S,
+    estimate_throughput,
+    offload_time,
+)
 
 #: a 70B model, full fine-tuning, on 4 x H100: only ZeRO-3 with the optimizer states in CPU RAM fits
 OFFLOAD_ANSWERS = {
@@ -161,10 +166,14 @@ def test_money_below_a_cent_reads_under_a_cent(usd, text):
     assert money(usd) == text
 
 
-def test_a_hosted_run_under_a_cent_reads_under_a_cent_in_the_summary(catalog):
+def test_a_hosted_run_under_a_cent_reads_under_a_cent_in_the_summary():
+    from estimators.catalog import Catalog
+    from tests.helpers import ACME_CATALOG
+
+    catalog = Catalog.load([ACME_CATALOG])
     tiny = {"project": "tiny", "task": {"kind": "chat", "description": "one example"}, "symptoms": ["style"],
             "tried": {"prompting": "partly", "few_shot": "failed"}, "data": {"labeled_examples": 1},
-            "model": {"open_weights_ok": False, "current_api": "gpt-4.1-mini"},
+            "model": {"open_weights_ok": False, "current_api": "acme-chat"},
             "workload": {"requests_per_month": 10, "input_tokens_per_request": 100, "output_tokens_per_request": 10}}
     plan = build_plan(validate_answers(tiny, "tiny", catalog), catalog)
     h = plan.estimates.hosted_fine_tuning

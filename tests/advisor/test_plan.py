@@ -113,17 +113,35 @@ def test_domain_language_with_a_large_corpus_gets_cpt_then_sft(catalog):
     assert plan.recommendation.gpu_count == 8
 
 
-def test_closed_weights_use_the_vendors_hosted_fine_tuning(catalog):
+def test_closed_weights_use_the_vendors_hosted_fine_tuning():
+    from estimators.catalog import Catalog
+    from tests.helpers import ACME_CATALOG
+
+    catalog = Catalog.load([ACME_CATALOG])
     plan = plan_for(catalog, symptoms=["format"], tried={"few_shot": "failed"}, data={"labeled_examples": 2000},
-                    model={"open_weights_ok": False, "current_api": "gpt-4.1-mini"},
+                    model={"open_weights_ok": False, "current_api": "acme-chat"},
                     workload={"requests_per_month": 100_000, "input_tokens_per_request": 800,
                               "output_tokens_per_request": 200})
     assert rec(plan) == ("hosted_fine_tune", "sft", [], None)
     h = plan.estimates.hosted_fine_tuning
-    assert h.offer == "openai-gpt-4.1-mini" and plan.serving.strategy == "hosted"
-    assert h.training_usd == pytest.approx(2000 * 1000 * 3 / 1e6 * 5.00)  # examples x tokens x epochs x $/1M
+    assert h.offer == "acme-chat-ft" and plan.serving.strategy == "hosted"
+    assert h.training_usd == pytest.approx(2000 * 1000 * 3 / 1e6 * 4.00)  # examples x tokens x epochs x $/1M
     assert plan.estimates.fit_matrix == []
-    assert "does not pay back" in plan.summary  # fine-tuned 4.1-mini costs more per token than the base
+    assert "does not pay back" in plan.summary  # the fine-tuned model costs more per token than the base
+    assert plan.recommendation.delivery == "hosted"
+    assert [o.name for o in plan.options if o.chosen] == ["acme-chat-ft (acme-chat)"]
+
+
+def test_closed_weights_with_no_open_hosted_offer_say_so(catalog):
+    """The built-in OpenAI offers are closed to new users: no offer is planned, another vendor's least of all."""
+    plan = plan_for(catalog, symptoms=["format"], tried={"few_shot": "failed"}, data={"labeled_examples": 2000},
+                    model={"open_weights_ok": False, "current_api": "gpt-4.1-mini"},
+                    workload={"requests_per_month": 100_000, "input_tokens_per_request": 800,
+                              "output_tokens_per_request": 200})
+    assert plan.recommendation.approach == "hosted_fine_tune" and plan.estimates.hosted_fine_tuning is None
+    assert "HOSTED_NO_OPEN_OFFER" in fired(plan)
+    assert "no offer for it is open to new jobs" in plan.summary
+    assert not any(o.chosen and not o.feasible for o in plan.options)
 
 
 def test_technique_follows_the_estimates(catalog):

@@ -27,13 +27,29 @@ def test_required_models_and_gpus_are_there(catalog):
         assert catalog.api(name).usd_per_million_output_tokens > 0
 
 
-def test_every_entry_has_a_source_and_every_gpu_a_dated_or_marked_price(catalog):
+def test_every_price_row_has_a_source_and_a_date(catalog):
+    import datetime
+
     for g in catalog.gpus:
         assert g.spec_source and g.prices, g.name
         for p in g.prices:
             assert p.source and p.usd_per_hour > 0
-    for a in catalog.apis:
-        assert a.source
+            datetime.date.fromisoformat(p.date)
+    rows = (*catalog.apis, *catalog.finetuning, *catalog.open_inference)
+    assert catalog.apis and catalog.finetuning and catalog.open_inference
+    for r in rows:
+        assert r.source, r.name
+        datetime.date.fromisoformat(r.date)
+
+
+def test_an_undated_price_row_is_refused_naming_the_field(tmp_path):
+    f = tmp_path / "mine.yaml"
+    f.write_text("apis:\n  - name: my-api\n    provider: me\n    usd_per_million_input_tokens: 1\n"
+                 "    usd_per_million_output_tokens: 2\n    source: my invoice\n    date: null\n")
+    with pytest.raises(CatalogError, match=r"apis\[\d+\] 'my-api': date: "):
+        Catalog.load([f])
+    f.write_text(f.read_text().replace("date: null", "date: 2026-11-30"))
+    assert Catalog.load([f]).api("my-api").date == "2026-11-30"
 
 
 @pytest.mark.parametrize("query", ["llama-3.1-8b", "LLAMA-3.1-8B", "meta-llama/Llama-3.1-8B", " Llama-3.1-8b "])

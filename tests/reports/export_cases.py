@@ -9,6 +9,8 @@ import copy
 import functools
 from typing import Any
 
+from tests.helpers import ACME_CATALOG
+
 FT = {"symptoms": ["format"], "tried": {"few_shot": "failed"}}
 PREF = {"symptoms": ["format", "preference"], "tried": {"prompting": "partly", "few_shot": "failed"}}
 
@@ -35,8 +37,8 @@ ANSWERS: dict[str, dict[str, Any] | str] = {
                     "model": {"base": "mistral-7b-v0.3"}},
     "gemma_sft": {**FT, "data": {"labeled_examples": 3000}, "model": {"base": "gemma-2-9b"}},
     "phi_orpo": {**PREF, "data": {"preference_pairs": 2000}, "model": {"base": "phi-3.5-mini"}},
-    "hosted": {**FT, "data": {"labeled_examples": 2000},
-               "model": {"open_weights_ok": False, "current_api": "gpt-4.1-mini"}},
+    "hosted": {**FT, "data": {"labeled_examples": 2000},                 # with ACME_CATALOG (an open offer)
+               "model": {"open_weights_ok": False, "current_api": "acme-chat"}},
     "nothing_fits": {**FT, "data": {"labeled_examples": 2000}, "model": {"base": "llama-3.1-70b"},
                      "hardware": {"gpus": ["RTX-4090"]}},
 }
@@ -55,9 +57,10 @@ def _built() -> dict[str, dict[str, Any]]:
     from advisor.planner import build_plan, example_path
     from estimators.catalog import Catalog
 
-    catalog = Catalog.load()
+    builtin, acme = Catalog.load(), Catalog.load([ACME_CATALOG])
     plans = {}
     for name, answers in ANSWERS.items():
+        catalog = acme if name == "hosted" else builtin
         if isinstance(answers, str):
             plans[name] = build_plan(load_answers(example_path(answers), catalog), catalog).to_dict()
         else:

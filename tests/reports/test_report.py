@@ -15,24 +15,25 @@ from click.testing import CliRunner
 from advisor.contract.plan import PlanError
 from advisor.contract.units import money
 from reports.html import context, plotly_cdn, plotly_js, render_report
-from tests.helpers import h100_profile
+from tests.helpers import ACME_CATALOG, h100_profile
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "advisor" / "examples"
 HOSTILE = "<script>alert(1)</script>"
-CHART_IDS = ["chart-memory", "chart-fit", "chart-gpu-cost", "chart-cumulative"]
+CHART_IDS = ["chart-memory", "chart-fit", "chart-gpu-cost", "chart-cumulative", "chart-options"]
 SECTION_ORDER = ["summary", "decision", "estimates", "data", "next", "risks", "serving", "configs", "assumptions"]
 
 
-def _plan(tmp: Path, name: str, answers: dict[str, Any] | None = None) -> dict[str, Any]:
+def _plan(tmp: Path, name: str, answers: dict[str, Any] | None = None, catalog: Path | None = None) -> dict[str, Any]:
     from advisor.cli import main
 
+    extra = ["--catalog", str(catalog)] if catalog else []
     if answers is None:
-        r = CliRunner().invoke(main, ["plan", "--example", name, "--json"])
+        r = CliRunner().invoke(main, [*extra, "plan", "--example", name, "--json"])
     else:
         path = tmp / f"{name}.yaml"
         path.write_text(yaml.safe_dump(answers), encoding="utf-8")
-        r = CliRunner().invoke(main, ["plan", "--answers", str(path), "--json"])
+        r = CliRunner().invoke(main, [*extra, "plan", "--answers", str(path), "--json"])
     assert r.exit_code == 0, r.output
     return json.loads(r.output)
 
@@ -56,7 +57,7 @@ def plans(tmp_path_factory) -> dict[str, dict[str, Any]]:
 
 def _build(tmp: Path) -> dict[str, dict[str, Any]]:
     brand = yaml.safe_load((EXAMPLES / "brand-voice.yaml").read_text(encoding="utf-8"))
-    hosted = {**brand, "model": {**brand["model"], "open_weights_ok": False}}
+    hosted = {**brand, "model": {"current_api": "acme-chat", "open_weights_ok": False}}
     no_workload = {"project": "Small SFT", "task": {"kind": "chat", "description": "Answer in our format"},
                    "symptoms": ["style"], "tried": {"prompting": "partly", "few_shot": "failed"},
                    "data": {"labeled_examples": 50}, "model": {"open_weights_ok": True}, "hardware": {"gpus": ["L4"]}}
@@ -64,7 +65,7 @@ def _build(tmp: Path) -> dict[str, dict[str, Any]]:
                     "model": {"open_weights_ok": True, "base": "llama-3.1-70b"}}
     return {
         "ticket-triage": _plan(tmp, "ticket-triage"), "brand-voice": _plan(tmp, "brand-voice"),
-        "policy-qa": _plan(tmp, "policy-qa"), "hosted": _plan(tmp, "hosted", hosted),
+        "policy-qa": _plan(tmp, "policy-qa"), "hosted": _plan(tmp, "hosted", hosted, ACME_CATALOG),
         "no-workload": _plan(tmp, "no-workload", no_workload), "nothing-fits": _plan(tmp, "nothing-fits", nothing_fits),
     }
 
@@ -202,8 +203,8 @@ def test_missing_pieces_are_sentences_never_empty_charts(plans, pages):
     assert "Don&#39;t fine-tune yet" in pages["policy-qa"]
 
     hosted = Page(pages["hosted"])
-    assert [a["id"] for a in hosted.by_class("chart")] == ["chart-cumulative"]
-    assert "Hosted fine-tuning" in pages["hosted"] and "openai-gpt-4.1-mini" in pages["hosted"]
+    assert [a["id"] for a in hosted.by_class("chart")] == ["chart-cumulative", "chart-options"]
+    assert "Hosted fine-tuning" in pages["hosted"] and "acme-chat-ft" in pages["hosted"]
 
     no_workload = Page(pages["no-workload"])
     assert "chart-cumulative" not in [a["id"] for a in no_workload.by_class("chart")]

@@ -241,7 +241,7 @@ def test_report_renders_every_chart_without_errors_or_requests(browser, written,
     from reports.html import context
 
     expected = len(context(plans[name])["charts_json"])
-    assert expected == 4
+    assert expected == 5  # memory, fit, time and cost per GPU, 12 months, options against today
     shots = []
     for tag, (w, h), mobile in (("desktop", DESKTOP, False), ("phone", PHONE, True)):
         page = browser.open(written[name], w, h, mobile)
