@@ -176,3 +176,34 @@ def test_owned_gpus_pay_electricity_not_rent(catalog):
     assert owned.usd < rented.usd
     free = plan_of(catalog, {**base, "hardware": {"gpus": ["L40S"], "owned": True}}).estimates.training
     assert free.usd == 0
+
+
+def test_an_open_model_at_a_provider_is_chosen_when_it_serves_loras_per_token_for_less(tmp_path):
+    """With a provider that serves a customer's LoRA per token (a catalog row of the user's), a small-volume
+    fine-tune goes there instead of an always-on GPU: the recommendation says who runs it and the monthly
+    comparison is the provider's."""
+    from estimators.catalog import Catalog
+
+    mine = tmp_path / "serverless.yaml"
+    mine.write_text("open_model_inference:\n  - name: together-llama-3.1-8b-instruct\n    lora_serverless: true\n",
+                    encoding="utf-8")
+    catalog = Catalog.load([mine])
+    answers = {"symptoms": ["format"], "tried": {"few_shot": "failed"}, "data": {"labeled_examples": 3000},
+               "model": {"current_api": "claude-haiku-4.5", "base": "llama-3.1-8b"},
+               "workload": {"requests_per_month": 50_000, "input_tokens_per_request": 800,
+                            "output_tokens_per_request": 200}}
+    plan = plan_of(catalog, answers)
+    row = next(r for r in catalog.open_inference if r.name == "together-llama-3.1-8b-instruct")
+    provider = next(o for o in by_kind(plan, "open_model_hosted") if o.provider == "together")
+    # 50,000 x (800 x in + 200 x out) / 1e6 at the row's prices
+    assert provider.monthly_usd == pytest.approx(
+        50_000 * (800 * row.usd_per_million_input_tokens + 200 * row.usd_per_million_output_tokens) / 1e6, rel=1e-3)
+    own = by_kind(plan, "self_hosted")[0]
+    assert provider.one_off_usd + 12 * provider.monthly_usd < own.one_off_usd + 12 * own.monthly_usd
+    assert provider.chosen and not own.chosen
+    assert (plan.recommendation.delivery, plan.recommendation.provider) == ("hosted", "together")
+    assert plan.estimates.inference.after_usd_per_month == provider.monthly_usd
+    assert "at together" in plan.summary and "On your own GPUs" in plan.summary
+    # without the serverless row the same answers stay on your GPUs
+    builtin = plan_of(Catalog.load(), answers)
+    assert builtin.recommendation.delivery == "self_hosted" and by_kind(builtin, "self_hosted")[0].chosen
