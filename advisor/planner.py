@@ -936,8 +936,9 @@ def _summary(d: Decision, rec: Recommendation, est: Estimates, options: Sequence
         chosen = next((o for o in options if o.chosen and o.approach != "current"), None)
         today = next((o.monthly_usd for o in options if o.approach == "current"), None)
         if chosen is not None and chosen.monthly_usd is not None and today is not None:
-            head += (f" Cut the bill with {OPTION_KINDS[chosen.approach].phrase} ({chosen.name}): "
-                     f"{money(chosen.monthly_usd)}/month instead of {money(today)}.")
+            how = (f"switch to {chosen.model}" if chosen.approach == "cheaper_tier"
+                   else f"{OPTION_KINDS[chosen.approach].label} on {chosen.model}")
+            head += f" Cut the bill with {how}: {money(chosen.monthly_usd)}/month instead of {money(today)}."
             cheaper = min((o for o in options if o.beats_today and o.approach == "cheaper_tier"
                            and o.monthly_usd < chosen.monthly_usd), key=lambda o: (o.monthly_usd, o.name), default=None)
             if cheaper is not None:
