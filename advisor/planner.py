@@ -1023,8 +1023,9 @@ def _next_steps(d: Decision, rec: Recommendation, est: Estimates) -> list[NextSt
                                                        f"`advise profile --model {model} --methods {t.technique} "
                                                        f"--seq-len {s0.seq_len} --batch-size {t.micro_batch}`, then "
                                                        f"re-plan with `--profile profile.json`."))
+        settings = "learning rate, batch, LoRA, epochs" if t and t.lora else "learning rate, batch, epochs"
         steps.append(NextStep(step="train", what=f"Train {rec.base_model}{where} with the settings in the plan's "
-                                                 f"training section (learning rate, batch, LoRA, epochs)."))
+                                                 f"training section ({settings})."))
     steps.append(NextStep(step="evaluate", what="Score the tuned model on the eval set against the baseline; ship "
                                                 "only if it wins."))
     steps.append(NextStep(step="deploy", what=SERVING[d.serving].note))

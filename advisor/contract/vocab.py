@@ -213,6 +213,9 @@ SERVING: Terms[Serving] = Terms(
     Serving("merged", "merged model",
             note="Merge the adapter into the bf16 base (peft merge_and_unload) and serve it as a plain model "
                  "(vLLM, TGI or SGLang); full fine-tunes are served as they are."),
+    Serving("full_model", "the fine-tuned model",
+            note="Serve the fully fine-tuned checkpoint as it is (vLLM, TGI or SGLang): there is no adapter to "
+                 "merge."),
     Serving("single_adapter", "base + one adapter", adapter=True,
             note="Serve the base model with one LoRA adapter loaded (vLLM --enable-lora)."),
     Serving("multi_lora", "Multi-LoRA", adapter=True,

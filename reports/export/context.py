@@ -229,7 +229,7 @@ def serve_context(ctx: Mapping[str, Any], last: Mapping[str, Any]) -> dict[str, 
 
 def serving_note(ctx: Mapping[str, Any], mode: str) -> str:
     """What the plan's serving strategy says to do with what the trainers produced (``vocab.SERVING``)."""
-    if mode == "adapter":
+    if mode == "adapter" or ctx["serving"] == "full_model":
         return SERVING[ctx["serving"]].note
     return SERVING["merged"].note
 

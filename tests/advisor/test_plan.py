@@ -274,3 +274,20 @@ def test_serving_is_sized_from_the_whole_catalog_unless_serving_gpus_restricts_i
     pinned = build_plan(validate_answers(answers, "t", catalog), catalog).estimates.inference.self_hosted
     assert pinned.gpu == "H100-80GB" and pinned.replicas == 2
     assert any("peak of 4x the average rate and at least 2 replicas" in a for a in pinned.assumptions)
+
+
+def test_a_full_fine_tune_cites_no_lora_rule_and_serves_the_checkpoint(catalog):
+    """A full fine-tuning plan gives the reasons for full fine-tuning only: no "LoRA by default", no adapter to
+    merge, no LoRA settings to follow (issue: the plan cited both)."""
+    plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed"},
+                    data={"labeled_examples": 200_000}, model={"base": "qwen2.5-0.5b"}, hardware={"gpus": ["H100-80GB"]})
+    assert rec(plan)[3] == "full"
+    why = [r.id for r in plan.why]
+    assert "FULL_FOR_LARGE_CHANGE" in why and "LORA_DEFAULT" not in why and "MERGED_SERVING" not in why
+    assert plan.serving.strategy == "full_model" and "merge" not in plan.serving.notes.replace("no adapter to merge", "")
+    assert not any("LoRA" in s.what for s in plan.next_steps)
+    assert plan.estimates.training.lora is None
+    # LoRA plans keep their reasons
+    lora = plan_for(catalog, symptoms=["format"], tried={"few_shot": "failed"}, data={"labeled_examples": 2000},
+                    model={"base": "llama-3.1-8b"}, hardware={"gpus": ["A100-80GB"]})
+    assert {"LORA_DEFAULT", "MERGED_SERVING"} <= {r.id for r in lora.why} and lora.serving.strategy == "merged"
