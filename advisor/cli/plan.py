@@ -147,7 +147,7 @@ def plan(ctx: click.Context, answers_file: str | None, example: str | None, out_
                 raise  # Ctrl-C at the terminal: click's "Aborted!"
             raise AdviseUsageError("the input ended before every question was answered (stdin is not a terminal); "
                                    "pass --answers FILE, or --example ticket-triage") from None
-        answers = validate_answers(raw, "your answers", catalog)
+        answers = validate_answers(raw, "your answers", catalog, Path.cwd())
     answers_yaml = dump_answers(answers)
     if save_answers:
         _save_answers(Path(save_answers), answers_yaml, inputs)

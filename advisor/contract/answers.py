@@ -223,46 +223,91 @@ def _fields_of(loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
-def validate_answers(raw: Any, source: str = "answers", catalog: Any = None) -> Answers:
-    """Validate a parsed answers mapping; with a catalog, also check the names it refers to.
+def validate_answers(raw: Any, source: str = "answers", catalog: Any = None, base_dir: Path | None = None) -> Answers:
+    """Validate a parsed answers mapping; with a catalog, also check the names it refers to; with ``base_dir``
+    (the answers file's folder), also that the data files it names exist.
 
-    Raises ``AnswersError`` listing every problem at once.
+    Raises ``AnswersError`` listing every problem at once: the schema's, the names' and the files' together (a
+    typo in a field does not hide an unknown GPU or a missing file until the next run).
     """
     if not isinstance(raw, dict):
         raise AnswersError(source, [(f"the top level must be a mapping of fields (project, task, symptoms, ...); "
                                     f"got {type(raw).__name__}")])
+    problems: list[str] = []
+    answers = None
     try:
         answers = Answers.model_validate(raw)
     except ValidationError as e:
-        raise AnswersError(source, [_describe(err) for err in e.errors()]) from None
+        problems += [_describe(err) for err in e.errors()]
+    bad = {p.split(":", 1)[0] for p in problems}  # fields the schema already refused: said once
     if catalog is not None:
-        problems = check_names(answers, catalog)
-        if problems:
-            raise AnswersError(source, problems)
+        problems += [p for p in check_names(raw, catalog) if p.split(":", 1)[0] not in bad]
+    if base_dir is not None:
+        problems += [p for p in check_files(raw, base_dir) if p.split(":", 1)[0] not in bad]
+    if problems:
+        raise AnswersError(source, problems)
+    assert answers is not None
     return answers
 
 
-def check_names(answers: Answers, catalog: Any) -> list[str]:
-    """Problems with the catalog names the answers use (API, GPUs, base model), each with a did-you-mean."""
+def _get(raw: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(raw, dict):
+            return None
+        raw = raw.get(part)
+    return raw
+
+
+def check_names(raw: dict[str, Any], catalog: Any) -> list[str]:
+    """Problems with the catalog names the answers use (API, GPUs, base model), each with a did-you-mean. Reads
+    the raw mapping, so that it runs beside the schema's own checks; values of the wrong type are the schema's."""
     problems = []
-    priced = answers.model.current_api_price is not None or answers.workload.current_monthly_cost_usd is not None
-    if answers.model.current_api and not priced:
+    api = _get(raw, "model.current_api")
+    priced = _get(raw, "model.current_api_price") is not None or \
+        _get(raw, "workload.current_monthly_cost_usd") is not None
+    if isinstance(api, str) and api and not priced:
         try:
-            catalog.api(answers.model.current_api)
+            catalog.api(api)
         except UnknownNameError as e:
             problems.append(f"model.current_api: {e} (`advise apis` lists the price data; for another API give "
                             f"model.current_api_price or workload.current_monthly_cost_usd)")
     for field in ("gpus", "serving_gpus"):
-        for i, g in enumerate(getattr(answers.hardware, field)):
+        names = _get(raw, f"hardware.{field}")
+        for i, g in enumerate(names if isinstance(names, list) else []):
+            if not isinstance(g, str):
+                continue
             try:
                 catalog.gpu(g)
             except UnknownNameError as e:
                 problems.append(f"hardware.{field}.{i}: {e}")
-    if answers.model.base:
+    base = _get(raw, "model.base")
+    if isinstance(base, str) and base:
         try:
-            catalog.resolve_model(answers.model.base)
+            catalog.resolve_model(base)
         except AdviseError as e:
             problems.append(f"model.base: {e}")
+    return problems
+
+
+def check_files(raw: dict[str, Any], base_dir: Path) -> list[str]:
+    """The data files the answers name that are missing or not files (relative paths from ``base_dir``); what is
+    inside them is ``advise data check``'s, when the plan is made."""
+    problems = []
+    for field in ("train_file", "preference_file", "eval_file"):
+        value = _get(raw, f"data.{field}")
+        if not isinstance(value, str) or not value:
+            continue
+        try:
+            path = Path(value).expanduser()
+            path = path if path.is_absolute() else base_dir / path
+            missing, folder = not path.exists(), path.is_dir()
+        except (OSError, ValueError, RuntimeError):
+            missing, folder = True, False
+        if missing:
+            problems.append(f"data.{field}: {value} does not exist (a relative path is read from {base_dir}); "
+                            f"fix the path or leave the field out")
+        elif folder:
+            problems.append(f"data.{field}: {value} is a folder; name the JSONL file")
     return problems
 
 
@@ -282,7 +327,7 @@ def load_answers(path: str | Path, catalog: Any = None) -> Answers:
         raw = parse_yaml(read_text(p, "answers", MAX_ANSWERS_BYTES, hint), f"answers {p}")
     except InputFileError as e:
         raise AnswersError(str(p), [str(e).split(f"{p}: ", 1)[-1]]) from None
-    return validate_answers(raw, str(p), catalog)
+    return validate_answers(raw, str(p), catalog, p.resolve().parent)
 
 
 def dump_answers(answers: Answers) -> str:

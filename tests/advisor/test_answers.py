@@ -110,3 +110,29 @@ def test_the_example_answers_are_valid(catalog):
     for p in EXAMPLES_DIR.glob("*.yaml"):
         load_answers(p, catalog)
         assert yaml.safe_load(p.read_text())["project"]
+
+
+def test_schema_names_and_files_are_reported_in_one_round(tmp_path, catalog):
+    """A typo in a field does not hide an unknown GPU, an unknown API or a missing data file until the next run."""
+    from advisor.contract.answers import load_answers
+
+    (tmp_path / "train.jsonl").write_text('{"messages": []}\n', encoding="utf-8")
+    (tmp_path / "evals").mkdir()
+    p = tmp_path / "answers.yaml"
+    p.write_text("project: x\nsymptoms: [speed]\nmodel: {current_api: gpt-4.1-mni}\n"
+                 "hardware: {gpus: [A100-80GB, H1OO]}\n"
+                 "data: {train_file: train.jsonl, preference_file: nothere.jsonl, eval_file: evals}\n", encoding="utf-8")
+    with pytest.raises(AnswersError) as e:
+        load_answers(p, catalog)
+    msg = str(e.value)
+    assert msg.startswith(f"{p}: 5 problems: ") and "\n" not in msg
+    for part in ('symptoms.0: "speed" is not allowed', "model.current_api: 'gpt-4.1-mni' is not a known api model",
+                 "hardware.gpus.1: 'H1OO' is not a known gpu", "data.preference_file: nothere.jsonl does not exist",
+                 "data.eval_file: evals is a folder"):
+        assert part in msg, part
+    assert "train_file" not in msg  # the file that exists is not a problem
+    # a field the schema refuses is said once, not again by the name check
+    p.write_text("project: x\nsymptoms: [format]\nhardware: {gpus: H100}\n", encoding="utf-8")
+    with pytest.raises(AnswersError) as e:
+        load_answers(p, catalog)
+    assert str(e.value).count("hardware.gpus") == 1
