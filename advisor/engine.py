@@ -95,6 +95,9 @@ class Recommends(BaseModel):
     prerequisites: list[Literal[tuple(PREREQUISITES)]] = []  # type: ignore[valid-type]
     warning: bool = False
     serving: Literal[tuple(SERVING)] | None = None  # type: ignore[valid-type]
+    #: how the plan's sentences name the approach when this rule chose it ("improve retrieval ..."), in place of
+    #: the approach's own phrase ("add retrieval (RAG)")
+    says: str | None = Field(default=None, max_length=300)
 
 
 class Rule(BaseModel):
@@ -338,6 +341,11 @@ class Decision:
     warnings: tuple[str, ...]  # ids of fired warning rules
     serving: str
     trace: tuple[TraceEntry, ...] = field(default=())
+    says: tuple[tuple[str, str], ...] = field(default=())  # approach -> the phrase a fired rule gave it
+
+    def phrase(self, approach: str) -> str:
+        """How the plan's sentences name ``approach``: the deciding rule's own words, else the vocabulary's."""
+        return dict(self.says).get(approach) or APPROACHES.phrase(approach)
 
     @property
     def fine_tune(self) -> bool:
@@ -396,6 +404,8 @@ def compose(book: RuleBook, fired: Sequence[Rule], trace: Sequence[TraceEntry] =
         warnings=tuple(r.id for r in fired if r.recommends.warning),
         serving=serving,
         trace=tuple(trace),
+        says=tuple((a, next(r.recommends.says for r in fired if r.recommends.approach == a and r.recommends.says))
+                   for a in approaches if any(r.recommends.approach == a and r.recommends.says for r in fired)),
     )
 
 

@@ -931,7 +931,7 @@ def compiled_date(path: Path) -> str | None:
 
 def _summary(d: Decision, rec: Recommendation, est: Estimates, options: Sequence[Option]) -> str:
     if not d.fine_tune:
-        parts = [APPROACHES.phrase(d.approach)] + [APPROACHES.phrase(a) for a in d.also]
+        parts = [d.phrase(d.approach)] + [d.phrase(a) for a in d.also]
         head = f"Don't fine-tune yet: {'; then '.join(parts) if len(parts) < 3 else ', '.join(parts)}."
         chosen = next((o for o in options if o.chosen and o.approach != "current"), None)
         today = next((o.monthly_usd for o in options if o.approach == "current"), None)
@@ -976,7 +976,7 @@ def _summary(d: Decision, rec: Recommendation, est: Estimates, options: Sequence
         tail = f", then {money(inf.after_usd_per_month)}/month instead of {money(inf.today_usd_per_month)}"
         tail += (f" (break-even in {months_text(inf.break_even_months)})" if inf.break_even_months is not None
                  else " (more per month than today: it does not pay back in money)")
-    also = f"; also {', '.join(APPROACHES.phrase(a) for a in d.also)}" if d.also else ""
+    also = f"; also {', '.join(d.phrase(a) for a in d.also)}" if d.also else ""
     return f"{head}{cost}{tail}{also}.{ram}{_without_training(options)}"
 
 
@@ -998,7 +998,7 @@ def _next_steps(d: Decision, rec: Recommendation, est: Estimates) -> list[NextSt
         NextStep(step="baseline", what=prerequisite_text("baseline")),
     ]
     if not d.fine_tune:
-        steps.append(NextStep(step="change", what="Then " + "; ".join(APPROACHES.phrase(a) for a in (d.approach, *d.also))
+        steps.append(NextStep(step="change", what="Then " + "; ".join(d.phrase(a) for a in (d.approach, *d.also))
                               + ", and score each change on the eval set."))
         steps.append(NextStep(step="monitor", what="Keep scoring a sample of production traffic; revisit this plan "
                                                    "if the problems persist or the volume grows."))

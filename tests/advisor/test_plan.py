@@ -291,3 +291,19 @@ def test_a_full_fine_tune_cites_no_lora_rule_and_serves_the_checkpoint(catalog):
     lora = plan_for(catalog, symptoms=["format"], tried={"few_shot": "failed"}, data={"labeled_examples": 2000},
                     model={"base": "llama-3.1-8b"}, hardware={"gpus": ["A100-80GB"]})
     assert {"LORA_DEFAULT", "MERGED_SERVING"} <= {r.id for r in lora.why} and lora.serving.strategy == "merged"
+
+
+@pytest.mark.parametrize("tried,says", [
+    ("not_tried", "add retrieval (RAG)"),
+    ("failed", "diagnose retrieval"),
+    ("partly", "diagnose retrieval"),
+    ("fixed", "keep the retrieval in place"),
+])
+def test_what_was_tried_with_retrieval_decides_the_advice(catalog, tried, says):
+    """A failed RAG is diagnosed (recall@k, chunking, hybrid search, re-ranking), a RAG that fixed it is kept;
+    only an untried one is 'add retrieval' (the plan used to say 'add retrieval' whatever was tried)."""
+    plan = plan_for(catalog, symptoms=["knowledge_gap"], tried={"rag": tried, "prompting": "partly"})
+    assert plan.recommendation.approach == "rag"
+    assert says in plan.summary
+    if tried != "not_tried":
+        assert "add retrieval (RAG)" not in plan.summary
