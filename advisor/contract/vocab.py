@@ -305,6 +305,8 @@ PREREQUISITES: Terms[Term] = Terms(
                                         "least)."),
     Term("preference_data", "preference data", text="Collect preference data: pairs of answers with the better "
                                                     "one marked, or thumbs up/down."),
+    Term("workload", "the workload", text="Measure the workload: requests per month, input and output tokens per "
+                                            "request and today's monthly bill (and the latency target, if any)."),
     Term("smaller_base_or_more_gpus", "smaller base or more GPUs",
          text="Choose a smaller base model or more/larger GPUs: nothing fits as planned."),
 )

@@ -307,3 +307,17 @@ def test_what_was_tried_with_retrieval_decides_the_advice(catalog, tried, says):
     assert says in plan.summary
     if tried != "not_tried":
         assert "add retrieval (RAG)" not in plan.summary
+
+
+def test_latency_is_not_cost_and_an_unknown_volume_is_not_a_low_one(catalog):
+    """Slow answers with no workload: latency levers and a request for the workload, not 'at low volume, cut the
+    bill' (the plan used to say exactly that)."""
+    plan = plan_for(catalog, symptoms=["latency"], tried={"prompting": "fixed"})
+    assert "cut latency without training" in plan.summary and "bill" not in plan.summary
+    assert "workload" in plan.prerequisites and "COST_AT_LOW_VOLUME" not in fired(plan)
+    # a cost problem with no figures: the same request, and no low-volume advice
+    cost = plan_for(catalog, symptoms=["cost"])
+    assert "workload" in cost.prerequisites and "COST_AT_LOW_VOLUME" not in fired(cost)
+    # with a small known bill the low-volume rule speaks
+    small = plan_for(catalog, symptoms=["cost"], workload={"current_monthly_cost_usd": 80})
+    assert "COST_AT_LOW_VOLUME" in fired(small) and "workload" not in small.prerequisites
