@@ -100,5 +100,6 @@ def test_every_rule_lands_in_the_trace_in_stage_order():
     d = decide(facts)
     assert [t.id for t in d.trace] == [r.id for s in ("approach", "delivery", "technique", "checks")
                                        for r in load_rules().rules if r.stage == s]
-    assert d.approach == "few_shot" and d.also == ("prompting",)
+    # clearer instructions before few-shot examples (the consensus order)
+    assert d.approach == "prompting" and d.also == ("few_shot",)
     assert set(d.fired) == {"PROMPT_FIRST", "FEWSHOT_FIRST", "EVAL_SET_FIRST"}

@@ -118,7 +118,7 @@ def test_closed_weights_use_the_vendors_hosted_fine_tuning():
     from tests.helpers import ACME_CATALOG
 
     catalog = Catalog.load([ACME_CATALOG])
-    plan = plan_for(catalog, symptoms=["format"], tried={"few_shot": "failed"}, data={"labeled_examples": 2000},
+    plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed"}, data={"labeled_examples": 2000},
                     model={"open_weights_ok": False, "current_api": "acme-chat"},
                     workload={"requests_per_month": 100_000, "input_tokens_per_request": 800,
                               "output_tokens_per_request": 200})
@@ -134,7 +134,7 @@ def test_closed_weights_use_the_vendors_hosted_fine_tuning():
 
 def test_closed_weights_with_no_open_hosted_offer_say_so(catalog):
     """The built-in OpenAI offers are closed to new users: no offer is planned, another vendor's least of all."""
-    plan = plan_for(catalog, symptoms=["format"], tried={"few_shot": "failed"}, data={"labeled_examples": 2000},
+    plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed"}, data={"labeled_examples": 2000},
                     model={"open_weights_ok": False, "current_api": "gpt-4.1-mini"},
                     workload={"requests_per_month": 100_000, "input_tokens_per_request": 800,
                               "output_tokens_per_request": 200})
@@ -145,7 +145,7 @@ def test_closed_weights_with_no_open_hosted_offer_say_so(catalog):
 
 
 def test_technique_follows_the_estimates(catalog):
-    ft = {"symptoms": ["format"], "tried": {"few_shot": "failed"}, "data": {"labeled_examples": 2000}}
+    ft = {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed"}, "data": {"labeled_examples": 2000}}
     assert rec(plan_for(catalog, **ft, model={"base": "llama-3.1-8b"}, hardware={"gpus": ["A100-80GB"]}))[3] == "lora"
     plan = plan_for(catalog, **ft, model={"base": "llama-3.1-70b"}, hardware={"gpus": ["A100-80GB"]})
     assert rec(plan)[3] == "qlora"
@@ -160,11 +160,11 @@ def test_technique_follows_the_estimates(catalog):
 
 
 def test_many_adapters_mean_lora_with_multi_lora_serving(catalog):
-    plan = plan_for(catalog, symptoms=["format"], tried={"few_shot": "failed"}, data={"labeled_examples": 200_000},
+    plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed"}, data={"labeled_examples": 200_000},
                     model={"base": "qwen2.5-0.5b"}, hardware={"gpus": ["H100-80GB"]}, deployment={"adapters": 6})
     assert rec(plan)[3] == "lora" and plan.serving.strategy == "multi_lora"
     assert plan.estimates.training.lora.r == 64  # large dataset: larger rank
-    plan = plan_for(catalog, symptoms=["format"], tried={"few_shot": "failed"}, data={"labeled_examples": 200_000},
+    plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed"}, data={"labeled_examples": 200_000},
                     model={"base": "qwen2.5-0.5b"}, hardware={"gpus": ["H100-80GB"]})
     assert rec(plan)[3] == "full" and plan.estimates.training.lora is None
 
@@ -177,7 +177,7 @@ def test_knowledge_and_behaviour_compose(catalog):
 
 
 def test_without_counts_costs_are_per_thousand_examples_and_say_so(catalog):
-    plan = plan_for(catalog, symptoms=["style"], tried={"few_shot": "failed"})
+    plan = plan_for(catalog, symptoms=["style"], tried={"prompting": "partly", "few_shot": "failed"})
     assert plan.estimates.training.stages[0].examples_assumed is True
     assert any("costs are for 1,000 examples" in a for a in plan.estimates.assumptions)
     assert "TOO_FEW_EXAMPLES" in fired(plan) and "more_data" in plan.prerequisites
@@ -201,7 +201,7 @@ def _chat_lines(n, words, offset=0):
 def test_data_files_replace_declared_counts_and_set_lengths(catalog, tmp_path):
     (tmp_path / "train.jsonl").write_text(_chat_lines(640, 300))
     (tmp_path / "eval.jsonl").write_text(_chat_lines(30, 300, offset=10_000))
-    raw = {"project": "files", "symptoms": ["format"], "tried": {"few_shot": "failed"},
+    raw = {"project": "files", "symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed"},
            "data": {"labeled_examples": 50_000, "eval_examples": 0, "train_file": "train.jsonl",
                     "eval_file": "eval.jsonl"},
            "model": {"base": "llama-3.2-1b"}, "hardware": {"gpus": ["L4"]}}
@@ -288,7 +288,7 @@ def test_a_full_fine_tune_cites_no_lora_rule_and_serves_the_checkpoint(catalog):
     assert not any("LoRA" in s.what for s in plan.next_steps)
     assert plan.estimates.training.lora is None
     # LoRA plans keep their reasons
-    lora = plan_for(catalog, symptoms=["format"], tried={"few_shot": "failed"}, data={"labeled_examples": 2000},
+    lora = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed"}, data={"labeled_examples": 2000},
                     model={"base": "llama-3.1-8b"}, hardware={"gpus": ["A100-80GB"]})
     assert {"LORA_DEFAULT", "MERGED_SERVING"} <= {r.id for r in lora.why} and lora.serving.strategy == "merged"
 
@@ -321,3 +321,19 @@ def test_latency_is_not_cost_and_an_unknown_volume_is_not_a_low_one(catalog):
     # with a small known bill the low-volume rule speaks
     small = plan_for(catalog, symptoms=["cost"], workload={"current_monthly_cost_usd": 80})
     assert "COST_AT_LOW_VOLUME" in fired(small) and "workload" not in small.prerequisites
+
+
+def test_the_consensus_order_prompts_then_few_shot_then_training(catalog):
+    """Untried instructions come first, even when few-shot failed; instructions before few-shot; tools before a
+    reasoning model for lookups and arithmetic; no distillation of answers the current model gets wrong."""
+    few_shot_failed = plan_for(catalog, symptoms=["format"], tried={"prompting": "not_tried", "few_shot": "failed"},
+                               data={"labeled_examples": 3000})
+    assert few_shot_failed.recommendation.approach == "prompting" and not few_shot_failed.recommendation.fine_tune
+    nothing_tried = plan_for(catalog, symptoms=["format"])
+    assert (nothing_tried.recommendation.approach, nothing_tried.recommendation.also) == ("prompting", ["few_shot"])
+    lookups = plan_for(catalog, symptoms=["reasoning", "actions"], tried={"prompting": "partly"})
+    assert lookups.recommendation.approach == "tools" and "reasoning_model" in lookups.recommendation.also
+    wrong_answers = plan_for(catalog, symptoms=["reasoning", "cost"], tried={"prompting": "partly"},
+                             workload={"requests_per_month": 2_000_000, "current_monthly_cost_usd": 9000})
+    assert "DISTILL_FOR_COST" not in fired(wrong_answers)
+    assert wrong_answers.recommendation.approach == "reasoning_model"

@@ -11,7 +11,7 @@ from typing import Any
 
 from tests.helpers import ACME_CATALOG
 
-FT = {"symptoms": ["format"], "tried": {"few_shot": "failed"}}
+FT = {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed"}}
 PREF = {"symptoms": ["format", "preference"], "tried": {"prompting": "partly", "few_shot": "failed"}}
 
 #: name -> answers (None: a built-in example). What each must plan is asserted in test_export.py.
