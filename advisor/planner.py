@@ -712,7 +712,7 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
     return Plan(
         advise_version=__version__,
         project=answers.project,
-        summary=_summary(decision, recommendation, estimates, options),
+        summary=_summary(decision, recommendation, estimates, options, answers.symptoms),
         recommendation=recommendation,
         prerequisites=list(decision.prerequisites),
         prerequisite_steps=[prerequisite_text(p) for p in decision.prerequisites],
@@ -929,7 +929,8 @@ def compiled_date(path: Path) -> str | None:
     return m.group(1) if m else None
 
 
-def _summary(d: Decision, rec: Recommendation, est: Estimates, options: Sequence[Option]) -> str:
+def _summary(d: Decision, rec: Recommendation, est: Estimates, options: Sequence[Option],
+             symptoms: Sequence[str] = ()) -> str:
     if not d.fine_tune:
         parts = [d.phrase(d.approach)] + [d.phrase(a) for a in d.also]
         head = f"Don't fine-tune yet: {'; then '.join(parts) if len(parts) < 3 else ', '.join(parts)}."
@@ -977,7 +978,21 @@ def _summary(d: Decision, rec: Recommendation, est: Estimates, options: Sequence
         tail += (f" (break-even in {months_text(inf.break_even_months)})" if inf.break_even_months is not None
                  else " (more per month than today: it does not pay back in money)")
     also = f"; also {', '.join(d.phrase(a) for a in d.also)}" if d.also else ""
-    return f"{head}{cost}{tail}{also}.{ram}{_without_training(options)}"
+    lead = _cost_lead(options) if "cost" in symptoms else ""
+    return f"{lead}{head}{cost}{tail}{also}.{ram}{'' if lead else _without_training(options)}"
+
+
+def _cost_lead(options: Sequence[Option]) -> str:
+    """When cost is the reason and the fine-tune does not beat today's bill, the plan says so first."""
+    today = next((o.monthly_usd for o in options if o.approach == "current"), None)
+    chosen = next((o for o in options if o.chosen), None)
+    if today is None or chosen is None or chosen.beats_today:
+        return ""
+    best = min((o for o in options if o.beats_today), key=lambda o: (o.monthly_usd, o.name), default=None)
+    if best is None:
+        return f"No option priced here beats today's bill of {money(today)}/month. "
+    return (f"For the bill, {best.name} beats fine-tuning: {money(best.monthly_usd)}/month against "
+            f"{money(today)} today ({EFFORTS.label(best.effort)}). ")
 
 
 def _without_training(options: Sequence[Option]) -> str:

@@ -6,8 +6,8 @@ import datetime
 
 import pytest
 
-from advisor.contract.answers import validate_answers
-from advisor.planner import build_plan
+from advisor.contract.answers import load_answers, validate_answers
+from advisor.planner import build_plan, example_path
 from estimators.cost import (
     MINUTES_PER_MONTH,
     Workload,
@@ -207,3 +207,22 @@ def test_an_open_model_at_a_provider_is_chosen_when_it_serves_loras_per_token_fo
     # without the serverless row the same answers stay on your GPUs
     builtin = plan_of(Catalog.load(), answers)
     assert builtin.recommendation.delivery == "self_hosted" and by_kind(builtin, "self_hosted")[0].chosen
+
+
+def test_when_cost_is_the_reason_and_the_fine_tune_does_not_beat_today_the_plan_says_so_first(catalog):
+    # a bill just over the distillation threshold for traffic that needs several GPUs: nothing beats it
+    plan = plan_of(catalog, {"symptoms": ["cost"], "hardware": {"gpus": ["L4"]},
+                             "workload": {"requests_per_month": 30_000_000, "input_tokens_per_request": 2000,
+                                          "output_tokens_per_request": 300, "current_monthly_cost_usd": 1500}})
+    assert plan.recommendation.fine_tune and not any(o.beats_today for o in plan.options)
+    assert plan.summary.startswith("No option priced here beats today's bill of $1,500/month.")
+    # a cheaper API option beats the fine-tune: it leads
+    plan = plan_of(catalog, {"symptoms": ["cost", "format"], "tried": {"prompting": "partly", "few_shot": "failed"},
+                             "data": {"labeled_examples": 2000}, "model": {"current_api": "claude-haiku-4.5"},
+                             "workload": {"requests_per_month": 3000, "input_tokens_per_request": 1500,
+                                          "output_tokens_per_request": 200}})
+    best = min((o for o in plan.options if o.beats_today), key=lambda o: o.monthly_usd)
+    assert plan.summary.startswith(f"For the bill, {best.name} beats fine-tuning")
+    # a fine-tune that pays back leads with itself
+    tt = build_plan(load_answers(example_path("ticket-triage"), catalog), catalog, as_of=AS_OF)
+    assert tt.summary.startswith("Fine-tune ")
