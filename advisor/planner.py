@@ -301,6 +301,8 @@ class RunOption:
     measured: tuple[str, ...] = ()  # which figures come from a profile: "memory", "tokens_per_s"
     #: the team's own cards: what an hour costs them (electricity; 0 when not stated), in place of rent
     owned_usd_per_gpu_hour: float | None = None
+    #: does not fit within the memory margin but within the card (micro-batch 1)
+    tight: bool = False
 
     @property
     def hours(self) -> float:
@@ -403,7 +405,7 @@ class Estimator:
             fitting = 0
             for mb in micro_batches:
                 mems = [self._memory(self.setup(technique, s, mb, sharding, optimizer, offload)) for s in self.stages]
-                if not all(m.total_bytes <= gpu.usable_memory_bytes for m in mems):
+                if not all(m.total_bytes <= self.memory_limit(gpu) for m in mems):
                     break
                 fitting = mb
             if fitting:
@@ -412,6 +414,8 @@ class Estimator:
         sharding, offload, optimizer, mb = best or (*layouts[-1], optimizers[0], 1)
         fits = best is not None
         setups = [self.setup(technique, s, mb, sharding, optimizer, offload) for s in self.stages]
+        # above the margin but within the card: it may run, but one longer batch or allocator spike away from OOM
+        tight = not fits and all(self._memory(st).total_bytes <= gpu.usable_memory_bytes for st in setups)
         # tokens/s include CPU offload's PCIe copies and host optimizer step (estimators.throughput.offload_time)
         tps = [estimate_throughput(self.model.anatomy, self.speed_setup(st, s), gpu).tokens_per_s
                for st, s in zip(setups, self.stages)]
@@ -421,7 +425,9 @@ class Estimator:
         if entry is not None:
             mb, e = entry
             setups[0] = self.setup(technique, self.stages[0], mb, sharding, optimizer, offload)
-            fits = bool(e.fits) and e.device_peak_bytes is not None and e.device_peak_bytes <= gpu.usable_memory_bytes
+            ran = bool(e.fits) and e.device_peak_bytes is not None and e.device_peak_bytes <= gpu.usable_memory_bytes
+            fits = ran and e.device_peak_bytes <= self.memory_limit(gpu)
+            tight = ran and not fits
             memory_bytes = e.device_peak_bytes if e.device_peak_bytes is not None else memory_bytes
             measured = ("memory",)
             if e.tokens_per_s:
@@ -430,9 +436,18 @@ class Estimator:
         opt = RunOption(technique, gpu, self.gpu_count, sharding, offload, optimizer, mb, self._memory(setups[0]),
                         memory_bytes, fits,
                         tuple(s.training_tokens * s.epochs / t / 3600 for t, s in zip(tps, self.stages)),
-                        tps[0], measured, self.owned_rate(gpu))
+                        tps[0], measured, self.owned_rate(gpu), tight)
         self.options[key] = opt
         return opt
+
+    @property
+    def memory_fraction(self) -> float:
+        """The share of a GPU's usable memory a recommended run may take (``hardware.max_memory_fraction``, else
+        the rules file's ``max_memory_fraction``)."""
+        return self.answers.hardware.max_memory_fraction or load_rules().threshold_values["max_memory_fraction"]
+
+    def memory_limit(self, gpu: GPU) -> int:
+        return int(gpu.usable_memory_bytes * self.memory_fraction)
 
     def owned_rate(self, gpu: GPU) -> float | None:
         """USD per GPU-hour on the team's own cards (``hardware.owned``): power x electricity price, 0 where
@@ -612,7 +627,7 @@ def _fit_row(o: RunOption, stage: Stage) -> FitRow:
         objective=stage.objective, seq_len=stage.seq_len, micro_batch=o.micro_batch, optimizer=o.optimizer,
         memory_bytes=o.memory_bytes, memory_parts_bytes=dict(o.memory.parts), measured=list(o.measured),
         usable_memory_bytes=o.gpu.usable_memory_bytes, host_ram_bytes_per_machine=o.host_ram_bytes_per_machine,
-        fits=o.fits, tokens_per_s=round_sig(o.tokens_per_s),
+        fits=o.fits, tight=o.tight, tokens_per_s=round_sig(o.tokens_per_s),
         hours=round_sig(o.hours), usd=round_sig_or_none(o.usd) if o.fits else None,
         provider=o.provider)
 
@@ -892,6 +907,9 @@ def _training_assumptions(est: Estimator, run: RunOption, answers: Answers,
             and h.usd_per_kwh is not None else "electricity not counted (give hardware.power_watts_per_gpu and "
                                               "hardware.usd_per_kwh to count it)")
                    + "; serving is priced at rental")
+    out.append(f"runs are recommended within {est.memory_fraction:.0%} of the GPU's usable memory "
+               f"({gib(est.memory_limit(run.gpu))} of {gib(run.gpu.usable_memory_bytes)} on {run.gpu.name}; "
+               f"hardware.max_memory_fraction changes it)")
     if any(s.examples_assumed for s in est.stages):
         out.append(f"no example count for a training stage: costs are for {PLACEHOLDER_EXAMPLES:,} examples")
     if not measured.get(METHODS[est.stages[0].method].data_kind):

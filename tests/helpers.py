@@ -90,7 +90,7 @@ def h100_profile(kind: str = "cuda"):
             "versions": {"python": "3.11", "torch": "2.13.0", "transformers": "5.0", "advise": "0.1.0"},
             "model": {"name": "llama-3.1-8b", "hub_id": "meta-llama/Llama-3.1-8B", "model_type": "llama",
                       "num_layers": 32, "params_total": 8030261248, "config_sha256": "0" * 64},
-            "entries": [entry("full", 2048, 1, None, None, "oom"), entry("lora", 1280, 16, 30.1, 9100.0),
+            "entries": [entry("full", 2048, 1, None, None, "oom"), entry("lora", 1280, 8, 20.4, 8800.0),
                         entry("lora", 2048, 1, 19.5, 7400.0), entry("lora", 2048, 1, 3.0, 50000.0, layers=4),
                         entry("qlora", 2048, 1, 8.9, 5200.0)]}
     return Profile.model_validate(prof)

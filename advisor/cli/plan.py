@@ -270,13 +270,14 @@ def _print_plan(p: Any) -> None:
     if est.fit_matrix:
         echo("")
         offloading = any(r.host_ram_bytes_per_machine for r in est.fit_matrix)
-        echo("Fit per GPU (memory at the largest micro-batch that fits, else at micro-batch 1"
+        echo(f"Fit per GPU (memory at the largest micro-batch within {p.thresholds['max_memory_fraction']:.0%} of "
+             "usable memory, else at micro-batch 1; tight: over that margin but within the card"
              + ("; CPU RAM per machine where states are offloaded" if offloading else "") + "):")
         for r in est.fit_matrix:
             usd = money(r.usd) if r.usd is not None else "-"
             host = f"  CPU RAM {gib(r.host_ram_bytes_per_machine)}" if r.host_ram_bytes_per_machine else ""
             echo(f"  {r.technique:6} {r.gpu:10} {gib(r.memory_bytes):>11}  micro-batch {r.micro_batch:>2}  "
-                 f"{'fits' if r.fits else 'no  '}  {usd:>10}{host}")
+                 f"{'fits' if r.fits else 'tight' if r.tight else 'no'}".ljust(5) + f" {usd:>10}{host}")
     if p.warnings:
         _rule_list("Watch out:", p.warnings)
     echo("")

@@ -120,6 +120,8 @@ class Hardware(_Section):
     owned: Annotated[bool, Field(strict=True)] = False
     power_watts_per_gpu: Annotated[float, Field(strict=True, gt=0, le=10_000, allow_inf_nan=False)] | None = None
     usd_per_kwh: Annotated[float, Field(strict=True, ge=0, le=100, allow_inf_nan=False)] | None = None
+    #: the share of a GPU's usable memory a recommended run may take (empty: the rules file's max_memory_fraction)
+    max_memory_fraction: Annotated[float, Field(strict=True, ge=0.5, le=1.0, allow_inf_nan=False)] | None = None
 
 
 class Budget(_Section):

@@ -216,7 +216,8 @@ class FitRow(_Part):
     usable_memory_bytes: int = Field(gt=0)
     #: CPU RAM the offloaded states take on the machine (all gpu_count GPUs on one machine); 0 without offload
     host_ram_bytes_per_machine: int = Field(default=0, ge=0)
-    fits: bool
+    fits: bool  # within the memory margin (the plan's max_memory_fraction of usable memory)
+    tight: bool = False  # above the margin but within the card: not recommended
     tokens_per_s: float = Field(ge=0)
     hours: float = Field(ge=0)
     usd: float | None = Field(ge=0)

@@ -22,7 +22,7 @@ def test_minimal_answers_fill_every_default():
     assert d["tried"] == {"prompting": "not_tried", "few_shot": "not_tried", "rag": "not_tried", "tools": "not_tried"}
     assert d["data"]["eval_examples"] == 0 and d["model"]["open_weights_ok"] is True
     assert d["hardware"] == {"gpus": [], "gpu_count": 1, "serving_gpus": [], "owned": False,
-                             "power_watts_per_gpu": None, "usd_per_kwh": None}
+                             "power_watts_per_gpu": None, "usd_per_kwh": None, "max_memory_fraction": None}
     assert d["deployment"] == {"adapters": 1, "replicas_min": 1, "quantized_ok": False}
     assert d["workload"]["peak_to_average"] is None and d["workload"]["latency_p95_ms"] is None
     assert list(d) == ["project", "task", "symptoms", "tried", "data", "model", "hardware", "budget", "workload",
@@ -40,7 +40,7 @@ def test_several_problems_are_reported_together_with_their_paths():
     assert "tried.few_shot: \"maybe\" is not allowed; choose one of fixed, partly, failed or not_tried" in msg
     assert "data.labeled_examples: -3 is invalid: Input should be greater than or equal to 0" in msg
     assert ("hardware.gpu: unknown field in hardware (check the spelling; allowed: gpus, gpu_count, serving_gpus, "
-            "owned, power_watts_per_gpu, usd_per_kwh)") in msg
+            "owned, power_watts_per_gpu, usd_per_kwh, max_memory_fraction)") in msg
     assert "\n" not in msg
 
 

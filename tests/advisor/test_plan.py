@@ -337,3 +337,26 @@ def test_the_consensus_order_prompts_then_few_shot_then_training(catalog):
                              workload={"requests_per_month": 2_000_000, "current_monthly_cost_usd": 9000})
     assert "DISTILL_FOR_COST" not in fired(wrong_answers)
     assert wrong_answers.recommendation.approach == "reasoning_model"
+
+
+def test_runs_keep_a_memory_margin_and_a_row_over_it_is_tight(catalog):
+    """No recommended row above the rules' max_memory_fraction (90%) of usable memory; at 100% the RTX 4090 LoRA
+    row took micro-batch 8 at 98% of the card. A lower margin turns LoRA 'tight' and picks QLoRA."""
+    from advisor.engine import load_rules
+
+    limit = load_rules().threshold_values["max_memory_fraction"]
+    assert limit == 0.9
+    ft = {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed"},
+          "data": {"labeled_examples": 3000}, "model": {"base": "llama-3.1-8b"}}
+    plan = plan_for(catalog, **ft, hardware={"gpus": ["L4", "RTX-4090"]})
+    for r in plan.estimates.fit_matrix:
+        if r.fits:
+            assert r.memory_bytes <= r.usable_memory_bytes * limit, (r.technique, r.gpu)
+    loose = plan_for(catalog, **ft, hardware={"gpus": ["L4", "RTX-4090"], "max_memory_fraction": 1.0})
+    row = {(r.technique, r.gpu): r for r in loose.estimates.fit_matrix}[("lora", "RTX-4090")]
+    assert row.memory_bytes > row.usable_memory_bytes * limit  # what the margin now refuses
+    strict = plan_for(catalog, **ft, hardware={"gpus": ["L4", "RTX-4090"], "max_memory_fraction": 0.7})
+    rows = {(r.technique, r.gpu): r for r in strict.estimates.fit_matrix}
+    assert not rows[("lora", "L4")].fits and rows[("lora", "L4")].tight
+    assert strict.recommendation.technique == "qlora"
+    assert any("within 70% of the GPU's usable memory" in a for a in strict.estimates.assumptions)

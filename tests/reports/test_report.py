@@ -391,7 +391,7 @@ def test_profile_adds_measured_against_estimated(plans):
     plan = plans["brand-voice"]
     ctx = context(plan, profile=h100_profile())
     rows = ctx["measured"]["rows"]
-    assert [r["label"] for r in rows] == ["Full fine-tuning 2048×1", "LoRA 1280×16", "LoRA 2048×1", "QLoRA 2048×1"]
+    assert [r["label"] for r in rows] == ["Full fine-tuning 2048×1", "LoRA 1280×8", "LoRA 2048×1", "QLoRA 2048×1"]
     assert [r["in_plan"] for r in rows] == ["", "", "", ""]  # this plan was made without the profile
     h100_lora = next(r for r in plan["estimates"]["fit_matrix"] if (r["technique"], r["gpu"]) == ("lora", "H100-80GB"))
     assert rows[1]["estimated_bytes"] == h100_lora["memory_bytes"]  # the plan's own setup: the same estimate
