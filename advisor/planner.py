@@ -484,9 +484,14 @@ class Estimator:
     def _fit_facts(self, decision: Decision) -> dict[str, Any]:
         self.model, self.model_source = choose_base(self.answers, decision, self.catalog)
         self.stages = plan_stages(decision, self.answers, "lora", self.model, self.measured)
-        facts = {}
+        facts: dict[str, Any] = {}
         for t in TECHNIQUES:
             facts[f"estimates.fits.{t}"] = any(self.option(t, self.catalog.gpu(g)).fits for g in self.gpus)
+        w = self.answers.workload
+        context = self.model.config.get("max_position_embeddings")
+        if context and w.input_tokens_per_request is not None and w.output_tokens_per_request is not None:
+            facts["estimates.context_overflow_tokens"] = max(
+                0, w.input_tokens_per_request + w.output_tokens_per_request - int(context))
         return facts
 
     def _cheapest(self, technique: str) -> RunOption | None:

@@ -253,7 +253,9 @@ def _print_plan(p: Any) -> None:
         if ram:
             echo(f"  CPU RAM:  {ram}; time and cost include the offload's slowdown")
         for s in t.stages:
-            echo(f"  {s.method}: {s.examples:,} examples x {s.epochs:g} epoch(s), seq {s.seq_len}, "
+            assumed = " (assumed: the answers give no count; the cost scales with the real one)" \
+                if s.examples_assumed else ""
+            echo(f"  {s.method}: {s.examples:,} examples{assumed} x {s.epochs:g} epoch(s), seq {s.seq_len}, "
                  f"lr {s.learning_rate:g}, batch {s.global_batch_sequences}")
     h = est.hosted_fine_tuning
     if h:

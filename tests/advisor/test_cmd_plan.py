@@ -145,3 +145,14 @@ def test_profile_option_marks_measured_numbers_and_rejects_a_bad_file(tmp_path, 
     bad.write_text('{"schema_version": 1}')
     r = run("plan", "--example", "ticket-triage", "--profile", str(bad))
     assert r.exit_code == 2 and r.output.startswith("Error: ") and r.output.count("\n") == 1
+
+
+def test_a_stage_priced_on_assumed_examples_says_so_on_the_terminal(tmp_path):
+    p = tmp_path / "a.yaml"
+    p.write_text("project: x\nsymptoms: [format]\ntried: {prompting: partly, few_shot: failed}\n"
+                 "model: {base: qwen2.5-0.5b}\nhardware: {gpus: [L4]}\n", encoding="utf-8")
+    r = run("plan", "--answers", str(p))
+    assert r.exit_code == 0, r.output
+    assert "sft: 1,000 examples (assumed: the answers give no count" in r.output
+    p.write_text(p.read_text().replace("model:", "data: {labeled_examples: 3000}\nmodel:"), encoding="utf-8")
+    assert "assumed" not in run("plan", "--answers", str(p)).output.split("Fit per GPU")[0].split("Training on")[1]
