@@ -59,6 +59,8 @@ FACTS: dict[str, str] = {
     "estimates.fits.dora": "DoRA fits one of the candidate GPUs",
     "estimates.context_overflow_tokens": "how many tokens a request (input + output) has beyond the base model's "
                                          "context (max_position_embeddings); 0 when it fits, null when unknown",
+    "estimates.training_examples": "the fewest examples any training stage trains on (its own data: labeled "
+                                   "examples, preference pairs or feedback labels; continued pre-training aside)",
     "estimates.training_usd": "cost of the recommended training run (cheapest listed price)",
     "estimates.monthly_saving_usd": "today's monthly bill minus the monthly cost after fine-tuning",
     "estimates.break_even_months": "training cost / monthly saving (null when it never pays back)",

@@ -363,7 +363,8 @@ class Estimator:
         if stage == "technique" and decision.self_hosted:
             return self._fit_facts(decision)
         if stage == "checks" and decision.fine_tune:
-            return self._run_facts(decision)
+            counts = [_count_for(m, self.answers) for m in decision.methods if METHODS[m].objective != "cpt"]
+            return {**self._run_facts(decision), "estimates.training_examples": min(counts, default=None)}
         return {}
 
     def setup(self, technique: str, stage: Stage, micro_batch: int, sharding: str,

@@ -360,3 +360,11 @@ def test_runs_keep_a_memory_margin_and_a_row_over_it_is_tight(catalog):
     assert not rows[("lora", "L4")].fits and rows[("lora", "L4")].tight
     assert strict.recommendation.technique == "qlora"
     assert any("within 70% of the GPU's usable memory" in a for a in strict.estimates.assumptions)
+
+
+def test_the_overfitting_warning_counts_the_data_the_method_trains_on(catalog):
+    """DPO on 6,000 pairs with no labeled examples is not 'a small dataset'; KTO on 800 feedback labels is."""
+    dpo = plan_for(catalog, symptoms=["preference"], tried={"prompting": "partly"}, data={"preference_pairs": 6000})
+    assert dpo.recommendation.method == "dpo" and "OVERFITTING_SMALL_DATA" not in fired(dpo)
+    kto = plan_for(catalog, symptoms=["preference"], tried={"prompting": "partly"}, data={"binary_feedback": 800})
+    assert kto.recommendation.method == "kto" and "OVERFITTING_SMALL_DATA" in fired(kto)

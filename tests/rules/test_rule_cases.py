@@ -50,7 +50,8 @@ def test_rule_case(catalog, rule_id, expected, answers):
 # ---- every threshold is pinned at its edge ----------------------------------------------------------------
 #: facts derived from an answer the case files set directly
 DERIVED = {"workload.monthly_cost_usd": "workload.current_monthly_cost_usd",
-           "options.same_model_best_usd_per_month": "workload.current_monthly_cost_usd"}
+           "options.same_model_best_usd_per_month": "workload.current_monthly_cost_usd",
+           "estimates.training_examples": "data.labeled_examples"}
 #: the two sides of a leaf's edge: (the value where the leaf is true, the nearest value where it is false)
 EDGES = {"gte": lambda v: (v, v - 1), "gt": lambda v: (v + 1, v), "lte": lambda v: (v, v + 1),
          "lt": lambda v: (v - 1, v), "is": lambda v: (v, v + 1)}
