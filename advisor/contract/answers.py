@@ -83,6 +83,8 @@ class TriedAnswers(_Section):
     few_shot: Tried = "not_tried"
     rag: Tried = "not_tried"
     tools: Tried = "not_tried"
+    #: JSON mode / schema-constrained decoding / tool schemas for the output's shape
+    structured_output: Tried = "not_tried"
 
 
 class Data(_Section):

@@ -193,6 +193,8 @@ APPROACHES: Terms[Approach] = Terms(
     "approach",
     Approach("prompting", "better prompts", text="improve the prompt"),
     Approach("few_shot", "few-shot examples", text="add few-shot examples to the prompt"),
+    Approach("structured_output", "structured outputs",
+             text="use structured outputs (a JSON schema or tool schema the decoder must follow)"),
     Approach("rag", "retrieval (RAG)", text="add retrieval (RAG)"),
     Approach("tools", "tools / function calling", text="give the model tools (function calling)"),
     Approach("reasoning_model", "reasoning model", text="use a reasoning model or chain-of-thought"),

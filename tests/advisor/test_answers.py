@@ -19,7 +19,8 @@ from advisor.contract.answers import (
 def test_minimal_answers_fill_every_default():
     a = validate_answers({"project": "p", "symptoms": ["format"]})
     d = a.to_dict()
-    assert d["tried"] == {"prompting": "not_tried", "few_shot": "not_tried", "rag": "not_tried", "tools": "not_tried"}
+    assert d["tried"] == {"prompting": "not_tried", "few_shot": "not_tried", "rag": "not_tried", "tools": "not_tried",
+                          "structured_output": "not_tried"}
     assert d["data"]["eval_examples"] == 0 and d["model"]["open_weights_ok"] is True
     assert d["hardware"] == {"gpus": [], "gpu_count": 1, "serving_gpus": [], "owned": False,
                              "power_watts_per_gpu": None, "usd_per_kwh": None, "max_memory_fraction": None}

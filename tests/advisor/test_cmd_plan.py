@@ -72,11 +72,11 @@ def test_usage_errors_exit_2():
 
 def test_questionnaire_asks_only_what_matters_and_saves_the_answers(tmp_path):
     saved = tmp_path / "answers.yaml"
-    # project, kind, description, symptoms, prompting, few_shot, labeled, eval, api (blank), open weights,
+    # project, kind, description, symptoms, prompting, few_shot, structured outputs, labeled, eval, api (blank), open weights,
     # base (blank), gpus, gpu count, owned (no), budget (blank), adapters -- no rag/tools/preference/corpus/workload
     # questions
-    replies = ["Docs bot", "extraction", "Pull fields from invoices", "formt", "format", "partly", "failed", "3000",
-               "", "50", "", "", "yes", "", "A100-80GB", "1", "no", "", "1"]
+    replies = ["Docs bot", "extraction", "Pull fields from invoices", "formt", "format", "partly", "failed", "failed",
+               "3000", "", "50", "", "", "yes", "", "A100-80GB", "1", "no", "", "1"]
     r = run("plan", "--save-answers", str(saved), input="\n".join(replies) + "\n")
     assert r.exit_code == 0, r.output
     assert "not allowed" in r.output  # the typo was re-asked
@@ -149,7 +149,7 @@ def test_profile_option_marks_measured_numbers_and_rejects_a_bad_file(tmp_path, 
 
 def test_a_stage_priced_on_assumed_examples_says_so_on_the_terminal(tmp_path):
     p = tmp_path / "a.yaml"
-    p.write_text("project: x\nsymptoms: [format]\ntried: {prompting: partly, few_shot: failed}\n"
+    p.write_text("project: x\nsymptoms: [format]\ntried: {prompting: partly, few_shot: failed, structured_output: partly}\n"
                  "model: {base: qwen2.5-0.5b}\nhardware: {gpus: [L4]}\n", encoding="utf-8")
     r = run("plan", "--answers", str(p))
     assert r.exit_code == 0, r.output

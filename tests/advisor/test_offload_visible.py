@@ -172,7 +172,7 @@ def test_a_hosted_run_under_a_cent_reads_under_a_cent_in_the_summary():
 
     catalog = Catalog.load([ACME_CATALOG])
     tiny = {"project": "tiny", "task": {"kind": "chat", "description": "one example"}, "symptoms": ["style"],
-            "tried": {"prompting": "partly", "few_shot": "failed"}, "data": {"labeled_examples": 1},
+            "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"}, "data": {"labeled_examples": 1},
             "model": {"open_weights_ok": False, "current_api": "acme-chat"},
             "workload": {"requests_per_month": 10, "input_tokens_per_request": 100, "output_tokens_per_request": 10}}
     plan = build_plan(validate_answers(tiny, "tiny", catalog), catalog)

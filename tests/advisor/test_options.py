@@ -27,7 +27,7 @@ def by_kind(plan, kind):
 
 
 def test_every_option_has_the_contract_fields_and_one_is_chosen(catalog):
-    plan = plan_of(catalog, {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed"},
+    plan = plan_of(catalog, {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"},
                              "data": {"labeled_examples": 3000}, "model": {"current_api": "claude-haiku-4.5"},
                              "workload": {"requests_per_month": 200_000, "input_tokens_per_request": 800,
                                           "output_tokens_per_request": 200}})
@@ -118,7 +118,7 @@ def test_cheaper_tiers_are_the_same_vendors_and_retiring_ones_are_not_planned_on
 
 
 def test_closed_weights_never_moves_to_another_vendor_or_a_closed_offer(catalog):
-    plan = plan_of(catalog, {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed"},
+    plan = plan_of(catalog, {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"},
                              "data": {"labeled_examples": 2000},
                              "model": {"current_api": "gpt-4.1-mini", "open_weights_ok": False},
                              "workload": {"requests_per_month": 10_000, "input_tokens_per_request": 800,
@@ -166,7 +166,7 @@ def test_a_stated_bill_far_from_list_price_is_questioned_with_both_figures(catal
 
 
 def test_owned_gpus_pay_electricity_not_rent(catalog):
-    base = {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed"}, "data": {"labeled_examples": 3000},
+    base = {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"}, "data": {"labeled_examples": 3000},
             "hardware": {"gpus": ["L40S"]}}
     rented = plan_of(catalog, base).estimates.training
     owned = plan_of(catalog, {**base, "hardware": {"gpus": ["L40S"], "owned": True, "power_watts_per_gpu": 350,
@@ -188,7 +188,7 @@ def test_an_open_model_at_a_provider_is_chosen_when_it_serves_loras_per_token_fo
     mine.write_text("open_model_inference:\n  - name: together-llama-3.1-8b-instruct\n    lora_serverless: true\n",
                     encoding="utf-8")
     catalog = Catalog.load([mine])
-    answers = {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed"}, "data": {"labeled_examples": 3000},
+    answers = {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"}, "data": {"labeled_examples": 3000},
                "model": {"current_api": "claude-haiku-4.5", "base": "llama-3.1-8b"},
                "workload": {"requests_per_month": 50_000, "input_tokens_per_request": 800,
                             "output_tokens_per_request": 200}}
@@ -217,7 +217,7 @@ def test_when_cost_is_the_reason_and_the_fine_tune_does_not_beat_today_the_plan_
     assert plan.recommendation.fine_tune and not any(o.beats_today for o in plan.options)
     assert plan.summary.startswith("No option priced here beats today's bill of $1,500/month.")
     # a cheaper API option beats the fine-tune: it leads
-    plan = plan_of(catalog, {"symptoms": ["cost", "format"], "tried": {"prompting": "partly", "few_shot": "failed"},
+    plan = plan_of(catalog, {"symptoms": ["cost", "format"], "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"},
                              "data": {"labeled_examples": 2000}, "model": {"current_api": "claude-haiku-4.5"},
                              "workload": {"requests_per_month": 3000, "input_tokens_per_request": 1500,
                                           "output_tokens_per_request": 200}})

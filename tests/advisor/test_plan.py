@@ -68,8 +68,10 @@ def test_prompting_that_works_is_kept(catalog):
 
 def test_format_problems_try_few_shot_then_sft(catalog):
     plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly"})
+    assert rec(plan) == ("structured_output", None, [], None) and plan.recommendation.also == ["few_shot"]
+    plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "structured_output": "partly"})
     assert rec(plan) == ("few_shot", None, [], None)
-    plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed"},
+    plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed", "structured_output": "partly"},
                     data={"labeled_examples": 3000, "eval_examples": 100}, hardware={"gpus": ["A100-80GB"]})
     assert rec(plan) == ("fine_tune", "sft", [], "lora")
     assert plan.recommendation.base_model == "llama-3.1-8b"
@@ -89,7 +91,7 @@ def test_reasoning_failures_get_a_reasoning_model(catalog):
 
 
 def test_preferences_dpo_after_sft_orpo_from_pairs_kto_from_thumbs(catalog):
-    base = {"symptoms": ["format", "preference"], "tried": {"prompting": "partly", "few_shot": "failed"}}
+    base = {"symptoms": ["format", "preference"], "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"}}
     assert rec(plan_for(catalog, **base, data={"labeled_examples": 3000, "preference_pairs": 2000}))[1:3] == \
         ("sft", ["dpo"])
     assert rec(plan_for(catalog, **base, data={"preference_pairs": 2000}))[1:3] == ("orpo", [])
@@ -118,7 +120,7 @@ def test_closed_weights_use_the_vendors_hosted_fine_tuning():
     from tests.helpers import ACME_CATALOG
 
     catalog = Catalog.load([ACME_CATALOG])
-    plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed"}, data={"labeled_examples": 2000},
+    plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed", "structured_output": "partly"}, data={"labeled_examples": 2000},
                     model={"open_weights_ok": False, "current_api": "acme-chat"},
                     workload={"requests_per_month": 100_000, "input_tokens_per_request": 800,
                               "output_tokens_per_request": 200})
@@ -134,7 +136,7 @@ def test_closed_weights_use_the_vendors_hosted_fine_tuning():
 
 def test_closed_weights_with_no_open_hosted_offer_say_so(catalog):
     """The built-in OpenAI offers are closed to new users: no offer is planned, another vendor's least of all."""
-    plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed"}, data={"labeled_examples": 2000},
+    plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed", "structured_output": "partly"}, data={"labeled_examples": 2000},
                     model={"open_weights_ok": False, "current_api": "gpt-4.1-mini"},
                     workload={"requests_per_month": 100_000, "input_tokens_per_request": 800,
                               "output_tokens_per_request": 200})
@@ -145,7 +147,7 @@ def test_closed_weights_with_no_open_hosted_offer_say_so(catalog):
 
 
 def test_technique_follows_the_estimates(catalog):
-    ft = {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed"}, "data": {"labeled_examples": 2000}}
+    ft = {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"}, "data": {"labeled_examples": 2000}}
     assert rec(plan_for(catalog, **ft, model={"base": "llama-3.1-8b"}, hardware={"gpus": ["A100-80GB"]}))[3] == "lora"
     plan = plan_for(catalog, **ft, model={"base": "llama-3.1-70b"}, hardware={"gpus": ["A100-80GB"]})
     assert rec(plan)[3] == "qlora"
@@ -160,24 +162,24 @@ def test_technique_follows_the_estimates(catalog):
 
 
 def test_many_adapters_mean_lora_with_multi_lora_serving(catalog):
-    plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed"}, data={"labeled_examples": 200_000},
+    plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed", "structured_output": "partly"}, data={"labeled_examples": 200_000},
                     model={"base": "qwen2.5-0.5b"}, hardware={"gpus": ["H100-80GB"]}, deployment={"adapters": 6})
     assert rec(plan)[3] == "lora" and plan.serving.strategy == "multi_lora"
     assert plan.estimates.training.lora.r == 64  # large dataset: larger rank
-    plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed"}, data={"labeled_examples": 200_000},
+    plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed", "structured_output": "partly"}, data={"labeled_examples": 200_000},
                     model={"base": "qwen2.5-0.5b"}, hardware={"gpus": ["H100-80GB"]})
     assert rec(plan)[3] == "full" and plan.estimates.training.lora is None
 
 
 def test_knowledge_and_behaviour_compose(catalog):
-    plan = plan_for(catalog, symptoms=["knowledge_gap", "style"], tried={"prompting": "partly", "few_shot": "failed"},
+    plan = plan_for(catalog, symptoms=["knowledge_gap", "style"], tried={"prompting": "partly", "few_shot": "failed", "structured_output": "partly"},
                     data={"labeled_examples": 2000})
     assert rec(plan)[:2] == ("fine_tune", "sft") and plan.recommendation.also == ["rag"]
     assert "FINE_TUNING_IS_NOT_FOR_FACTS" in fired(plan)
 
 
 def test_without_counts_costs_are_per_thousand_examples_and_say_so(catalog):
-    plan = plan_for(catalog, symptoms=["style"], tried={"prompting": "partly", "few_shot": "failed"})
+    plan = plan_for(catalog, symptoms=["style"], tried={"prompting": "partly", "few_shot": "failed", "structured_output": "partly"})
     assert plan.estimates.training.stages[0].examples_assumed is True
     assert any("costs are for 1,000 examples" in a for a in plan.estimates.assumptions)
     assert "TOO_FEW_EXAMPLES" in fired(plan) and "more_data" in plan.prerequisites
@@ -201,7 +203,7 @@ def _chat_lines(n, words, offset=0):
 def test_data_files_replace_declared_counts_and_set_lengths(catalog, tmp_path):
     (tmp_path / "train.jsonl").write_text(_chat_lines(640, 300))
     (tmp_path / "eval.jsonl").write_text(_chat_lines(30, 300, offset=10_000))
-    raw = {"project": "files", "symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed"},
+    raw = {"project": "files", "symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"},
            "data": {"labeled_examples": 50_000, "eval_examples": 0, "train_file": "train.jsonl",
                     "eval_file": "eval.jsonl"},
            "model": {"base": "llama-3.2-1b"}, "hardware": {"gpus": ["L4"]}}
@@ -279,7 +281,7 @@ def test_serving_is_sized_from_the_whole_catalog_unless_serving_gpus_restricts_i
 def test_a_full_fine_tune_cites_no_lora_rule_and_serves_the_checkpoint(catalog):
     """A full fine-tuning plan gives the reasons for full fine-tuning only: no "LoRA by default", no adapter to
     merge, no LoRA settings to follow (issue: the plan cited both)."""
-    plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed"},
+    plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed", "structured_output": "partly"},
                     data={"labeled_examples": 200_000}, model={"base": "qwen2.5-0.5b"}, hardware={"gpus": ["H100-80GB"]})
     assert rec(plan)[3] == "full"
     why = [r.id for r in plan.why]
@@ -288,7 +290,7 @@ def test_a_full_fine_tune_cites_no_lora_rule_and_serves_the_checkpoint(catalog):
     assert not any("LoRA" in s.what for s in plan.next_steps)
     assert plan.estimates.training.lora is None
     # LoRA plans keep their reasons
-    lora = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed"}, data={"labeled_examples": 2000},
+    lora = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed", "structured_output": "partly"}, data={"labeled_examples": 2000},
                     model={"base": "llama-3.1-8b"}, hardware={"gpus": ["A100-80GB"]})
     assert {"LORA_DEFAULT", "MERGED_SERVING"} <= {r.id for r in lora.why} and lora.serving.strategy == "merged"
 
@@ -326,11 +328,19 @@ def test_latency_is_not_cost_and_an_unknown_volume_is_not_a_low_one(catalog):
 def test_the_consensus_order_prompts_then_few_shot_then_training(catalog):
     """Untried instructions come first, even when few-shot failed; instructions before few-shot; tools before a
     reasoning model for lookups and arithmetic; no distillation of answers the current model gets wrong."""
-    few_shot_failed = plan_for(catalog, symptoms=["format"], tried={"prompting": "not_tried", "few_shot": "failed"},
+    few_shot_failed = plan_for(catalog, symptoms=["format"], tried={"prompting": "not_tried", "few_shot": "failed",
+                                                                    "structured_output": "partly"},
                                data={"labeled_examples": 3000})
     assert few_shot_failed.recommendation.approach == "prompting" and not few_shot_failed.recommendation.fine_tune
-    nothing_tried = plan_for(catalog, symptoms=["format"])
+    nothing_tried = plan_for(catalog, symptoms=["style"])
     assert (nothing_tried.recommendation.approach, nothing_tried.recommendation.also) == ("prompting", ["few_shot"])
+    # the output's shape: a schema the decoder follows comes first, then instructions, then examples
+    shape = plan_for(catalog, symptoms=["format"])
+    assert (shape.recommendation.approach, shape.recommendation.also) == ("structured_output", ["prompting", "few_shot"])
+    # structured outputs tried and prompts too: the shape is held, the content is still wrong -> SFT
+    sft = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed",
+                                                        "structured_output": "partly"}, data={"labeled_examples": 3000})
+    assert sft.recommendation.method == "sft"
     lookups = plan_for(catalog, symptoms=["reasoning", "actions"], tried={"prompting": "partly"})
     assert lookups.recommendation.approach == "tools" and "reasoning_model" in lookups.recommendation.also
     wrong_answers = plan_for(catalog, symptoms=["reasoning", "cost"], tried={"prompting": "partly"},
@@ -346,7 +356,7 @@ def test_runs_keep_a_memory_margin_and_a_row_over_it_is_tight(catalog):
 
     limit = load_rules().threshold_values["max_memory_fraction"]
     assert limit == 0.9
-    ft = {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed"},
+    ft = {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"},
           "data": {"labeled_examples": 3000}, "model": {"base": "llama-3.1-8b"}}
     plan = plan_for(catalog, **ft, hardware={"gpus": ["L4", "RTX-4090"]})
     for r in plan.estimates.fit_matrix:

@@ -86,7 +86,7 @@ def test_blank_choice_takes_the_default():
 def test_every_choice_question_shows_its_choices_in_the_prompt_text():
     shown = [q for q in QUESTIONS if q.kind in ("choice", "choices")]
     assert {q.key for q in shown} == {"task.kind", "symptoms", "tried.prompting", "tried.few_shot", "tried.rag",
-                                      "tried.tools"}
+                                      "tried.tools", "tried.structured_output"}
     for q in shown:
         assert "\n" not in q.text and q.prompt_text == q.text
         assert all(c in q.text for c in q.choices), q.key
@@ -324,10 +324,10 @@ def test_every_question_condition_is_valid_in_the_rules_language():
 def test_the_terminal_prompt_shows_the_choices_and_reads_answers_as_typed(catalog):
     from advisor.cli.plan import _click_prompt
 
-    # project, kind, description, symptoms, prompting, few_shot, labeled, train file, eval, eval file, api,
-    # open weights, base, gpus, gpu count (0 is re-asked), budget, adapters
-    replies = ["Docs bot", "Extraction", "", " FORMAT ", "Partly", "not tried", "3k", '"data/train.jsonl"', "1,200", "",
-               "", "Y", "", "", "0", "1", "$1,500.50", ""]
+    # project, kind, description, symptoms, prompting, few_shot, structured outputs, labeled, train file, eval,
+    # eval file, api, open weights, base, gpus, gpu count (0 is re-asked), budget, adapters
+    replies = ["Docs bot", "Extraction", "", " FORMAT ", "Partly", "not tried", "", "3k", '"data/train.jsonl"', "1,200",
+               "", "", "Y", "", "", "0", "1", "$1,500.50", ""]
     with CliRunner().isolation(input="\n".join(replies) + "\n") as (_, _, output):
         raw = ask(_click_prompt(catalog))
         shown = output.getvalue().decode()
@@ -338,7 +338,8 @@ def test_the_terminal_prompt_shows_the_choices_and_reads_answers_as_typed(catalo
     assert "Eval file (JSONL; blank: none yet)" in shown and "Preference or feedback file" not in shown
     a = validate_answers(raw, "typed", catalog).to_dict()
     assert a["task"]["kind"] == "extraction" and a["symptoms"] == ["format"]
-    assert a["tried"] == {"prompting": "partly", "few_shot": "not_tried", "rag": "not_tried", "tools": "not_tried"}
+    assert a["tried"] == {"prompting": "partly", "few_shot": "not_tried", "rag": "not_tried", "tools": "not_tried",
+                          "structured_output": "not_tried"}
     assert a["data"]["labeled_examples"] == 3000 and a["data"]["train_file"] == "data/train.jsonl"
     assert a["data"]["eval_examples"] == 1200 and a["data"]["eval_file"] is None
     assert a["budget"]["training_usd"] == 1500.5 and a["hardware"]["gpu_count"] == 1

@@ -11,8 +11,8 @@ from typing import Any
 
 from tests.helpers import ACME_CATALOG
 
-FT = {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed"}}
-PREF = {"symptoms": ["format", "preference"], "tried": {"prompting": "partly", "few_shot": "failed"}}
+FT = {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"}}
+PREF = {"symptoms": ["format", "preference"], "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"}}
 
 #: name -> answers (None: a built-in example). What each must plan is asserted in test_export.py.
 ANSWERS: dict[str, dict[str, Any] | str] = {

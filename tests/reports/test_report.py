@@ -59,7 +59,7 @@ def _build(tmp: Path) -> dict[str, dict[str, Any]]:
     brand = yaml.safe_load((EXAMPLES / "brand-voice.yaml").read_text(encoding="utf-8"))
     hosted = {**brand, "model": {"current_api": "acme-chat", "open_weights_ok": False}}
     no_workload = {"project": "Small SFT", "task": {"kind": "chat", "description": "Answer in our format"},
-                   "symptoms": ["style"], "tried": {"prompting": "partly", "few_shot": "failed"},
+                   "symptoms": ["style"], "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"},
                    "data": {"labeled_examples": 50}, "model": {"open_weights_ok": True}, "hardware": {"gpus": ["L4"]}}
     nothing_fits = {**no_workload, "project": "Too big", "data": {"labeled_examples": 2000, "eval_examples": 50},
                     "model": {"open_weights_ok": True, "base": "llama-3.1-70b"}}
@@ -219,7 +219,7 @@ def test_missing_pieces_are_sentences_never_empty_charts(plans, pages):
 def test_data_readiness_shows_the_data_check_when_files_are_given(tmp_path):
     fixtures = ROOT / "tests" / "advisor" / "data_fixtures"
     answers = {"project": "Data", "task": {"kind": "chat", "description": "d"}, "symptoms": ["format"],
-               "tried": {"prompting": "partly", "few_shot": "failed"},
+               "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"},
                "data": {"labeled_examples": 500, "train_file": str(fixtures / "duplicates.jsonl"),
                         "eval_file": str(fixtures / "sft_eval.jsonl")},
                "model": {"open_weights_ok": True}, "hardware": {"gpus": ["L4"]}}

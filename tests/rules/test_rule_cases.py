@@ -112,7 +112,7 @@ def test_every_numeric_threshold_on_the_answers_has_cases_just_below_and_at_it()
 def test_the_planner_raises_the_lora_rank_from_the_same_threshold(catalog):
     """RANK_FOR_LARGE_DATA says the plan raises the rank: at 99,999 examples it does not, at 100,000 it does."""
     def rank(n):
-        plan = build_plan(validate_answers({"project": "p", "symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed"},
+        plan = build_plan(validate_answers({"project": "p", "symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"},
                                             "data": {"labeled_examples": n}, "model": {"base": "llama-3.1-8b"},
                                             "hardware": {"gpus": ["A100-80GB"]}, "deployment": {"adapters": 3}},
                                            "p", catalog), catalog)
