@@ -53,6 +53,7 @@ STAGES: tuple[str, ...] = tuple(RULE_STAGES)
 FACTS: dict[str, str] = {
     "workload.monthly_cost_usd": "today's monthly bill: workload.current_monthly_cost_usd if given, else the "
                                  "current API's list price x the workload (null when unknown)",
+    "data_check.errors": "ERROR verdicts `advise data check` found in the answers' data files (null: no file named)",
     "estimates.fits.full": "full fine-tuning of the base fits one of the candidate GPUs (x hardware.gpu_count)",
     "estimates.fits.lora": "LoRA fits one of the candidate GPUs",
     "estimates.fits.qlora": "QLoRA fits one of the candidate GPUs",

@@ -151,6 +151,21 @@ def todays_bill(answers: Answers, catalog: Catalog) -> tuple[float | None, str |
     return list_bill(answers, catalog)
 
 
+def data_check_errors(summary: Mapping[str, Any] | None) -> int | None:
+    """ERROR verdicts of ``advise data check`` over the answers' data files (their eval files included); None
+    when the answers name no file."""
+    if not summary:
+        return None
+
+    def count(report: Mapping[str, Any] | None) -> int:
+        if not report:
+            return 0
+        own = sum(1 for v in report.get("verdicts", []) if v.get("severity") == "error")
+        return own + count(report.get("eval"))
+
+    return sum(count(r) for r in summary.get("files", {}).values())
+
+
 def bill_vs_list_factor(answers: Answers, catalog: Catalog) -> float | None:
     """How far the stated bill is from list price x workload, as a factor >= 1 (either way); None unless both
     are known and above zero."""
@@ -661,6 +676,7 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
     est.options_context = ctx
     api_side = api_options(ctx, today_source)
     facts = answer_facts(answers, catalog, as_of)
+    facts["data_check.errors"] = data_check_errors(data_inputs.summary)
     facts["options.same_model_best_usd_per_month"] = round_sig_or_none(same_model_best_usd(api_side))
     decision = decide(facts, load_rules(), est.stage_facts)
     book = {r.id: r for r in load_rules().rules}

@@ -147,9 +147,12 @@ def reasons(plan: Plan) -> list[dict[str, str]]:
              "rationale": prose(r.rationale), "source": r.source} for r in plan.why]
 
 
-def prerequisites(plan: Plan) -> list[dict[str, str]]:
+def prerequisites(plan: Plan) -> list[dict[str, Any]]:
+    """What must happen first; "fix the data files" lists the data check's ERROR verdicts under it."""
     texts = plan.prerequisite_steps
-    return [{"label": label(PREREQUISITES, k), "text": prose(texts[i]) if i < len(texts) else ""}
+    errors = plan.data.errors() if plan.data is not None else []
+    return [{"label": label(PREREQUISITES, k), "text": prose(texts[i]) if i < len(texts) else "",
+             "details": errors if k == "fix_data" else []}
             for i, k in enumerate(plan.prerequisites)]
 
 

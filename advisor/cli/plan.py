@@ -242,6 +242,13 @@ def _print_plan(p: Any) -> None:
         for s in p.prerequisite_steps:
             echo(f"  - {s}")
     _rule_list("Why:", p.why)
+    if p.data is not None:
+        echo("")
+        echo("Data files:")
+        for note in p.data.notes:
+            echo(f"  {note}")
+        for line in p.data.errors():
+            echo(f"  ERROR {line}")
     t = est.training
     if t:
         echo("")

@@ -501,6 +501,17 @@ class DataSummary(_Part):
     files: dict[DataFileField, DataCheck]
     notes: list[str]
 
+    def errors(self) -> list[str]:
+        """The ERROR verdicts of every file (an eval file checked with its training file included), one line
+        each, naming the answers field: what blocks a run (DATA_CHECK_ERRORS)."""
+        out = []
+        for field, check in self.files.items():
+            for c, where in ((check, f"data.{field}"), (check.eval, "data.eval_file")):
+                if c is None:
+                    continue
+                out += [f"{where}: {v.message}" for v in c.verdicts if v.severity == "error"]
+        return out
+
 
 class ProfileUse(_Part):
     """Which profile the plan read and what it took from it."""

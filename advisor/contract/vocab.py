@@ -307,6 +307,9 @@ PREREQUISITES: Terms[Term] = Terms(
                                         "least)."),
     Term("preference_data", "preference data", text="Collect preference data: pairs of answers with the better "
                                                     "one marked, or thumbs up/down."),
+    Term("fix_data", "fix the data files", text="Fix the data files: `advise data check` found errors in them "
+                                                 "(the plan's data section lists them: invalid lines, overlap with "
+                                                 "the eval set, too few examples)."),
     Term("workload", "the workload", text="Measure the workload: requests per month, input and output tokens per "
                                             "request and today's monthly bill (and the latency target, if any)."),
     Term("smaller_base_or_more_gpus", "smaller base or more GPUs",

@@ -54,6 +54,8 @@ def build_context(plan: Plan, validated_with: Mapping[str, str]) -> dict[str, An
         "slug": sanitize_name(plan.project, "adapter"),
         "approach": rec.approach,
         "validated_with": {k: Raw(v) for k, v in validated_with.items()},
+        "first_steps": list(plan.prerequisite_steps),
+        "data_errors": plan.data.errors() if plan.data is not None else [],
     }
     training = plan.estimates.training
     if rec.approach == "hosted_fine_tune":

@@ -156,3 +156,30 @@ def test_a_stage_priced_on_assumed_examples_says_so_on_the_terminal(tmp_path):
     assert "sft: 1,000 examples (assumed: the answers give no count" in r.output
     p.write_text(p.read_text().replace("model:", "data: {labeled_examples: 3000}\nmodel:"), encoding="utf-8")
     assert "assumed" not in run("plan", "--answers", str(p)).output.split("Fit per GPU")[0].split("Training on")[1]
+
+
+def test_data_check_errors_block_the_start_on_the_terminal_the_report_and_the_configs(tmp_path):
+    """Invalid lines and too few examples in the train file: the plan's first steps say fix the data, and the
+    terminal, the report's first screen and the configs README list the errors with the field they are in."""
+    lines = [json.dumps({"messages": [{"role": "user", "content": f"ticket {i}"},
+                                      {"role": "assistant", "content": "billing"}]}) for i in range(40)]
+    (tmp_path / "train.jsonl").write_text("\n".join(lines[:20] + ["{not json"] + lines[20:]) + "\n")
+    answers = tmp_path / "answers.yaml"
+    answers.write_text("project: dc\nsymptoms: [format]\n"
+                       "tried: {prompting: partly, few_shot: failed, structured_output: partly}\n"
+                       "data: {labeled_examples: 8000, train_file: train.jsonl}\n"
+                       "model: {base: qwen2.5-1.5b}\nhardware: {gpus: [L4]}\n")
+    r = run("plan", "--answers", str(answers), "--out", str(tmp_path / "out"))
+    assert r.exit_code == 0, r.output
+    assert "Fix the data files" in r.output
+    assert "data.labeled_examples: 40 counted in train.jsonl (declared: 8,000)" in r.output
+    assert "ERROR data.train_file: 1 of 41 lines is invalid (first at line 21)" in r.output
+    plan = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert "fix_data" in plan["prerequisites"]
+    assert "DATA_CHECK_ERRORS" in [w["id"] for w in plan["warnings"]]
+    first_screen = (tmp_path / "out" / "report.html").read_text().split('<nav class="toc"')[0]
+    assert "Fix the data files" in first_screen and "1 of 41 lines is invalid" in first_screen
+    readme = (tmp_path / "out" / "configs" / "README.md").read_text()
+    assert readme.index("## Before the first run") < readme.index("## 1. Install")
+    assert "ERROR data.train_file: 1 of 41 lines is invalid" in readme
+    assert "too few to fine-tune" in readme  # 40 examples: the second ERROR verdict

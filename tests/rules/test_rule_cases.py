@@ -17,6 +17,8 @@ from advisor.engine import load_rules
 from advisor.planner import build_plan
 
 CASES_DIR = Path(__file__).parent / "cases"
+#: data files in the cases are named from the repository root
+REPO = Path(__file__).parents[2]
 #: the date the cases are planned as of (retirement dates in the price data are compared with it)
 AS_OF = datetime.date(2026, 12, 1)
 
@@ -41,7 +43,7 @@ def test_every_rule_has_cases_both_ways():
 
 @pytest.mark.parametrize("rule_id,expected,answers", list(_cases()))
 def test_rule_case(catalog, rule_id, expected, answers):
-    plan = build_plan(validate_answers(answers, "case", catalog), catalog, as_of=AS_OF)
+    plan = build_plan(validate_answers(answers, "case", catalog, base_dir=REPO), catalog, base_dir=REPO, as_of=AS_OF)
     entry = next(r for r in plan.rules if r.id == rule_id)
     assert entry.fired is expected, entry.reason
     assert entry.reason, "every trace entry says why"
