@@ -62,6 +62,8 @@ FACTS: dict[str, str] = {
                                          "context (max_position_embeddings); 0 when it fits, null when unknown",
     "estimates.training_examples": "the fewest examples any training stage trains on (its own data: labeled "
                                    "examples, preference pairs or feedback labels; continued pre-training aside)",
+    "estimates.adapter_examples": "the labeled examples one adapter trains on (one tenant's with an adapter per "
+                                  "tenant, else data.labeled_examples): the LoRA rank follows it",
     "estimates.training_usd": "cost of the recommended training run (cheapest listed price)",
     "estimates.monthly_saving_usd": "today's monthly bill minus the monthly cost after fine-tuning",
     "estimates.break_even_months": "training cost / monthly saving (null when it never pays back)",
@@ -81,6 +83,10 @@ FACTS: dict[str, str] = {
     "decision.self_hosted": "self-hosted fine-tuning was chosen (open weights on your GPUs)",
     "decision.methods": "the training stages chosen so far, in order",
     "decision.technique": "the technique chosen (full, lora, qlora, dora) or null",
+    "decision.adapter_layout": "per_tenant (one adapter per tenant on its own data), shared (one adapter on the "
+                               "pooled data) or null (one adapter: deployment.adapters is 1)",
+    "data.per_adapter_examples": "the labeled examples one adapter trains on: data.examples_per_adapter, else "
+                                 "data.labeled_examples / deployment.adapters",
 }
 
 
@@ -97,6 +103,10 @@ class Recommends(BaseModel):
     replaces: list[str] = []  # approaches or methods this rule supersedes
     technique: Literal[tuple(TECHNIQUES)] | None = None  # type: ignore[valid-type]
     base_size: Literal["small", "default"] | None = None
+    #: start from the base's instruct (chat-tuned) checkpoint, or from the pretrained base itself
+    checkpoint: Literal["instruct", "base"] | None = None
+    #: several adapters: one per tenant on its own data, or one shared adapter on the pooled data
+    adapter_layout: Literal["per_tenant", "shared"] | None = None
     prerequisites: list[Literal[tuple(PREREQUISITES)]] = []  # type: ignore[valid-type]
     warning: bool = False
     serving: Literal[tuple(SERVING)] | None = None  # type: ignore[valid-type]
@@ -119,7 +129,8 @@ class Rule(BaseModel):
     @model_validator(mode="after")
     def _does_something(self) -> Rule:
         r = self.recommends
-        if not (r.approach or r.methods or r.technique or r.base_size or r.prerequisites or r.warning or r.serving):
+        if not (r.approach or r.methods or r.technique or r.base_size or r.checkpoint or r.adapter_layout or r.prerequisites or r.warning
+                or r.serving):
             raise ValueError("recommends nothing")
         return self
 
@@ -347,6 +358,11 @@ class Decision:
     serving: str
     trace: tuple[TraceEntry, ...] = field(default=())
     says: tuple[tuple[str, str], ...] = field(default=())  # approach -> the phrase a fired rule gave it
+    #: "instruct" / "base" when a rule chose the checkpoint to train from ("base" wins: continued pre-training);
+    #: None: the task's default (training.yaml checkpoints)
+    checkpoint: str | None = None
+    #: "per_tenant" / "shared" when a rule chose how several adapters are trained; None: one adapter
+    adapter_layout: str | None = None
 
     def phrase(self, approach: str) -> str:
         """How the plan's sentences name ``approach``: the deciding rule's own words, else the vocabulary's."""
@@ -372,6 +388,7 @@ class Decision:
             "decision.self_hosted": self.self_hosted,
             "decision.methods": list(self.methods),
             "decision.technique": self.technique,
+            "decision.adapter_layout": self.adapter_layout,
         }
 
 
@@ -405,6 +422,10 @@ def compose(book: RuleBook, fired: Sequence[Rule], trace: Sequence[TraceEntry] =
         methods=methods,
         technique=technique,
         base_size=next((r.recommends.base_size for r in fired if r.recommends.base_size), "default"),
+        checkpoint=next((c for c in ("base", "instruct") if any(r.recommends.checkpoint == c for r in fired)), None)
+        if ft else None,
+        adapter_layout=next((r.recommends.adapter_layout for r in fired if r.recommends.adapter_layout), None)
+        if ft and not APPROACHES[primary].hosted else None,
         prerequisites=tuple(p for p in PREREQUISITES if any(p in r.recommends.prerequisites for r in fired)),
         warnings=tuple(r.id for r in fired if r.recommends.warning),
         serving=serving,

@@ -176,8 +176,18 @@ def bill_vs_list_factor(answers: Answers, catalog: Catalog) -> float | None:
     return max(stated / listed, listed / stated)
 
 
+def per_adapter_examples(answers: Answers) -> int:
+    """The labeled examples one adapter trains on: ``data.examples_per_adapter`` when several adapters are
+    planned and it is given, else an even split of ``data.labeled_examples`` over ``deployment.adapters``."""
+    n = answers.deployment.adapters
+    if n > 1 and answers.data.examples_per_adapter is not None:
+        return answers.data.examples_per_adapter
+    return answers.data.labeled_examples // n
+
+
 def answer_facts(answers: Answers, catalog: Catalog, as_of: _dt.date | None = None) -> dict[str, Any]:
     facts = flatten_facts(answers.to_dict())
+    facts["data.per_adapter_examples"] = per_adapter_examples(answers)
     facts["workload.monthly_cost_usd"] = todays_bill(answers, catalog)[0]
     factor = bill_vs_list_factor(answers, catalog)
     facts["workload.bill_vs_list_factor"] = None if factor is None else round_sig(factor)
@@ -288,12 +298,31 @@ def lora_settings(answers: Answers) -> dict[str, Any]:
 
 # ---- base model ---------------------------------------------------------------------------------
 def choose_base(answers: Answers, decision: Decision, catalog: Catalog) -> tuple[ModelSpec, str]:
+    """The model to train, and why. A rule's checkpoint choice (PREFERENCE_FROM_INSTRUCT: the instruct sibling;
+    CPT_FOR_DOMAIN_LANGUAGE: the pretrained base) moves the answered or default model to its catalog sibling,
+    and the reason says so; otherwise the task's default checkpoint (training.yaml checkpoints) applies to the
+    default model only: a model the answers name is trained as named."""
+    defaults = training_defaults()
     if answers.model.base:
-        return catalog.resolve_model(answers.model.base), "model.base (as answered)"
+        m = catalog.resolve_model(answers.model.base)
+        if decision.checkpoint == "instruct" and m.checkpoint == "base" and m.instruct_name:
+            return catalog.model(m.instruct_name), (f"the instruct checkpoint of model.base {m.name} "
+                                                    f"(PREFERENCE_FROM_INSTRUCT: preference tuning alone does not "
+                                                    f"teach a base to chat)")
+        return m, "model.base (as answered)"
     size = decision.base_size
-    name = training_defaults()["base_models"][size][answers.task.kind]
+    kind = answers.task.kind
+    name = defaults["base_models"][size][kind]
     why = "a small model for a distilled task" if size == "small" else "the default size for this task"
-    return catalog.model(name), f"training.yaml base_models.{size}.{answers.task.kind} ({why})"
+    m = catalog.model(name)
+    want = decision.checkpoint or defaults["checkpoints"][kind]
+    if want == "instruct" and m.instruct_name:
+        by = ("PREFERENCE_FROM_INSTRUCT" if decision.checkpoint else f"training.yaml checkpoints.{kind}")
+        return catalog.model(m.instruct_name), (f"training.yaml base_models.{size}.{kind} ({why}), its instruct "
+                                                f"checkpoint ({by})")
+    if want == "base" and m.base_name:
+        m = catalog.model(m.base_name)
+    return m, f"training.yaml base_models.{size}.{kind} ({why})"
 
 
 # ---- estimates ----------------------------------------------------------------------------------
@@ -370,6 +399,11 @@ class Estimator:
         self.money: dict[str, float | None] = {}
         self.after_usd: float | None = None
         self.options_context: Context | None = None  # set by build_plan before the rules run
+        #: the answers one training run sees: with one adapter per tenant, its tenant's examples
+        self.train_answers = answers
+        self.train_measured = self.measured
+        #: training runs the plan pays for: deployment.adapters with one adapter per tenant, else 1
+        self.adapter_runs = 1
         self._memo: dict[tuple[Any, ...], MemoryBreakdown] = {}
 
     # the engine calls this before each stage
@@ -378,13 +412,14 @@ class Estimator:
         if stage == "technique" and decision.self_hosted:
             return self._fit_facts(decision)
         if stage == "checks" and decision.fine_tune:
-            counts = [_count_for(m, self.answers) for m in decision.methods if METHODS[m].objective != "cpt"]
-            return {**self._run_facts(decision), "estimates.training_examples": min(counts, default=None)}
+            counts = [_count_for(m, self.train_answers) for m in decision.methods if METHODS[m].objective != "cpt"]
+            return {**self._run_facts(decision), "estimates.training_examples": min(counts, default=None),
+                    "estimates.adapter_examples": self.train_answers.data.labeled_examples}
         return {}
 
     def setup(self, technique: str, stage: Stage, micro_batch: int, sharding: str,
                optimizer: str = "adamw", offload: str = "none") -> TrainingSetup:
-        lo = lora_settings(self.answers)
+        lo = lora_settings(self.train_answers)
         return TrainingSetup(
             technique=technique, objective=stage.objective, seq_len=stage.seq_len, micro_batch=micro_batch,
             gradient_checkpointing=True, optimizer=optimizer,
@@ -451,7 +486,8 @@ class Estimator:
                 measured += ("tokens_per_s",)
         opt = RunOption(technique, gpu, self.gpu_count, sharding, offload, optimizer, mb, self._memory(setups[0]),
                         memory_bytes, fits,
-                        tuple(s.training_tokens * s.epochs / t / 3600 for t, s in zip(tps, self.stages)),
+                        tuple(s.training_tokens * s.epochs / t / 3600 * self.adapter_runs
+                              for t, s in zip(tps, self.stages)),
                         tps[0], measured, self.owned_rate(gpu), tight)
         self.options[key] = opt
         return opt
@@ -499,7 +535,17 @@ class Estimator:
 
     def _fit_facts(self, decision: Decision) -> dict[str, Any]:
         self.model, self.model_source = choose_base(self.answers, decision, self.catalog)
-        self.stages = plan_stages(decision, self.answers, "lora", self.model, self.measured)
+        if decision.adapter_layout == "per_tenant":
+            a = self.answers
+            self.adapter_runs = a.deployment.adapters
+            self.train_answers = a.model_copy(update={"data": a.data.model_copy(
+                update={"labeled_examples": per_adapter_examples(a)})})
+            # a measured file of labeled examples is the tenants' pool: one run sees its share of the tokens
+            share = per_adapter_examples(a) / a.data.labeled_examples if a.data.labeled_examples else 1.0
+            self.train_measured = {k: ({**v, "total_tokens": v["total_tokens"] * share}
+                                       if DATA_KINDS[k].count_field == "labeled_examples" else v)
+                                   for k, v in self.measured.items()}
+        self.stages = plan_stages(decision, self.train_answers, "lora", self.model, self.train_measured)
         facts: dict[str, Any] = {}
         for t in TECHNIQUES:
             facts[f"estimates.fits.{t}"] = any(self.option(t, self.catalog.gpu(g)).fits for g in self.gpus)
@@ -522,7 +568,8 @@ class Estimator:
         after = None
         if decision.self_hosted and decision.technique is not None:
             assert self.model is not None
-            self.stages = plan_stages(decision, self.answers, decision.technique, self.model, self.measured)
+            self.stages = plan_stages(decision, self.train_answers, decision.technique, self.model,
+                                      self.train_measured)
             self.run = self._cheapest(decision.technique)
             training_usd = self.run.usd if self.run else None
             if workload is not None and self.run is not None:
@@ -554,7 +601,7 @@ class Estimator:
         # work that can wait (workload.batch_ok) is spread over the month: no peak, no latency target
         peak_to_average = 1.0 if a.workload.batch_ok else a.workload.peak_to_average or DEFAULT_PEAK_TO_AVERAGE
         latency_s = a.workload.latency_p95_ms / 1000 if a.workload.latency_p95_ms is not None else None
-        rank = lora_settings(a)["r"]
+        rank = lora_settings(self.train_answers)["r"]
         for g in names:
             gpu = self.catalog.gpu(g)
             s = serving_estimate(self.model.anatomy, gpu, workload, a.deployment.adapters,
@@ -687,7 +734,8 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
         base = BaseModelInfo(name=est.model.name, hub_id=est.model.hub_id, family=est.model.family,
                              model_type=a.model_type, max_position_embeddings=est.model.config.get(
                                  "max_position_embeddings"),
-                             params_total=a.params_total, num_layers=a.num_layers, chosen_by=est.model_source)
+                             params_total=a.params_total, num_layers=a.num_layers, chosen_by=est.model_source,
+                             checkpoint=est.model.checkpoint)
 
     run = est.run if decision.self_hosted else None
     recommendation = Recommendation(
@@ -874,7 +922,7 @@ def _delivery(options: list[Option], decision: Decision, rec: Recommendation,
 def _training(est: Estimator, run: RunOption, answers: Answers) -> TrainingPlan:
     """The recommended run as the trainers need it (the exporters read nothing else)."""
     assert est.model is not None
-    lo = lora_settings(answers)
+    lo = lora_settings(est.train_answers)
     price = run.gpu.cheapest_price
     owned = run.owned_usd_per_gpu_hour is not None
     return TrainingPlan(
@@ -896,6 +944,7 @@ def _training(est: Estimator, run: RunOption, answers: Answers) -> TrainingPlan:
         memory_bytes=run.memory_bytes, measured=list(run.measured), memory_parts_bytes=dict(run.memory.parts),
         usable_memory_bytes=run.gpu.usable_memory_bytes, host_ram_bytes_per_machine=run.host_ram_bytes_per_machine,
         tokens_per_s=round_sig(run.tokens_per_s), hours=round_sig(run.hours), usd=round_sig_or_none(run.usd),
+        adapters=est.adapter_runs, adapter_layout=est.decision.adapter_layout if est.decision else None,
         provider=run.provider, usd_per_gpu_hour=run.usd_per_gpu_hour,
         price_date=None if owned else price.date if price else None,
     )
@@ -921,6 +970,18 @@ def _training_assumptions(est: Estimator, run: RunOption, answers: Answers,
         out.insert(0, f"{' and '.join(run.measured)} of the {est.stages[0].method} stage measured by "
                       f"`advise profile` on {profile.device.name} ({profile.versions.torch}); memory parts stay "
                       f"estimates")
+    layout, n = est.decision.adapter_layout if est.decision else None, answers.deployment.adapters
+    if layout == "per_tenant":
+        given = answers.data.examples_per_adapter is not None
+        per = per_adapter_examples(answers)
+        out.append(f"{n:,} adapters, one per tenant, each trained on its own {per:,} examples "
+                   f"({'data.examples_per_adapter' if given else f'data.labeled_examples split evenly over {n:,}'}); "
+                   f"time and cost are for all {n:,} runs, one after another on the GPU shown (several GPUs run "
+                   f"them side by side: the same GPU-hours); the LoRA rank is for one tenant's data")
+    elif layout == "shared":
+        out.append(f"one shared adapter on the pooled {answers.data.labeled_examples:,} examples for the {n:,} "
+                   f"tenants (under {load_rules().threshold_values['too_few_examples']:,} examples each: too few "
+                   f"for adapters of their own)")
     if run.owned_usd_per_gpu_hour is not None:
         h = answers.hardware
         out.append(f"the team's own {run.gpu.name} cards: no rent; " + (
@@ -1007,8 +1068,12 @@ def _summary(d: Decision, rec: Recommendation, est: Estimates, options: Sequence
         t = est.training
         tech = TECHNIQUES.phrase(d.technique) if d.technique else "a technique that fits (none does yet)"
         head = f"Fine-tune {rec.base_model} with {methods} using {tech}"
+        if t and t.adapter_layout == "per_tenant":
+            head += f", one adapter per tenant ({t.adapters:,} adapters)"
+        elif t and t.adapter_layout == "shared":
+            head += ", one adapter shared by the tenants"
         cost = (f" on {t.gpu_count} x {t.gpu}: about {duration_hours(t.hours)} and {money(t.usd)} of training"
-                if t else "")
+                + (f" for all {t.adapters:,}" if t.adapters > 1 else "") if t else "")
         if t and t.host_ram_bytes_per_machine:
             ram = f" The run {host_ram_text(t.host_ram_bytes_per_machine, t.sharding, t.offload, t.gpu_count)}."
     inf = est.inference

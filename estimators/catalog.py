@@ -182,6 +182,35 @@ class FineTuningIn(_Entry):
     _d = field_validator("date", "retires", mode="before")(_date_to_str)
 
 
+#: config.json keys an instruct checkpoint may change from its base's without changing a parameter's shape:
+#: token ids, the stored dtype and the context limits (the anatomy of the base is its anatomy)
+CHECKPOINT_CONFIG_KEYS = frozenset({"eos_token_id", "bos_token_id", "pad_token_id", "torch_dtype",
+                                    "max_position_embeddings", "max_window_layers", "rms_norm_eps"})
+#: ISO 639-1 language code
+LanguageCode = Annotated[str, Field(strict=True, pattern=r"^[a-z]{2}$")]
+
+
+class CheckpointIn(_Entry):
+    """The publisher's instruct (chat-tuned) checkpoint of a catalog base: the same architecture and weights'
+    shapes, trained further to follow instructions in the family's chat format."""
+
+    name: CatalogName
+    hub_id: CatalogName
+    aliases: list[CatalogName] = []
+    source: Text
+    #: the instruct file's config.json differs from the base's only in these keys (CHECKPOINT_CONFIG_KEYS)
+    config_changes: dict[str, Any] = {}
+
+    @field_validator("config_changes")
+    @classmethod
+    def _shape_neutral(cls, v: dict[str, Any]) -> dict[str, Any]:
+        bad = sorted(set(v) - CHECKPOINT_CONFIG_KEYS)
+        if bad:
+            raise ValueError(f"{', '.join(bad)} would change the architecture: an instruct checkpoint may change "
+                             f"only {', '.join(sorted(CHECKPOINT_CONFIG_KEYS))}; add it as a model of its own")
+        return v
+
+
 class ModelIn(_Entry):
     name: CatalogName
     hub_id: CatalogName | None = None
@@ -192,8 +221,40 @@ class ModelIn(_Entry):
     published_params: int | None = Field(default=None, gt=0, le=10**14)
     published_params_source: Text | None = None
     config: dict[str, Any]
+    #: what these weights are: a pretrained base, or an instruct (chat-tuned) checkpoint
+    checkpoint: Literal["base", "instruct"] = "base"
+    #: the publisher's instruct checkpoint of this base (listed as a model of its own, named with the family's
+    #: suffix: -instruct, -it)
+    instruct: CheckpointIn | None = None
+    #: the languages the publisher says the model was trained for / supports (ISO 639-1), and where it says so
+    languages: list[LanguageCode] = []
+    languages_source: Text | None = None
+    #: set on the instruct entries the catalog derives from ``instruct``: the base they were tuned from
+    base_checkpoint: CatalogName | None = None
 
     _d = field_validator("retrieved", mode="before")(_date_to_str)
+
+    @model_validator(mode="after")
+    def _checkpoints(self) -> ModelIn:
+        if self.instruct is not None and self.checkpoint != "base":
+            raise ValueError("instruct: only a base checkpoint has an instruct sibling")
+        if self.languages and not self.languages_source:
+            raise ValueError("languages needs languages_source (where the publisher lists them)")
+        return self
+
+    def instruct_entry(self) -> ModelIn:
+        """The instruct sibling as a model entry of its own (same family, parameters and languages)."""
+        i = self.instruct
+        assert i is not None
+        changed = ", ".join(f"{k}" for k in sorted(i.config_changes))
+        return ModelIn(
+            name=i.name, hub_id=i.hub_id, family=self.family, aliases=list(i.aliases),
+            source=f"{i.source} Instruct checkpoint of {self.name}: its config" +
+                   (f" with {changed} as the instruct file has them" if changed else "") + ".",
+            retrieved=self.retrieved, published_params=self.published_params,
+            published_params_source=self.published_params_source,
+            config={**self.config, **i.config_changes}, checkpoint="instruct", languages=list(self.languages),
+            languages_source=self.languages_source, base_checkpoint=self.name)
 
     @field_validator("config")
     @classmethod
@@ -321,6 +382,13 @@ class ModelSpec:
     anatomy: Anatomy
     source: str
     published_params: int | None = None
+    #: "base" (pretrained), "instruct" (chat-tuned), or None (a local or Hub config: not known)
+    checkpoint: str | None = None
+    #: the catalog's instruct sibling of a base / the base an instruct checkpoint was tuned from
+    instruct_name: str | None = None
+    base_name: str | None = None
+    languages: tuple[str, ...] = ()
+    languages_source: str | None = None
 
 
 def _norm(name: str) -> str:
@@ -405,7 +473,12 @@ class Catalog:
             )
             for f in parsed["hosted_finetuning"]
         )
-        self._model_entries = tuple(parsed["models"])
+        models: list[ModelIn] = []
+        for m in parsed["models"]:
+            models.append(m)
+            if m.instruct is not None:
+                models.append(m.instruct_entry())
+        self._model_entries = tuple(models)
         self._anatomies = dict(anatomies)
         self._gpu_index = self._index((g.name, g.aliases) for g in self.gpus)
         self._api_index = self._index((a.name, a.aliases) for a in self.apis)
@@ -506,16 +579,21 @@ class Catalog:
         if key is None:
             raise UnknownNameError("model", name, list(self._model_index))
         entry = next(m for m in self._model_entries if m.name == key)
-        anatomy_dict = self._anatomies.get(entry.name)
-        if anatomy_dict is not None and anatomy_dict.get("config") == entry.config:
+        # an instruct sibling shares its base's anatomy (CheckpointIn.config_changes cannot change a shape)
+        shaped = next((m for m in self._model_entries if m.name == entry.base_checkpoint), entry)
+        anatomy_dict = self._anatomies.get(shaped.name)
+        if anatomy_dict is not None and anatomy_dict.get("config") == shaped.config:
             anatomy = Anatomy.from_dict(anatomy_dict["anatomy"])
         else:  # a user-added model (or a stale precompute): count it on the meta device
             from estimators.anatomy import compute_anatomy
 
-            anatomy = compute_anatomy(entry.config)
+            anatomy = compute_anatomy(shaped.config)
         return ModelSpec(
             name=entry.name, hub_id=entry.hub_id, family=entry.family or entry.config["model_type"],
             config=entry.config, anatomy=anatomy, source=entry.source, published_params=entry.published_params,
+            checkpoint=entry.checkpoint, instruct_name=entry.instruct.name if entry.instruct else None,
+            base_name=entry.base_checkpoint, languages=tuple(entry.languages),
+            languages_source=entry.languages_source,
         )
 
     def resolve_model(self, name_or_path: str) -> ModelSpec:

@@ -230,7 +230,9 @@ def _print_plan(p: Any) -> None:
     if rec.methods:
         echo(f"  method:     {' -> '.join(rec.methods)}")
         echo(f"  technique:  {rec.technique or '-'}")
-        echo(f"  base model: {rec.base_model or '-'}")
+        b = est.base_model
+        switched = b is not None and b.chosen_by is not None and b.chosen_by.startswith("the instruct checkpoint")
+        echo(f"  base model: {rec.base_model or '-'}" + (f" ({b.chosen_by})" if switched else ""))
     if rec.gpus:
         echo(f"  GPUs:       {rec.gpu_count} x {', '.join(rec.gpus)}")
     echo(f"  serving:    {p.serving.strategy}")

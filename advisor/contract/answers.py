@@ -93,6 +93,9 @@ class Data(_Section):
     binary_feedback: Count = 0
     domain_corpus_tokens: Count = 0
     eval_examples: Count = 0
+    #: with deployment.adapters > 1: the labeled examples each tenant (adapter) has of its own; unset: an even
+    #: split of labeled_examples
+    examples_per_adapter: Count | None = None
     train_file: FilePath | None = None
     preference_file: FilePath | None = None
     eval_file: FilePath | None = None

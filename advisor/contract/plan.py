@@ -196,6 +196,8 @@ class BaseModelInfo(_Part):
     params_total: int
     num_layers: int
     chosen_by: str | None
+    #: "base" (pretrained) or "instruct" (chat-tuned) weights; None for a local or Hub config (not known)
+    checkpoint: Literal["base", "instruct"] | None = None
 
 
 class FitRow(_Part):
@@ -287,6 +289,10 @@ class TrainingPlan(_Part):
     provider: str | None
     usd_per_gpu_hour: float | None
     price_date: str | None
+    #: training runs the hours and usd cover: one per tenant (adapter_layout per_tenant), else 1; each stage's
+    #: examples are one run's
+    adapters: int = Field(default=1, ge=1)
+    adapter_layout: Literal["per_tenant", "shared"] | None = None
 
     @model_validator(mode="after")
     def _technique_needs(self) -> TrainingPlan:

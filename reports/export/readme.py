@@ -31,6 +31,15 @@ def notes(ctx: Mapping[str, Any], exported: Sequence[Mapping[str, Any]]) -> list
         out.append(f"The run offloads the {what} to CPU RAM: the machine holding the {ctx['gpu_count']} GPUs needs "
                    f"the CPU RAM the summary at the top states (plus room for the data loader and the OS). Steps "
                    f"wait on PCIe copies and the optimizer step on the CPU; the plan's time and cost include that.")
+    if ctx.get("adapter_layout") == "per_tenant":
+        out.append(f"The plan trains one adapter per tenant ({ctx['adapters']:,} runs; its time and cost cover them "
+                   f"all): run each stage's config once per tenant, with that tenant's examples in the data file and "
+                   f"its own output_dir (`outputs/<trainer>/<stage>-<tenant>`), then serve the adapters together "
+                   f"(section 5).")
+    elif ctx.get("adapter_layout") == "shared":
+        out.append("The plan trains one adapter shared by all tenants on their pooled examples (too few per tenant "
+                   "for adapters of their own): put every tenant's examples in the one data file. Train a tenant "
+                   "its own adapter, from this one, once it has enough examples, and re-plan.")
     if any(s["examples_assumed"] for s in ctx["stages"]):
         out.append("The plan had no example count for a stage and assumed one: re-plan with the real counts "
                    "(batch and epochs depend on them).")

@@ -26,7 +26,8 @@ CONFIG_CLASSES = {"sft": "SFTConfig", "dpo": "DPOConfig", "kto": "KTOConfig"}
 def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
     paths = stage_paths(ctx, NAME, "yaml")
     missing = [s for s in ctx["stages"] if COMMANDS[s["objective"]] is None]
-    template = ctx["family"].chat_template(NAME)
+    # an instruct checkpoint brings its own chat template and trained special tokens: nothing to clone
+    template = None if ctx["model"].get("checkpoint") == "instruct" else ctx["family"].chat_template(NAME)
     stages = []
     for i, (s, p) in enumerate(zip(ctx["stages"], paths)):
         command = COMMANDS[s["objective"]]

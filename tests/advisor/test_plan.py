@@ -74,7 +74,7 @@ def test_format_problems_try_few_shot_then_sft(catalog):
     plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed", "structured_output": "partly"},
                     data={"labeled_examples": 3000, "eval_examples": 100}, hardware={"gpus": ["A100-80GB"]})
     assert rec(plan) == ("fine_tune", "sft", [], "lora")
-    assert plan.recommendation.base_model == "llama-3.1-8b"
+    assert plan.recommendation.base_model == "llama-3.1-8b-instruct"  # task kind "other": the instruct checkpoint (training.yaml checkpoints)
     stage = plan.estimates.training.stages[0]
     assert stage.learning_rate == 2e-4 and stage.epochs == 3 and stage.seq_len == 512
 
@@ -165,7 +165,11 @@ def test_many_adapters_mean_lora_with_multi_lora_serving(catalog):
     plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed", "structured_output": "partly"}, data={"labeled_examples": 200_000},
                     model={"base": "qwen2.5-0.5b"}, hardware={"gpus": ["H100-80GB"]}, deployment={"adapters": 6})
     assert rec(plan)[3] == "lora" and plan.serving.strategy == "multi_lora"
-    assert plan.estimates.training.lora.r == 64  # large dataset: larger rank
+    assert plan.estimates.training.lora.r == 16  # six tenants' adapters on 33,333 examples each
+    plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed", "structured_output": "partly"},
+                    data={"labeled_examples": 1_200_000, "examples_per_adapter": 200_000},
+                    model={"base": "qwen2.5-0.5b"}, hardware={"gpus": ["H100-80GB"]}, deployment={"adapters": 6})
+    assert plan.estimates.training.lora.r == 64  # each adapter's 200k examples: the larger rank
     plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed", "structured_output": "partly"}, data={"labeled_examples": 200_000},
                     model={"base": "qwen2.5-0.5b"}, hardware={"gpus": ["H100-80GB"]})
     assert rec(plan)[3] == "full" and plan.estimates.training.lora is None
@@ -378,3 +382,71 @@ def test_the_overfitting_warning_counts_the_data_the_method_trains_on(catalog):
     assert dpo.recommendation.method == "dpo" and "OVERFITTING_SMALL_DATA" not in fired(dpo)
     kto = plan_for(catalog, symptoms=["preference"], tried={"prompting": "partly"}, data={"binary_feedback": 800})
     assert kto.recommendation.method == "kto" and "OVERFITTING_SMALL_DATA" in fired(kto)
+
+
+def test_preference_tuning_starts_from_demonstrations_or_an_instruct_checkpoint(catalog):
+    """Class 5: DPO/KTO never run alone on a pretrained base. Demonstrations beside the preference data -> SFT
+    first; none -> the base's instruct sibling (same anatomy), said in the plan and used by the configs."""
+    from reports.export import render_all
+
+    both = plan_for(catalog, symptoms=["preference"], data={"preference_pairs": 6000, "labeled_examples": 5000})
+    assert rec(both)[1:3] == ("sft", ["dpo"]) and "SFT_BEFORE_PREFERENCE" in fired(both)
+    thumbs = plan_for(catalog, symptoms=["preference"], data={"binary_feedback": 80_000, "labeled_examples": 300})
+    assert rec(thumbs)[1:3] == ("sft", ["kto"])
+    alone = plan_for(catalog, symptoms=["preference"], data={"preference_pairs": 6000},
+                     model={"base": "llama-3.1-8b"}, hardware={"gpus": ["A100-80GB"]})
+    assert rec(alone)[1:3] == ("dpo", []) and "PREFERENCE_FROM_INSTRUCT" in fired(alone)
+    base = alone.estimates.base_model
+    assert (alone.recommendation.base_model, base.hub_id, base.checkpoint) == \
+        ("llama-3.1-8b-instruct", "meta-llama/Llama-3.1-8B-Instruct", "instruct")
+    assert base.chosen_by.startswith("the instruct checkpoint of model.base llama-3.1-8b")
+    named = catalog.model("llama-3.1-8b")
+    assert base.params_total == named.anatomy.params_total  # the same architecture, so the same estimates
+    trl = render_all(alone, ["trl"])["trl/dpo.yaml"]
+    assert "model_name_or_path: meta-llama/Llama-3.1-8B-Instruct" in trl and "chat_template_path" not in trl
+    # a model with no catalog sibling (an instruct model already) is kept as named
+    phi = plan_for(catalog, symptoms=["preference"], data={"preference_pairs": 6000}, model={"base": "phi-3.5-mini"})
+    assert phi.recommendation.base_model == "phi-3.5-mini"
+
+
+def test_the_default_checkpoint_follows_the_task(catalog):
+    """Chat-like tasks train the default model's instruct checkpoint; labels and fields the base; continued
+    pre-training always the base (the corpus is raw text)."""
+    sft = {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"},
+           "data": {"labeled_examples": 3000}}
+    assert plan_for(catalog, **sft, task={"kind": "chat"}).recommendation.base_model == "llama-3.1-8b-instruct"
+    assert plan_for(catalog, **sft, task={"kind": "classification"}).recommendation.base_model == "llama-3.1-8b"
+    cpt = plan_for(catalog, symptoms=["domain_language"], task={"kind": "chat"},
+                   data={"domain_corpus_tokens": 500_000_000, "labeled_examples": 2000})
+    assert rec(cpt)[1:3] == ("continued_pretraining", ["sft"]) and cpt.recommendation.base_model == "llama-3.1-8b"
+    named = plan_for(catalog, **sft, task={"kind": "chat"}, model={"base": "qwen2.5-7b"})
+    assert named.recommendation.base_model == "qwen2.5-7b"  # a model the answers name is trained as named
+
+
+def test_many_tenants_get_an_adapter_each_on_their_own_data(catalog):
+    """Class 7: 300 tenants and 150k examples is 300 runs on 500 examples each (rank for 500, cost x 300, served
+    with max_loras), not one pooled run; 50 examples per tenant is one shared adapter, and the plan says which."""
+    from reports.export import render_all
+
+    base = {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"},
+            "model": {"base": "llama-3.1-8b"}, "hardware": {"gpus": ["A100-80GB"]},
+            "workload": {"requests_per_month": 3_000_000, "input_tokens_per_request": 800,
+                         "output_tokens_per_request": 200}}
+    tenants = plan_for(catalog, **base, data={"labeled_examples": 150_000}, deployment={"adapters": 300})
+    pooled = plan_for(catalog, **base, data={"labeled_examples": 500})
+    t, one = tenants.estimates.training, pooled.estimates.training
+    assert (t.adapters, t.adapter_layout, t.stages[0].examples) == (300, "per_tenant", 500)
+    assert t.lora.r == one.lora.r == 16  # the rank for one tenant's 500 examples, not for 150k (64)
+    assert t.hours == pytest.approx(300 * one.hours, rel=1e-3) and t.usd == pytest.approx(300 * one.usd, rel=1e-3)
+    assert "one adapter per tenant (300 adapters)" in tenants.summary and "for all 300" in tenants.summary
+    assert tenants.serving.strategy == "multi_lora" and "PER_TENANT_ADAPTERS" in fired(tenants)
+    serving = tenants.estimates.inference.self_hosted
+    assert any("--max-lora-rank 16" in a for a in serving.assumptions)
+    assert "one adapter per tenant (300 runs" in render_all(tenants, ["trl"])["README.md"]
+    thin = plan_for(catalog, **base, data={"labeled_examples": 15_000}, deployment={"adapters": 300})
+    s = thin.estimates.training
+    assert (s.adapters, s.adapter_layout, s.stages[0].examples) == (1, "shared", 15_000)
+    assert "one adapter shared by the tenants" in thin.summary and "SHARED_ADAPTER_FOR_THIN_TENANTS" in fired(thin)
+    given = plan_for(catalog, **base, data={"labeled_examples": 150_000, "examples_per_adapter": 2000},
+                     deployment={"adapters": 300})
+    assert given.estimates.training.stages[0].examples == 2000

@@ -366,3 +366,10 @@ def test_the_serving_answers_follow_the_schemas_limits():
     validate_answers({"project": "p", "symptoms": ["cost"], "workload": {"peak_to_average": 3.0,
                                                                          "latency_p95_ms": 1500.0},
                       "deployment": {"quantized_ok": True}})
+
+
+@pytest.mark.parametrize(("adapters", "labeled", "asked"), [
+    (1, 5000, False), (2, 5000, True), (300, 150_000, True), (300, 0, False)])
+def test_examples_per_tenant_are_asked_only_with_several_adapters_and_examples(adapters, labeled, asked):
+    raw = {"deployment": {"adapters": adapters}, "data": {"labeled_examples": labeled}}
+    assert should_ask(Q["data.examples_per_adapter"], raw) is asked

@@ -61,6 +61,20 @@ def test_precomputed_anatomy_equals_a_fresh_meta_device_count():
     assert ANATOMY_FILE.read_text() == build(), "run: python -m estimators.build_catalog"
 
 
+@pytest.mark.slow
+def test_every_instruct_checkpoint_counts_as_its_base_on_the_meta_device(catalog):
+    """An instruct sibling reuses its base's anatomy; its own config (token ids, dtype, context changed) counts the
+    same parameters, layer by layer, on the meta device."""
+    from estimators.anatomy import compute_anatomy
+
+    siblings = [n for n in catalog.model_names if catalog.model(n).base_name]
+    assert len(siblings) >= 14 and {"llama-3.1-8b-instruct", "gemma-2-2b-it", "qwen2.5-7b-instruct"} <= set(siblings)
+    for name in siblings:
+        m = catalog.model(name)
+        assert m.checkpoint == "instruct" and catalog.model(m.base_name).instruct_name == name
+        assert compute_anatomy(m.config).to_dict() == m.anatomy.to_dict(), name
+
+
 @pytest.mark.parametrize(
     "name,r,targets,dora",
     [

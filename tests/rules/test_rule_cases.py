@@ -53,7 +53,9 @@ def test_rule_case(catalog, rule_id, expected, answers):
 #: facts derived from an answer the case files set directly
 DERIVED = {"workload.monthly_cost_usd": "workload.current_monthly_cost_usd",
            "options.same_model_best_usd_per_month": "workload.current_monthly_cost_usd",
-           "estimates.training_examples": "data.labeled_examples"}
+           "estimates.training_examples": "data.labeled_examples",
+           "data.per_adapter_examples": "data.examples_per_adapter",
+           "estimates.adapter_examples": "data.labeled_examples"}
 #: the two sides of a leaf's edge: (the value where the leaf is true, the nearest value where it is false)
 EDGES = {"gte": lambda v: (v, v - 1), "gt": lambda v: (v + 1, v), "lte": lambda v: (v, v + 1),
          "lt": lambda v: (v - 1, v), "is": lambda v: (v, v + 1)}
@@ -112,10 +114,12 @@ def test_every_numeric_threshold_on_the_answers_has_cases_just_below_and_at_it()
 
 
 def test_the_planner_raises_the_lora_rank_from_the_same_threshold(catalog):
-    """RANK_FOR_LARGE_DATA says the plan raises the rank: at 99,999 examples it does not, at 100,000 it does."""
+    """RANK_FOR_LARGE_DATA says the plan raises the rank: at 99,999 examples an adapter it does not, at 100,000 it
+    does (three tenants' adapters: each one's own examples count)."""
     def rank(n):
         plan = build_plan(validate_answers({"project": "p", "symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"},
-                                            "data": {"labeled_examples": n}, "model": {"base": "llama-3.1-8b"},
+                                            "data": {"labeled_examples": 3 * n, "examples_per_adapter": n},
+                                            "model": {"base": "llama-3.1-8b"},
                                             "hardware": {"gpus": ["A100-80GB"]}, "deployment": {"adapters": 3}},
                                            "p", catalog), catalog)
         return plan.estimates.training.lora.r
