@@ -73,6 +73,12 @@ FACTS: dict[str, str] = {
     "options.same_model_best_usd_per_month": "the lowest monthly bill that keeps today's model and its answers: "
                                              "today's, with prompt caching, or through the batch API when the work "
                                              "can wait (null when unknown)",
+    "options.prompt_caching_usd_per_month": "today's model with prompt caching, per month, when that beats today's "
+                                            "bill (null otherwise)",
+    "options.batch_api_usd_per_month": "today's model through the batch API, per month, when the work can wait and "
+                                       "that beats today's bill (null otherwise)",
+    "options.cheaper_tier_usd_per_month": "the cheapest open, not retiring model of the same vendor, per month, when "
+                                          "that beats today's bill (null otherwise)",
     "workload.bill_vs_list_factor": "how far the stated bill is from list price x workload, as a factor >= 1 "
                                     "either way (null unless both are known)",
     "model.current_api_retires_in_months": "months until the current API's announced shutdown (null: none "

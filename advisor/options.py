@@ -326,9 +326,25 @@ def open_model_hosted_options(ctx: Context, need: TrainingNeed, base: ModelSpec 
     return out
 
 
-def chosen_api_option(options: Sequence[Option], cost_symptom: bool) -> int | None:
-    """Index of the API-side option the plan recommends when it does not fine-tune: for a cost problem, the one
-    that beats today with the least effort (then the cheapest); else today's API."""
+#: the approach that recommends each API-side option kind (rules PROMPT_CACHING_FOR_COST, BATCH_API_FOR_OFFLINE_WORK,
+#: CHEAPER_MODEL_SAME_VENDOR)
+APPROACH_OF_OPTION = {"prompt_caching": "prompt_caching", "batch_api": "batch_api", "cheaper_tier": "cheaper_model"}
+
+
+def best_beating(options: Sequence[Option], kind: str) -> Option | None:
+    """The cheapest option of ``kind`` that beats today's bill."""
+    return min((o for o in options if o.approach == kind and o.beats_today and o.monthly_usd is not None),
+               key=lambda o: (o.monthly_usd, o.name), default=None)
+
+
+def chosen_api_option(options: Sequence[Option], cost_symptom: bool, approach: str | None = None) -> int | None:
+    """Index of the API-side option the plan recommends when it does not fine-tune: the option of the plan's own
+    approach (prompt caching, the batch API, a cheaper model); else for a cost problem, the one that beats today
+    with the least effort (then the cheapest); else today's API."""
+    kind = next((k for k, a in APPROACH_OF_OPTION.items() if a == approach), None)
+    best_of_kind = best_beating(options, kind) if kind else None
+    if best_of_kind is not None:
+        return next(i for i, o in enumerate(options) if o is best_of_kind)
     order = list(EFFORTS)
     if cost_symptom:
         best = [(i, o) for i, o in enumerate(options) if o.beats_today and not OPTION_KINDS[o.approach].trains]

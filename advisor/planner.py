@@ -75,6 +75,7 @@ from advisor.options import (
     Context,
     TrainingNeed,
     api_options,
+    best_beating,
     chosen_api_option,
     current_api,
     months_until,
@@ -725,6 +726,11 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
     facts = answer_facts(answers, catalog, as_of)
     facts["data_check.errors"] = data_check_errors(data_inputs.summary)
     facts["options.same_model_best_usd_per_month"] = round_sig_or_none(same_model_best_usd(api_side))
+    for kind, fact in (("prompt_caching", "options.prompt_caching_usd_per_month"),
+                       ("batch_api", "options.batch_api_usd_per_month"),
+                       ("cheaper_tier", "options.cheaper_tier_usd_per_month")):
+        best = best_beating(api_side, kind)
+        facts[fact] = round_sig_or_none(best.monthly_usd) if best else None
     decision = decide(facts, load_rules(), est.stage_facts)
     book = {r.id: r for r in load_rules().rules}
 
@@ -873,7 +879,7 @@ def _options(ctx: Context, est: Estimator, decision: Decision, api_side: list[Op
     out += open_model_hosted_options(ctx, need, base)
     out.append(_self_hosted_option(ctx, est, decision, chosen=decision.self_hosted))
     if not decision.fine_tune:
-        i = chosen_api_option(out, "cost" in a.symptoms)
+        i = chosen_api_option(out, "cost" in a.symptoms, decision.approach)
         if i is not None:
             out[i] = out[i].model_copy(update={"chosen": True})
     return out

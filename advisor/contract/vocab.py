@@ -198,6 +198,11 @@ APPROACHES: Terms[Approach] = Terms(
     Approach("rag", "retrieval (RAG)", text="add retrieval (RAG)"),
     Approach("tools", "tools / function calling", text="give the model tools (function calling)"),
     Approach("reasoning_model", "reasoning model", text="use a reasoning model or chain-of-thought"),
+    # the bill's levers that keep today's vendor (their options: OPTION_KINDS prompt_caching, batch_api, cheaper_tier)
+    Approach("prompt_caching", "prompt caching", text="cache the static prompt prefix (prompt caching)"),
+    Approach("batch_api", "batch API", text="send the requests that can wait through the vendor's batch API"),
+    Approach("cheaper_model", "cheaper model of the same vendor",
+             text="move to a cheaper model of the same vendor (once the eval set confirms its quality)"),
     Approach("fine_tune", "fine-tune", text="fine-tune an open model", fine_tune=True),
     Approach("hosted_fine_tune", "vendor's hosted fine-tuning", text="use the vendor's hosted fine-tuning",
              fine_tune=True, hosted=True),

@@ -83,11 +83,12 @@ def test_a_large_static_prompt_prices_prompt_caching_and_it_is_chosen_over_disti
     assert caching.feasible and caching.beats_today and caching.one_off_usd == 0
     today = api_monthly_cost(api, w)
     assert today >= 1000 > caching.monthly_usd  # the bill was over the distillation threshold; caching is under it
-    assert plan.recommendation.approach != "fine_tune"
+    assert plan.recommendation.approach == "prompt_caching"
     assert caching.chosen
     assert "prompt caching" in plan.summary
     rules = {r.id: r.fired for r in plan.rules}
-    assert rules["DISTILL_FOR_COST"] is False and rules["COST_AT_LOW_VOLUME"] is True
+    assert rules["DISTILL_FOR_COST"] is False and rules["PROMPT_CACHING_FOR_COST"] is True
+    assert rules["COST_AT_LOW_VOLUME"] is False  # a named lever, not "cut the bill without training"
 
 
 def test_the_batch_api_needs_work_that_can_wait(catalog):
@@ -226,3 +227,20 @@ def test_when_cost_is_the_reason_and_the_fine_tune_does_not_beat_today_the_plan_
     # a fine-tune that pays back leads with itself
     tt = build_plan(load_answers(example_path("ticket-triage"), catalog), catalog, as_of=AS_OF)
     assert tt.summary.startswith("Fine-tune ")
+
+
+def test_the_bills_levers_are_approaches_and_the_chosen_option_is_the_approachs(catalog):
+    """prompt_caching, batch_api and cheaper_model are the plan's approach when they beat today and nothing
+    trains; the option marked chosen is that approach's cheapest, and a model switch needs the eval set first."""
+    work = {"requests_per_month": 50_000, "input_tokens_per_request": 1000, "output_tokens_per_request": 200}
+    batch = plan_of(catalog, {"symptoms": ["cost"], "model": {"current_api": "claude-haiku-4.5"},
+                              "workload": {**work, "batch_ok": True}})
+    chosen = [o for o in batch.options if o.chosen]
+    assert len(chosen) == 1 and chosen[0].approach == "batch_api"
+    assert batch.recommendation.approach == "batch_api"
+    tier = plan_of(catalog, {"symptoms": ["cost"], "model": {"current_api": "gpt-4.1"}, "workload": work})
+    chosen = [o for o in tier.options if o.chosen]
+    assert tier.recommendation.approach == "cheaper_model" and chosen[0].approach == "cheaper_tier"
+    assert chosen[0].monthly_usd == min(o.monthly_usd for o in tier.options
+                                        if o.approach == "cheaper_tier" and o.beats_today)
+    assert "eval_set" in tier.prerequisites

@@ -31,7 +31,10 @@ def test_ticket_triage_distils_into_a_small_model_and_pays_back(catalog):
     assert r.base_model == "qwen2.5-1.5b" and r.gpus == ["A100-80GB"] and r.gpu_count == 1
     assert plan.serving.strategy == "merged"
     assert plan.prerequisites == ["eval_set", "baseline"]
-    assert [w.id for w in plan.why] == ["DISTILL_FOR_COST", "LORA_DEFAULT", "MERGED_SERVING"]
+    # a cheaper Anthropic tier also beats today's bill: named beside the fine-tune, for the eval set to decide
+    assert [w.id for w in plan.why] == ["DISTILL_FOR_COST", "CHEAPER_MODEL_SAME_VENDOR", "LORA_DEFAULT",
+                                        "MERGED_SERVING"]
+    assert r.also == ["cheaper_model"]
     t = plan.estimates.training
     assert t.memory_bytes <= t.usable_memory_bytes
     assert t.stages[0].examples == 10_000 and t.stages[0].tokens_per_example == 525
