@@ -68,6 +68,8 @@ FACTS: dict[str, str] = {
     "estimates.monthly_saving_usd": "today's monthly bill minus the monthly cost after fine-tuning",
     "estimates.break_even_months": "training cost / monthly saving (null when it never pays back)",
     "estimates.budget_left_usd": "budget.training_usd minus the recommended run's cost (null without a budget)",
+    "estimates.vendor_offer_open": "the current vendor has a hosted fine-tuning offer for the decision's methods "
+                                   "that is open to new users and not retiring (null without a fine-tune)",
     "estimates.hosted_offer_open": "hosted fine-tuning was chosen and the current vendor has an offer for the "
                                    "plan's methods that is open to new users and not retiring (null otherwise)",
     "options.same_model_best_usd_per_month": "the lowest monthly bill that keeps today's model and its answers: "
@@ -79,6 +81,8 @@ FACTS: dict[str, str] = {
                                        "that beats today's bill (null otherwise)",
     "options.cheaper_tier_usd_per_month": "the cheapest open, not retiring model of the same vendor, per month, when "
                                           "that beats today's bill (null otherwise)",
+    "workload.tokens_per_month": "requests_per_month x (input + output tokens per request); null unless all three "
+                                 "are known",
     "workload.bill_vs_list_factor": "how far the stated bill is from list price x workload, as a factor >= 1 "
                                     "either way (null unless both are known)",
     "model.current_api_retires_in_months": "months until the current API's announced shutdown (null: none "

@@ -189,6 +189,10 @@ def per_adapter_examples(answers: Answers) -> int:
 def answer_facts(answers: Answers, catalog: Catalog, as_of: _dt.date | None = None) -> dict[str, Any]:
     facts = flatten_facts(answers.to_dict())
     facts["data.per_adapter_examples"] = per_adapter_examples(answers)
+    w = answers.workload
+    facts["workload.tokens_per_month"] = None if None in (
+        w.requests_per_month, w.input_tokens_per_request, w.output_tokens_per_request) else \
+        w.requests_per_month * (w.input_tokens_per_request + w.output_tokens_per_request)
     facts["workload.monthly_cost_usd"] = todays_bill(answers, catalog)[0]
     factor = bill_vs_list_factor(answers, catalog)
     facts["workload.bill_vs_list_factor"] = None if factor is None else round_sig(factor)
@@ -410,6 +414,8 @@ class Estimator:
     # the engine calls this before each stage
     def stage_facts(self, stage: str, decision: Decision) -> dict[str, Any]:
         self.decision = decision
+        if stage == "delivery" and decision.fine_tune:
+            return {"estimates.vendor_offer_open": self._hosted_offer(decision) is not None}
         if stage == "technique" and decision.self_hosted:
             return self._fit_facts(decision)
         if stage == "checks" and decision.fine_tune:

@@ -143,10 +143,23 @@ def test_closed_weights_with_no_open_hosted_offer_say_so(catalog):
                     model={"open_weights_ok": False, "current_api": "gpt-4.1-mini"},
                     workload={"requests_per_month": 100_000, "input_tokens_per_request": 800,
                               "output_tokens_per_request": 200})
-    assert plan.recommendation.approach == "hosted_fine_tune" and plan.estimates.hosted_fine_tuning is None
-    assert "HOSTED_NO_OPEN_OFFER" in fired(plan)
-    assert "no offer for it is open to new jobs" in plan.summary
+    assert plan.recommendation.approach == "prompting" and plan.estimates.hosted_fine_tuning is None
+    assert "HOSTED_NO_OPEN_OFFER" in fired(plan) and "HOSTED_WHEN_CLOSED" not in fired(plan)
+    assert plan.summary.startswith("Don't fine-tune yet: keep today's API and work on the prompt")
     assert not any(o.chosen and not o.feasible for o in plan.options)
+    assert plan.estimates.fit_matrix == [] and plan.estimates.training is None
+
+
+@pytest.mark.parametrize("symptoms,data", [
+    (["preference"], {"binary_feedback": 80_000}),  # KTO: no vendor offers it
+    (["domain_language"], {"domain_corpus_tokens": 500_000_000, "labeled_examples": 2000}),  # CPT: none either
+])
+def test_closed_weights_never_plan_a_method_no_vendor_offers(catalog, symptoms, data):
+    """Class 12: a closed-weights plan never says 'use the vendor's hosted KTO' or CPT: no offer trains them."""
+    plan = plan_for(catalog, symptoms=symptoms, data=data, model={"open_weights_ok": False,
+                                                                  "current_api": "gpt-4.1-mini"})
+    assert plan.recommendation.approach != "hosted_fine_tune" and plan.recommendation.method is None
+    assert "HOSTED_NO_OPEN_OFFER" in fired(plan) and "hosted" not in plan.summary.split(":")[0]
 
 
 def test_technique_follows_the_estimates(catalog):

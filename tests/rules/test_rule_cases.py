@@ -28,7 +28,7 @@ def _cases():
         doc = yaml.safe_load(path.read_text())
         for expected, key in ((True, "fires"), (False, "does_not_fire")):
             for case in doc.get(key, []):
-                yield pytest.param(doc["rule"], expected, case["answers"],
+                yield pytest.param(doc["rule"], expected, case["answers"], case.get("catalog"),
                                    id=f"{doc['rule']}-{'fires' if expected else 'silent'}-{case['case']}")
 
 
@@ -41,8 +41,14 @@ def test_every_rule_has_cases_both_ways():
         assert doc.get("fires") and doc.get("does_not_fire"), f"{rid}: needs cases that fire and that do not"
 
 
-@pytest.mark.parametrize("rule_id,expected,answers", list(_cases()))
-def test_rule_case(catalog, rule_id, expected, answers):
+@pytest.mark.parametrize("rule_id,expected,answers,extra_catalog", list(_cases()))
+def test_rule_case(catalog, rule_id, expected, answers, extra_catalog):
+    """A case may add a catalog file of its own (``catalog:``, from the repository root): a vendor with an open
+    hosted offer, which the built-in price data lacks today."""
+    if extra_catalog:
+        from estimators.catalog import Catalog
+
+        catalog = Catalog.load([REPO / extra_catalog])
     plan = build_plan(validate_answers(answers, "case", catalog, base_dir=REPO), catalog, base_dir=REPO, as_of=AS_OF)
     entry = next(r for r in plan.rules if r.id == rule_id)
     assert entry.fired is expected, entry.reason
