@@ -70,6 +70,9 @@ FACTS: dict[str, str] = {
     "estimates.budget_left_usd": "budget.training_usd minus the recommended run's cost (null without a budget)",
     "estimates.vendor_offer_open": "the current vendor has a hosted fine-tuning offer for the decision's methods "
                                    "that is open to new users and not retiring (null without a fine-tune)",
+    "options.lora_serverless_available": "a provider in the price data serves customers' LoRA adapters of open "
+                                         "models per token (false: a tuned open model needs GPUs someone operates "
+                                         "for you by the hour)",
     "estimates.hosted_offer_open": "hosted fine-tuning was chosen and the current vendor has an offer for the "
                                    "plan's methods that is open to new users and not retiring (null otherwise)",
     "options.same_model_best_usd_per_month": "the lowest monthly bill that keeps today's model and its answers: "

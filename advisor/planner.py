@@ -732,6 +732,7 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
     facts = answer_facts(answers, catalog, as_of)
     facts["data_check.errors"] = data_check_errors(data_inputs.summary)
     facts["options.same_model_best_usd_per_month"] = round_sig_or_none(same_model_best_usd(api_side))
+    facts["options.lora_serverless_available"] = any(r.lora_serverless for r in catalog.open_inference)
     for kind, fact in (("prompt_caching", "options.prompt_caching_usd_per_month"),
                        ("batch_api", "options.batch_api_usd_per_month"),
                        ("cheaper_tier", "options.cheaper_tier_usd_per_month")):
@@ -841,6 +842,7 @@ def _self_hosted_option(ctx: Context, est: Estimator, decision: Decision, chosen
     if not a.model.open_weights_ok:
         return option(ctx, "self_hosted", "an open model on your GPUs", one_off_usd=None,
                       why_not="the team cannot use open-weights models (model.open_weights_ok: false)")
+    no_ops = None if a.deployment.operate_gpus else "the team will not operate GPUs (deployment.operate_gpus: false)"
     if not decision.self_hosted:
         est = Estimator(a, ctx.catalog, est.measured, est.profile)
         est.options_context = ctx
@@ -858,8 +860,10 @@ def _self_hosted_option(ctx: Context, est: Estimator, decision: Decision, chosen
                      f"({est.model_source})")
     if est.inference is not None:
         notes += est.inference.assumptions
-    why = None
-    if run is None or not run.fits:
+    why = no_ops
+    if no_ops is not None:
+        pass  # priced all the same, for the comparison
+    elif run is None or not run.fits:
         why = "no candidate GPU holds the training run (see the fit matrix)"
     elif ctx.workload is None:
         why = "needs the workload (requests and tokens per request) to size serving"

@@ -164,6 +164,9 @@ QUESTIONS: tuple[Question, ...] = (
              "An adapter per tenant trains on that tenant's own examples; under 100 each, one shared adapter.",
              "int", None, ask_if={"all": [{"fact": "deployment.adapters", "gt": 1},
                                           {"fact": "data.labeled_examples", "gt": 0}]}),
+    Question("deployment.operate_gpus", "Will the team run GPU machines itself (training and serving)?",
+             "No: only managed paths, the vendor's hosted fine-tuning or a provider that serves a tuned model per "
+             "token.", "bool", True, ask_if=OPEN_WEIGHTS),
     Question("deployment.quantized_ok", "May the served model use FP8/INT4 weights?",
              "Halves or quarters the serving memory; confirm quality on the eval set first.", "bool", False,
              ask_if={"all": [{"fact": "workload.requests_per_month", "is_not": None}, OPEN_WEIGHTS]}),

@@ -163,6 +163,9 @@ class Deployment(_Section):
     replicas_min: Annotated[int, Field(strict=True, ge=1, le=1000)] = 1
     #: whether serving may use FP8 or INT4 weights (quality to be confirmed on the eval set)
     quantized_ok: Annotated[bool, Field(strict=True)] = False
+    #: whether the team will run GPU machines itself (training jobs and a serving endpoint); false: only managed,
+    #: per-token paths (the vendor's hosted fine-tuning, a provider that serves a tuned open model per token)
+    operate_gpus: Annotated[bool, Field(strict=True)] = True
 
 
 class Answers(_Section):

@@ -24,7 +24,8 @@ def test_minimal_answers_fill_every_default():
     assert d["data"]["eval_examples"] == 0 and d["model"]["open_weights_ok"] is True
     assert d["hardware"] == {"gpus": [], "gpu_count": 1, "serving_gpus": [], "owned": False,
                              "power_watts_per_gpu": None, "usd_per_kwh": None, "max_memory_fraction": None}
-    assert d["deployment"] == {"adapters": 1, "replicas_min": 1, "quantized_ok": False}
+    assert d["deployment"] == {"adapters": 1, "replicas_min": 1, "quantized_ok": False, "operate_gpus": True}
+    assert d["data"]["examples_per_adapter"] is None
     assert d["workload"]["peak_to_average"] is None and d["workload"]["latency_p95_ms"] is None
     assert list(d) == ["project", "task", "symptoms", "tried", "data", "model", "hardware", "budget", "workload",
                        "deployment"]

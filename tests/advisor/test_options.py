@@ -244,3 +244,31 @@ def test_the_bills_levers_are_approaches_and_the_chosen_option_is_the_approachs(
     assert chosen[0].monthly_usd == min(o.monthly_usd for o in tier.options
                                         if o.approach == "cheaper_tier" and o.beats_today)
     assert "eval_set" in tier.prerequisites
+
+
+def test_a_team_that_will_not_operate_gpus_gets_a_managed_path_or_no_fine_tune(tmp_path):
+    """deployment.operate_gpus: false. A provider that serves the tuned LoRA per token is chosen even when GPUs
+    would be cheaper (5M requests); the vendor's open hosted fine-tuning next; neither: today's API, said. The
+    self-hosted path is still priced, never chosen."""
+    from estimators.catalog import Catalog
+    from tests.helpers import ACME_CATALOG
+
+    mine = tmp_path / "serverless.yaml"
+    mine.write_text("open_model_inference:\n  - name: together-llama-3.1-8b-instruct\n    lora_serverless: true\n",
+                    encoding="utf-8")
+    answers = {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"},
+               "data": {"labeled_examples": 3000}, "model": {"current_api": "claude-haiku-4.5", "base": "llama-3.1-8b"},
+               "deployment": {"operate_gpus": False},
+               "workload": {"requests_per_month": 5_000_000, "input_tokens_per_request": 800,
+                            "output_tokens_per_request": 200}}
+    managed = plan_of(Catalog.load([mine]), answers)
+    own = by_kind(managed, "self_hosted")[0]
+    assert not own.feasible and "operate_gpus" in own.why_not and own.monthly_usd is not None
+    assert (managed.recommendation.delivery, managed.recommendation.provider) == ("hosted", "together")
+    vendor = plan_of(Catalog.load([ACME_CATALOG]), {**answers, "model": {"current_api": "acme-chat"}})
+    assert vendor.recommendation.approach == "hosted_fine_tune" and "MANAGED_FINE_TUNE_WITHOUT_GPUS" in \
+        {r.id for r in vendor.rules if r.fired}
+    none = plan_of(Catalog.load(), answers)
+    assert none.recommendation.approach == "prompting" and none.recommendation.method is None
+    assert "the team will not operate GPUs" in none.summary
+    assert not any(o.chosen and not o.feasible for o in none.options)

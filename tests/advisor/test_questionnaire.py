@@ -327,7 +327,7 @@ def test_the_terminal_prompt_shows_the_choices_and_reads_answers_as_typed(catalo
     # project, kind, description, symptoms, prompting, few_shot, structured outputs, labeled, train file, eval,
     # eval file, api, open weights, base, gpus, gpu count (0 is re-asked), budget, adapters
     replies = ["Docs bot", "Extraction", "", " FORMAT ", "Partly", "not tried", "", "3k", '"data/train.jsonl"', "1,200",
-               "", "", "Y", "", "", "0", "1", "$1,500.50", ""]
+               "", "", "Y", "", "", "0", "1", "$1,500.50", "", ""]
     with CliRunner().isolation(input="\n".join(replies) + "\n") as (_, _, output):
         raw = ask(_click_prompt(catalog))
         shown = output.getvalue().decode()
