@@ -466,3 +466,15 @@ def test_many_tenants_get_an_adapter_each_on_their_own_data(catalog):
     given = plan_for(catalog, **base, data={"labeled_examples": 150_000, "examples_per_adapter": 2000},
                      deployment={"adapters": 300})
     assert given.estimates.training.stages[0].examples == 2000
+
+
+def test_a_request_count_alone_never_triggers_distillation(catalog):
+    """Class 11: 5M requests a month with no bill and no API to price them is not a reason to train; the plan
+    asks for the workload. The same count on a priced API with a $2,500 bill distils."""
+    alone = plan_for(catalog, symptoms=["cost"], workload={"requests_per_month": 5_000_000})
+    assert alone.recommendation.approach != "fine_tune" and "workload" in alone.prerequisites
+    assert {"DISTILL_FOR_COST", "COST_AT_LOW_VOLUME"}.isdisjoint(fired(alone)) and "WORKLOAD_UNKNOWN" in fired(alone)
+    priced = plan_for(catalog, symptoms=["cost"], model={"current_api": "claude-haiku-4.5"},
+                      workload={"requests_per_month": 5_000_000, "input_tokens_per_request": 400,
+                                "output_tokens_per_request": 125})
+    assert rec(priced)[:2] == ("fine_tune", "distillation")
