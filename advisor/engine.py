@@ -64,6 +64,8 @@ FACTS: dict[str, str] = {
                                    "examples, preference pairs or feedback labels; continued pre-training aside)",
     "estimates.adapter_examples": "the labeled examples one adapter trains on (one tenant's with an adapter per "
                                   "tenant, else data.labeled_examples): the LoRA rank follows it",
+    "estimates.languages_missing": "how many of task.languages the base's publisher does not list (null: the base "
+                                   "lists none, or no language was stated)",
     "estimates.training_usd": "cost of the recommended training run (cheapest listed price)",
     "estimates.monthly_saving_usd": "today's monthly bill minus the monthly cost after fine-tuning",
     "estimates.break_even_months": "training cost / monthly saving (null when it never pays back)",

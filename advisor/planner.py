@@ -319,15 +319,23 @@ def choose_base(answers: Answers, decision: Decision, catalog: Catalog) -> tuple
     kind = answers.task.kind
     name = defaults["base_models"][size][kind]
     why = "a small model for a distilled task" if size == "small" else "the default size for this task"
+    where = f"training.yaml base_models.{size}.{kind}"
     m = catalog.model(name)
+    needed = answers.task.languages
+    if needed and not set(needed) <= set(m.languages):
+        # the default does not list a language the task needs: the size class's multilingual choice, if it does
+        alt = catalog.model(defaults["multilingual_base_models"][size])
+        if set(needed) <= set(alt.languages):
+            where = f"training.yaml multilingual_base_models.{size}"
+            why += f"; its publisher lists {', '.join(needed)}, {name}'s does not"
+            m = alt
     want = decision.checkpoint or defaults["checkpoints"][kind]
     if want == "instruct" and m.instruct_name:
         by = ("PREFERENCE_FROM_INSTRUCT" if decision.checkpoint else f"training.yaml checkpoints.{kind}")
-        return catalog.model(m.instruct_name), (f"training.yaml base_models.{size}.{kind} ({why}), its instruct "
-                                                f"checkpoint ({by})")
+        return catalog.model(m.instruct_name), f"{where} ({why}), its instruct checkpoint ({by})"
     if want == "base" and m.base_name:
         m = catalog.model(m.base_name)
-    return m, f"training.yaml base_models.{size}.{kind} ({why})"
+    return m, f"{where} ({why})"
 
 
 # ---- estimates ----------------------------------------------------------------------------------
@@ -556,6 +564,9 @@ class Estimator:
         facts: dict[str, Any] = {}
         for t in TECHNIQUES:
             facts[f"estimates.fits.{t}"] = any(self.option(t, self.catalog.gpu(g)).fits for g in self.gpus)
+        needed, listed = self.answers.task.languages, self.model.languages
+        facts["estimates.languages_missing"] = (sum(1 for lang in needed if lang not in listed)
+                                                if needed and listed else None)
         w = self.answers.workload
         context = self.model.config.get("max_position_embeddings")
         if context and w.input_tokens_per_request is not None and w.output_tokens_per_request is not None:

@@ -119,6 +119,9 @@ QUESTIONS: tuple[Question, ...] = (
              "A catalog API name, e.g. claude-haiku-4.5 or gpt-4.1-mini.", "text", None),
     Question("model.open_weights_ok", "May the team run open-weights models on its own GPUs?",
              "No: only the vendor's hosted fine-tuning is possible.", "bool", True),
+    Question("task.languages", "Which languages must the model handle? (ISO codes, comma-separated; blank: not stated)",
+             "e.g. en, de, ja: the base is chosen among models whose publisher lists them.", "text", None,
+             ask_if=OPEN_WEIGHTS),
     Question("model.base", "Base model to fine-tune (blank: let advise choose)",
              "A catalog name (advise models), a Hub id or a local config.json.", "text", None, ask_if=OPEN_WEIGHTS),
     Question("hardware.gpus", "Which GPUs can you use? (comma-separated; blank: compare all)",
@@ -208,6 +211,12 @@ def parse(q: Question, text: str) -> Any:
     if q.kind == "text":
         if q.key == "hardware.gpus":
             return [g.strip() for g in text.split(",") if g.strip()]
+        if q.key == "task.languages":
+            codes = list(dict.fromkeys(t.strip().lower() for t in text.split(",") if t.strip()))
+            bad = [c for c in codes if not (len(c) == 2 and c.isascii() and c.isalpha())]
+            if bad:
+                raise ValueError(f"{bad[0]!r} is not a language code: give two-letter ISO 639-1 codes, e.g. en, de, ja")
+            return codes
         if q.key.endswith("_file") and len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":
             return text[1:-1].strip() or _blank(q)  # a path pasted or dropped in quotes
         return text

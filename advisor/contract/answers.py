@@ -73,9 +73,15 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: an ISO 639-1 language code, lower case ("en", "de", "ja")
+LanguageCode = Annotated[str, Field(strict=True, pattern=r"^[a-z]{2}$")]
+
+
 class Task(_Section):
     kind: TaskKind = "other"
     description: Annotated[str, Field(max_length=4000, pattern=TEXT_PATTERN)] = ""
+    #: the languages the model must read and write (empty: not stated); the base's model card should list them
+    languages: Annotated[list[LanguageCode], Field(max_length=50)] = []
 
 
 class TriedAnswers(_Section):
@@ -196,6 +202,8 @@ def _allowed(err: dict[str, Any]) -> str:
     if err["type"] == "literal_error":
         return f"choose one of {ctx.get('expected', '').replace(chr(39), '')}"
     if err["type"] == "string_pattern_mismatch":
+        if err["loc"][:2] == ("task", "languages"):
+            return "give a two-letter ISO 639-1 code in lower case (en, de, ja)"
         return "remove the control characters, line breaks or bidi marks from it"
     if err["type"] in ("int_type", "int_from_float") and isinstance(err.get("input"), (bool, str, float)):
         return "give a whole number (not true/false, text or a fraction)"

@@ -138,3 +138,10 @@ def test_schema_names_and_files_are_reported_in_one_round(tmp_path, catalog):
     with pytest.raises(AnswersError) as e:
         load_answers(p, catalog)
     assert str(e.value).count("hardware.gpus") == 1
+
+
+def test_a_language_that_is_not_an_iso_code_is_one_line_naming_the_field():
+    from advisor.contract.answers import AnswersError
+
+    with pytest.raises(AnswersError, match=r"task\.languages\.0: .*give a two-letter ISO 639-1 code"):
+        validate_answers({"project": "p", "symptoms": ["format"], "task": {"languages": ["English"]}})

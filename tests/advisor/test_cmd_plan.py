@@ -76,7 +76,7 @@ def test_questionnaire_asks_only_what_matters_and_saves_the_answers(tmp_path):
     # base (blank), gpus, gpu count, owned (no), budget (blank), adapters -- no rag/tools/preference/corpus/workload
     # questions
     replies = ["Docs bot", "extraction", "Pull fields from invoices", "formt", "format", "partly", "failed", "failed",
-               "3000", "", "50", "", "", "yes", "", "A100-80GB", "1", "no", "", "1", ""]
+               "3000", "", "50", "", "", "yes", "", "", "A100-80GB", "1", "no", "", "1", ""]
     r = run("plan", "--save-answers", str(saved), input="\n".join(replies) + "\n")
     assert r.exit_code == 0, r.output
     assert "not allowed" in r.output  # the typo was re-asked

@@ -478,3 +478,23 @@ def test_a_request_count_alone_never_triggers_distillation(catalog):
                       workload={"requests_per_month": 5_000_000, "input_tokens_per_request": 400,
                                 "output_tokens_per_request": 125})
     assert rec(priced)[:2] == ("fine_tune", "distillation")
+
+
+def test_languages_choose_a_base_whose_publisher_lists_them(catalog):
+    """task.languages: the default base moves to the size class's multilingual model when the default's card does
+    not list a language; a named base is kept and warned about; an unlisted language everywhere is warned."""
+    sft = {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"},
+           "data": {"labeled_examples": 3000}}
+    ja = plan_for(catalog, **sft, task={"kind": "chat", "languages": ["en", "ja"]})
+    assert ja.recommendation.base_model == "qwen2.5-7b-instruct"
+    assert ja.estimates.base_model.chosen_by.startswith("training.yaml multilingual_base_models.default")
+    assert "BASE_LACKS_LANGUAGES" not in fired(ja)
+    de = plan_for(catalog, **sft, task={"kind": "chat", "languages": ["de"]})
+    assert de.recommendation.base_model == "llama-3.1-8b-instruct"  # Meta lists German: the default stays
+    named = plan_for(catalog, **sft, task={"kind": "chat", "languages": ["ja"]}, model={"base": "llama-3.1-8b"})
+    assert named.recommendation.base_model == "llama-3.1-8b" and "BASE_LACKS_LANGUAGES" in fired(named)
+    small = plan_for(catalog, symptoms=["cost"], task={"kind": "chat", "languages": ["ja"]},
+                     model={"current_api": "claude-haiku-4.5"},
+                     workload={"requests_per_month": 5_000_000, "input_tokens_per_request": 400,
+                               "output_tokens_per_request": 125})
+    assert small.recommendation.base_model == "qwen2.5-3b-instruct"  # distillation's small class: llama-3.2-3b -> qwen

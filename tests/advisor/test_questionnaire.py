@@ -327,7 +327,7 @@ def test_the_terminal_prompt_shows_the_choices_and_reads_answers_as_typed(catalo
     # project, kind, description, symptoms, prompting, few_shot, structured outputs, labeled, train file, eval,
     # eval file, api, open weights, base, gpus, gpu count (0 is re-asked), budget, adapters
     replies = ["Docs bot", "Extraction", "", " FORMAT ", "Partly", "not tried", "", "3k", '"data/train.jsonl"', "1,200",
-               "", "", "Y", "", "", "0", "1", "$1,500.50", "", ""]
+               "", "", "Y", "", "", "", "0", "1", "$1,500.50", "", ""]
     with CliRunner().isolation(input="\n".join(replies) + "\n") as (_, _, output):
         raw = ask(_click_prompt(catalog))
         shown = output.getvalue().decode()
@@ -373,3 +373,11 @@ def test_the_serving_answers_follow_the_schemas_limits():
 def test_examples_per_tenant_are_asked_only_with_several_adapters_and_examples(adapters, labeled, asked):
     raw = {"deployment": {"adapters": adapters}, "data": {"labeled_examples": labeled}}
     assert should_ask(Q["data.examples_per_adapter"], raw) is asked
+
+
+def test_languages_are_read_as_iso_codes_and_anything_else_is_refused_in_one_line():
+    q = Q["task.languages"]
+    assert parse(q, " EN, ja,en ") == ["en", "ja"] and parse(q, "") is None
+    with pytest.raises(ValueError, match=r"'english' is not a language code: give two-letter ISO 639-1 codes"):
+        parse(q, "english, de")
+    assert should_ask(q, {"model": {"open_weights_ok": True}}) and not should_ask(q, {"model": {"open_weights_ok": False}})
