@@ -346,8 +346,9 @@ def chosen_api_option(options: Sequence[Option], cost_symptom: bool, approach: s
     if best_of_kind is not None:
         return next(i for i, o in enumerate(options) if o is best_of_kind)
     order = list(EFFORTS)
-    if cost_symptom:
-        best = [(i, o) for i, o in enumerate(options) if o.beats_today and not OPTION_KINDS[o.approach].trains]
+    if cost_symptom:  # the levers that keep today's model: a model switch only when a rule chose it (cheaper_model)
+        best = [(i, o) for i, o in enumerate(options) if o.beats_today and not OPTION_KINDS[o.approach].trains
+                and o.approach != "cheaper_tier"]
         if best:  # the least work first (caching keeps the model and its answers), then the cheapest
             return min(best, key=lambda io: (order.index(io[1].effort), io[1].monthly_usd, io[0]))[0]
     return next((i for i, o in enumerate(options) if o.approach == "current"), None)

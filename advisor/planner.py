@@ -1059,6 +1059,22 @@ def compiled_date(path: Path) -> str | None:
 
 def _summary(d: Decision, rec: Recommendation, est: Estimates, options: Sequence[Option],
              symptoms: Sequence[str] = ()) -> str:
+    """The plan in a sentence or three; a workload the cost advice cannot rest on is said first."""
+    body = _summary_body(d, rec, est, options, symptoms)
+    if "WORKLOAD_IMPLAUSIBLE" in d.fired:
+        return ("Check the workload first: it is beyond what one task serves (a per-year or per-company figure?), "
+                "and every monthly sum below scales with it. " + body)
+    if "WORKLOAD_UNKNOWN" in d.fired:
+        if "cost" in symptoms:
+            return ("Measure the workload first (requests a month, tokens per request, today's bill): the cost "
+                    "advice rests on it. " + body)
+        return ("Measure the workload first (requests a month, tokens per request, the latency target): the "
+                "serving advice rests on it. " + body)
+    return body
+
+
+def _summary_body(d: Decision, rec: Recommendation, est: Estimates, options: Sequence[Option],
+                  symptoms: Sequence[str] = ()) -> str:
     if not d.fine_tune:
         parts = [d.phrase(d.approach)] + [d.phrase(a) for a in d.also]
         head = f"Don't fine-tune yet: {'; then '.join(parts) if len(parts) < 3 else ', '.join(parts)}."

@@ -8,6 +8,7 @@ a did-you-mean. The field names below are a public contract: keep them.
 from __future__ import annotations
 
 import json
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -235,7 +236,10 @@ def _fields_of(loc: tuple[Any, ...]) -> list[str]:
     for part in loc:
         field = model.model_fields.get(str(part))
         ann = getattr(field, "annotation", None) if field else None
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+        # an optional section (``ApiPriceAnswer | None``) is the section
+        ann = next((a for a in (ann, *typing.get_args(ann)) if isinstance(a, type) and issubclass(a, BaseModel)),
+                   None)
+        if ann is None:
             return []
         model = ann
     return list(model.model_fields)

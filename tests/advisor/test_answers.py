@@ -145,3 +145,12 @@ def test_a_language_that_is_not_an_iso_code_is_one_line_naming_the_field():
 
     with pytest.raises(AnswersError, match=r"task\.languages\.0: .*give a two-letter ISO 639-1 code"):
         validate_answers({"project": "p", "symptoms": ["format"], "task": {"languages": ["English"]}})
+
+
+def test_an_unknown_field_in_an_optional_section_lists_the_fields_it_allows():
+    from advisor.contract.answers import AnswersError
+
+    with pytest.raises(AnswersError, match=r"unknown field in model\.current_api_price \(check the spelling; "
+                                           r"allowed: input_usd_per_million, output_usd_per_million\)"):
+        validate_answers({"project": "p", "symptoms": ["cost"],
+                          "model": {"current_api_price": {"input_usd_per_million_tokens": 3}}})
