@@ -221,9 +221,25 @@ def _missing_methods(offer: FineTuningOffer, need: TrainingNeed) -> str | None:
 
 
 def vendor_offer_why_not(ctx: Context, offer: FineTuningOffer, need: TrainingNeed) -> str | None:
-    """Why a vendor's hosted fine-tuning offer cannot be planned on (None if it can)."""
-    return ("closed to new users" if not offer.open_to_new_users
-            else ctx.retiring(offer.retires) or _missing_methods(offer, need))
+    """Why a vendor's hosted fine-tuning offer cannot be planned on (None if it can): closed to new users,
+    retiring within the warning window, not training the plan's methods, or retiring before its training cost
+    is paid back by the monthly saving."""
+    why = ("closed to new users" if not offer.open_to_new_users
+           else ctx.retiring(offer.retires) or _missing_methods(offer, need))
+    return why or _retires_before_payback(ctx, offer, need)
+
+
+def _retires_before_payback(ctx: Context, offer: FineTuningOffer, need: TrainingNeed) -> str | None:
+    left = months_until(offer.retires, ctx.as_of)
+    if left is None or ctx.today_usd is None or ctx.workload is None \
+            or offer.inference_usd_per_million_input_tokens is None:
+        return None
+    monthly = api_monthly_usd(offer.inference_usd_per_million_input_tokens,
+                              offer.inference_usd_per_million_output_tokens or 0.0, ctx.workload)
+    be = break_even_months(_training_usd(offer, need), ctx.today_usd, monthly)
+    if be is None or be <= left:
+        return None  # pays back before it retires (or never pays back in money: judged on quality, not here)
+    return f"retires on {offer.retires} (in {left:.1f} months), before it pays back (break-even in {be:.1f} months)"
 
 
 def vendor_fine_tune_options(ctx: Context, need: TrainingNeed, chosen_offer: str | None) -> list[Option]:

@@ -272,3 +272,40 @@ def test_a_team_that_will_not_operate_gpus_gets_a_managed_path_or_no_fine_tune(t
     assert none.recommendation.approach == "prompting" and none.recommendation.method is None
     assert "the team will not operate GPUs" in none.summary
     assert not any(o.chosen and not o.feasible for o in none.options)
+
+
+@pytest.mark.parametrize("retires,planned", [("2027-08-01", False), ("2029-01-01", True)])
+def test_a_hosted_offer_retiring_before_it_pays_back_is_not_planned_on(tmp_path, retires, planned):
+    """Class 12: an offer open today but shut down 8 months out, whose training costs ~17 months of savings, is
+    not a plan (the same offer retiring in 2029 is)."""
+    from estimators.catalog import Catalog
+
+    mine = tmp_path / "vendor.yaml"
+    mine.write_text(f"""apis:
+  - name: big-chat
+    provider: bigco
+    usd_per_million_input_tokens: 10
+    usd_per_million_output_tokens: 40
+    source: a test vendor
+    date: 2026-11-01
+hosted_finetuning:
+  - name: big-chat-ft
+    provider: bigco
+    base_model: big-chat
+    methods: [sft]
+    usd_per_million_training_tokens: 400
+    billed_tokens: training tokens x epochs
+    inference: {{usd_per_million_input_tokens: 1, usd_per_million_output_tokens: 4}}
+    source: a test vendor
+    date: 2026-11-01
+    retires: {retires}
+""", encoding="utf-8")
+    plan = plan_of(Catalog.load([mine]), {
+        "symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"},
+        "data": {"labeled_examples": 2000}, "model": {"current_api": "big-chat", "open_weights_ok": False},
+        "workload": {"requests_per_month": 10_000, "input_tokens_per_request": 800, "output_tokens_per_request": 200}})
+    offer = by_kind(plan, "vendor_fine_tune")[0]
+    assert offer.feasible is planned and (plan.recommendation.approach == "hosted_fine_tune") is planned
+    if not planned:
+        assert "before it pays back (break-even in 16.7 months)" in offer.why_not
+        assert "HOSTED_NO_OPEN_OFFER" in {r.id for r in plan.rules if r.fired}
