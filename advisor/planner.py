@@ -1061,6 +1061,16 @@ def _summary(d: Decision, rec: Recommendation, est: Estimates, options: Sequence
              symptoms: Sequence[str] = ()) -> str:
     """The plan in a sentence or three; a workload the cost advice cannot rest on is said first."""
     body = _summary_body(d, rec, est, options, symptoms)
+    t = est.training
+    assumed = [st for st in t.stages if st.examples_assumed] if t else []
+    if assumed:
+        what = {"labeled_examples": "training examples", "preference_pairs": "preference pairs",
+                "binary_feedback": "thumbs-up/down ratings"}[DATA_KINDS[METHODS[assumed[0].method].data_kind].count_field]
+        note = f"No {what} yet: collect them first (the training figures assume {assumed[0].examples:,}). "
+        # "nothing beats today's bill" stays the first thing said (class 11); the missing data comes next
+        lead, sep, rest = body.partition(". ")
+        body = f"{lead}. {note}{rest}" if sep and body.startswith(("No option priced", "For the bill")) \
+            else note + body
     if "WORKLOAD_IMPLAUSIBLE" in d.fired:
         return ("Check the workload first: it is beyond what one task serves (a per-year or per-company figure?), "
                 "and every monthly sum below scales with it. " + body)

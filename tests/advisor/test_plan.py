@@ -498,3 +498,11 @@ def test_languages_choose_a_base_whose_publisher_lists_them(catalog):
                      workload={"requests_per_month": 5_000_000, "input_tokens_per_request": 400,
                                "output_tokens_per_request": 125})
     assert small.recommendation.base_model == "qwen2.5-3b-instruct"  # distillation's small class: llama-3.2-3b -> qwen
+
+
+def test_a_plan_priced_on_assumed_examples_says_first_that_there_are_none(catalog):
+    """Class 10: SFT with no examples leads with 'collect them first', and names the assumed count."""
+    plan = plan_for(catalog, symptoms=["style"], tried={"prompting": "partly", "few_shot": "failed",
+                                                        "structured_output": "partly"})
+    assert plan.estimates.training.stages[0].examples_assumed
+    assert plan.summary.startswith("No training examples yet: collect them first (the training figures assume 1,000).")
