@@ -61,7 +61,10 @@ def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
             "finetuning_type": "lora" if ctx["adapter"] else "full",
             "disable_gradient_checkpointing": not ctx["trainer_gradient_checkpointing"],
             "export_size_gb": EXPORT_SIZE_GB,
-            "install": f"pip install 'llamafactory=={VERSION}'" + launch.packages(ctx),
+            # QLoRA loads through bitsandbytes, which llamafactory does not require: without it the run stops at
+            # check_version("bitsandbytes>=0.39.0", mandatory=True) (llamafactory/model/model_utils/quantization.py)
+            "install": f"pip install 'llamafactory=={VERSION}'" + (" bitsandbytes" if ctx["quantized"] else "")
+                       + launch.packages(ctx),
             "serve": serve_context(ctx, paths[-1]), "dataset_dir": DATASET_DIR,
             "datasets": {f"advise_{PurePosixPath(d['path']).stem}": {
                 "file_name": PurePosixPath(d["path"]).name, **DATASETS[d["shape"]]}

@@ -28,6 +28,10 @@ def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
     missing = [s for s in ctx["stages"] if COMMANDS[s["objective"]] is None]
     # an instruct checkpoint brings its own chat template and trained special tokens: nothing to clone
     template = None if ctx["model"].get("checkpoint") == "instruct" else ctx["family"].chat_template(NAME)
+    # the template goes on the first stage that reads chats: after continued pre-training (raw text) that is the
+    # SFT stage, which otherwise stops with "tokenizer.chat_template is not set"; later stages load its output,
+    # template included
+    first_chat = next((i for i, s in enumerate(ctx["stages"]) if s["chat"]), None)
     stages = []
     for i, (s, p) in enumerate(zip(ctx["stages"], paths)):
         command = COMMANDS[s["objective"]]
@@ -38,7 +42,7 @@ def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
         stages.append({**s, **p, "command": command, "run": run, "merge": merge, "merge_config": None,
                        "config_class": CONFIG_CLASSES.get(str(command)),
                        "header": header(run or "-", ctx),
-                       "chat_template_path": template if s["chat"] and i == 0 else None,
+                       "chat_template_path": template if i == first_chat else None,
                        "quant_storage": ctx["dtype"] if ctx["quantized"] and ctx["sharding"] != "none" else None})
     if missing:
         stages = []

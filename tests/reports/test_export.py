@@ -137,6 +137,12 @@ def test_every_config_value_is_the_plans(rendered, cases, name):
     t = plan["estimates"]["training"]
     stages = t["stages"]
     checked = 0
+    # every trainer's install line brings what its run loads: bitsandbytes for QLoRA (llamafactory does not
+    # require it; axolotl does; the TRL line names it), deepspeed for ZeRO-3
+    readme = rendered[name]["README.md"]
+    lf_install = next(line for line in readme.splitlines() if "pip install 'llamafactory==" in line)
+    assert ("bitsandbytes" in lf_install) is (t["technique"] == "qlora"), lf_install
+    assert ("deepspeed" in lf_install) is (t["sharding"] == "zero3"), lf_install
     for fmt, keys in KEYS.items():
         for i, s in enumerate(stages):
             stem = METHODS[s["method"]].file_stem
@@ -203,6 +209,14 @@ def test_a_later_stage_starts_from_the_previous_stages_model(rendered):
     assert _yaml(files["llamafactory/merge-1-sft.yaml"])["export_dir"] == "outputs/llamafactory/1-sft/merged"
     files = rendered["cpt_sft_8gpu"]  # full fine-tuning: the CPT model itself
     assert _yaml(files["trl/2-sft.yaml"])["model_name_or_path"] == "outputs/trl/1-cpt"
+    # the CPT stage reads raw text; the SFT stage after it reads chats, so it is the one that gets the template
+    # (a base checkpoint has none: TRL stops with "tokenizer.chat_template is not set")
+    assert "chat_template_path" not in _yaml(files["trl/1-cpt.yaml"])
+    assert _yaml(files["trl/2-sft.yaml"])["chat_template_path"].endswith("-Instruct")
+    # an instruct start brings its own template (and trained special tokens): nothing is cloned at any stage
+    dpo = rendered["sft_dpo_lora"]
+    assert _yaml(dpo["trl/1-sft.yaml"])["model_name_or_path"].endswith("-Instruct")
+    assert not any("chat_template_path" in _yaml(dpo[f]) for f in ("trl/1-sft.yaml", "trl/2-dpo.yaml"))
 
 
 def test_llamafactory_datasets_are_registered_with_the_columns_of_each_shape(rendered):
@@ -261,6 +275,28 @@ def test_accelerate_configs_load_with_accelerates_own_config_class(tmp_path, cas
     bad.write_text(path.read_text() + "num_proceses: 3\n")
     with pytest.raises(ValueError, match="num_proceses"):
         ClusterConfig.from_yaml_file(bad)
+
+
+def test_a_zero3_launch_passes_accelerates_own_deepspeed_checks(tmp_path, cases, monkeypatch):
+    """accelerate refuses mixed_precision in the launch config beside a deepspeed_config_file (every ZeRO-3 run used
+    to die at start-up): the exported config is read by `accelerate launch`'s own parser and validation, and the
+    DeepSpeed fields it would hand the plugin pass the plugin's own check."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.dataclasses import DeepSpeedPlugin
+
+    out = tmp_path / "zero3"
+    export_configs(cases["zero3_offload"], out)
+    args = launch_command_parser().parse_args(["--config_file", str(out / "accelerate/deepspeed_zero3.yaml"), "t.py"])
+    args, defaults, mp_from_config = _validate_launch_command(args)
+    assert args.use_deepspeed and not mp_from_config
+    fields = list(defaults.deepspeed_config) + (["mixed_precision"] if mp_from_config else [])
+    monkeypatch.setenv("ACCELERATE_CONFIG_DS_FIELDS", ",".join(fields))
+    DeepSpeedPlugin._deepspeed_config_checks(None)  # raises ValueError on an ignored field (mixed_precision)
+    ds = json.loads((out / "deepspeed/zero3.json").read_text())
+    assert ds["bf16"] == {"enabled": "auto"}  # the precision lives in the DeepSpeed file
+    monkeypatch.setenv("ACCELERATE_CONFIG_DS_FIELDS", ",".join([*fields, "mixed_precision"]))
+    with pytest.raises(ValueError, match="will be ignored"):
+        DeepSpeedPlugin._deepspeed_config_checks(None)
 
 
 def test_serving_follows_the_plan(rendered, cases):
