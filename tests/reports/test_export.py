@@ -281,7 +281,10 @@ def test_a_zero3_launch_passes_accelerates_own_deepspeed_checks(tmp_path, cases,
     """accelerate refuses mixed_precision in the launch config beside a deepspeed_config_file (every ZeRO-3 run used
     to die at start-up): the exported config is read by `accelerate launch`'s own parser and validation, and the
     DeepSpeed fields it would hand the plugin pass the plugin's own check."""
-    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.commands.launch import (
+        _validate_launch_command,
+        launch_command_parser,
+    )
     from accelerate.utils.dataclasses import DeepSpeedPlugin
 
     out = tmp_path / "zero3"
