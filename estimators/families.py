@@ -38,6 +38,8 @@ class Family(BaseModel):
     attention_copy: bool = False
     system_role: bool = True
     chat_templates: dict[str, str | None] = Field(default_factory=lambda: dict(UNKNOWN_CHAT_TEMPLATES))
+    #: the turn-closing token of the chat template when it is not eos_token (families.yaml)
+    end_of_turn: str | None = None
     kto_formats: dict[str, str] = Field(default_factory=dict)
     tiny_config: dict[str, Any] | None = None
     source: str = ""

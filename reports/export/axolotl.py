@@ -75,6 +75,9 @@ def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
         stages = []
     return {"stages": stages, "missing": missing, "extra_files": [],
             "adapter": "qlora" if ctx["quantized"] else "lora", "chat_template": template,
+            # Axolotl trains the eos token of each assistant turn, not the template's own turn end (<|im_end|>,
+            # <|eot_id|>): without it the model never learns to stop (axolotl/prompt_strategies/chat_template.py)
+            "eot_tokens": [fam.end_of_turn] if fam.end_of_turn else None,
             "install": f"pip install 'axolotl=={VERSION}'" + launch.packages(ctx),
             "serve": serve_context(ctx, paths[-1]),
             "orpo_messages": any(s["objective"] == "orpo" for s in ctx["stages"]),

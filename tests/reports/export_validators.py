@@ -162,6 +162,15 @@ def validate_axolotl(cfg: dict, root: Path, gpu_count: int) -> None:
             raise Invalid(f"datasets[{i}].path: {path!r} is not a file under the export's data/ folder")
     if cfg.get("deepspeed") and not (root / cfg["deepspeed"]).is_file():
         raise Invalid(f"deepspeed: {cfg['deepspeed']} is not a file of the export")
+    # Axolotl only warns when an end-of-turn token is not in the chat template (ChatTemplateStrategy.
+    # _validate_eot_and_eos_tokens), and then that turn end is never trained: make it an error
+    if cfg.get("eot_tokens"):
+        from axolotl.utils.chat_templates import get_chat_template
+
+        template = get_chat_template(cfg["chat_template"])
+        absent = [t for t in cfg["eot_tokens"] if t not in template]
+        if absent:
+            raise Invalid(f"eot_tokens: {absent} not in Axolotl's {cfg['chat_template']!r} chat template")
 
 
 def _check_prompt_strategy(ds_type: str, rl: str | None) -> None:

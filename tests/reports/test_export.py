@@ -277,6 +277,21 @@ def test_accelerate_configs_load_with_accelerates_own_config_class(tmp_path, cas
         ClusterConfig.from_yaml_file(bad)
 
 
+def test_axolotl_sft_trains_the_templates_own_turn_end(rendered, cases):
+    """<|eot_id|> / <|im_end|> close a turn in the llama3 / ChatML templates, not eos: Axolotl's SFT configs name
+    them as eot_tokens (its default trains eos only, so the model would not learn to stop); DPO configs do not
+    use the SFT chat strategy and carry none; a family whose template ends turns with eos needs none."""
+    from estimators.families import family as family_of
+
+    for name in ("sft_dpo_lora", "gemma_sft"):
+        plan = cases[name]
+        fam = family_of(plan["estimates"]["base_model"]["model_type"])
+        first = next(p for p in rendered[name] if p.startswith("axolotl/") and "sft" in p)
+        assert _yaml(rendered[name][first])["eot_tokens"] == [fam.end_of_turn], name
+    assert "eot_tokens" not in _yaml(rendered["sft_dpo_lora"]["axolotl/2-dpo.yml"])
+    assert family_of("mistral").end_of_turn is None
+
+
 def test_a_zero3_launch_passes_accelerates_own_deepspeed_checks(tmp_path, cases, monkeypatch):
     """accelerate refuses mixed_precision in the launch config beside a deepspeed_config_file (every ZeRO-3 run used
     to die at start-up): the exported config is read by `accelerate launch`'s own parser and validation, and the

@@ -89,6 +89,9 @@ BROKEN = {
                               r"chat_template"),
     "axolotl-qlora-without-4bit": ("qlora_70b", "axolotl/sft.yml", lambda c: c.pop("load_in_4bit"), r"4.?bit"),
     "axolotl-rl": ("sft_dpo_lora", "axolotl/2-dpo.yml", _set(rl="dpoo"), r"rl\s+Input should be 'dpo'"),
+    # a turn end the template does not have is never trained (Axolotl only warns)
+    "axolotl-eot-not-in-template": ("sft_dpo_lora", "axolotl/1-sft.yml", _set(eot_tokens=["<|im_end|>"]),
+                                    r"eot_tokens: \['<\|im_end\|>'\] not in Axolotl's 'llama3' chat template"),
     "llamafactory-bad-type": ("sft_dpo_lora", "llamafactory/1-sft.yaml", _set(lora_rank="abc"),
                               r"lora_rank: must be a positive number"),
     "llamafactory-bad-type-argv": ("sft_dpo_lora", "llamafactory/1-sft.yaml", _set(logging_steps="ten"),
