@@ -629,8 +629,12 @@ def _local_model(path: Path) -> ModelSpec:
     config = parse_json(read_text(cfg_path, "model config", MAX_CONFIG_BYTES), str(cfg_path))
     if not isinstance(config, dict) or "model_type" not in config:
         raise AdviseError(f"{cfg_path}: no model_type; is it a transformers config.json?")
+    # the trainers load a model from its folder (weights and tokenizer beside config.json), and the exported
+    # configs run from the export folder: name the folder, absolute (a config.json path exported as
+    # `base_model: config.json` loads nothing)
+    folder = (path if path.is_dir() else path.parent).resolve()
     return ModelSpec(
-        name=str(path), hub_id=None, family=config["model_type"], config=config,
+        name=str(folder), hub_id=None, family=config["model_type"], config=config,
         anatomy=compute_anatomy(config), source=f"local file {cfg_path}",
     )
 

@@ -141,7 +141,26 @@ def test_local_config_json_is_counted_on_the_meta_device(tmp_path, catalog):
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     spec = catalog.resolve_model(str(tmp_path))
     assert spec.anatomy.params_total == 494_032_768
-    assert catalog.resolve_model(str(tmp_path / "config.json")).anatomy == spec.anatomy
+    by_file = catalog.resolve_model(str(tmp_path / "config.json"))
+    assert by_file.anatomy == spec.anatomy
+    # the trainers load the folder: a config.json path names its folder, absolute (the configs run elsewhere)
+    assert by_file.name == spec.name == str(tmp_path.resolve())
+
+
+def test_a_local_base_is_exported_as_its_folder(tmp_path, catalog):
+    from advisor.contract.answers import validate_answers
+    from advisor.planner import build_plan
+    from reports.export import render_all
+
+    (tmp_path / "config.json").write_text(json.dumps(dict(catalog.model("qwen2.5-0.5b").config)))
+    plan = build_plan(validate_answers({"project": "p", "symptoms": ["format"], "data": {"labeled_examples": 2000},
+                                        "tried": {"prompting": "partly", "few_shot": "failed",
+                                                  "structured_output": "partly"},
+                                        "model": {"base": str(tmp_path / "config.json")},
+                                        "hardware": {"gpus": ["L4"]}}, "a", catalog), catalog)
+    files = render_all(plan, ["axolotl", "trl"])
+    assert f"base_model: {tmp_path.resolve()}\n" in files["axolotl/sft.yml"]
+    assert f"model_name_or_path: {tmp_path.resolve()}\n" in files["trl/sft.yaml"]
 
 
 def test_local_path_without_config_is_a_clear_error(tmp_path, catalog):
