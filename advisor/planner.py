@@ -759,7 +759,7 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
                              model_type=a.model_type, max_position_embeddings=est.model.config.get(
                                  "max_position_embeddings"),
                              params_total=a.params_total, num_layers=a.num_layers, chosen_by=est.model_source,
-                             checkpoint=est.model.checkpoint)
+                             checkpoint=est.model.checkpoint, gated=est.model.gated)
 
     run = est.run if decision.self_hosted else None
     recommendation = Recommendation(

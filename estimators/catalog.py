@@ -231,6 +231,8 @@ class ModelIn(_Entry):
     languages_source: Text | None = None
     #: set on the instruct entries the catalog derives from ``instruct``: the base they were tuned from
     base_checkpoint: CatalogName | None = None
+    #: the Hub repo is gated: its licence must be accepted on the model page, and downloads need a token
+    gated: bool = False
 
     _d = field_validator("retrieved", mode="before")(_date_to_str)
 
@@ -254,7 +256,7 @@ class ModelIn(_Entry):
             retrieved=self.retrieved, published_params=self.published_params,
             published_params_source=self.published_params_source,
             config={**self.config, **i.config_changes}, checkpoint="instruct", languages=list(self.languages),
-            languages_source=self.languages_source, base_checkpoint=self.name)
+            languages_source=self.languages_source, base_checkpoint=self.name, gated=self.gated)
 
     @field_validator("config")
     @classmethod
@@ -389,6 +391,7 @@ class ModelSpec:
     base_name: str | None = None
     languages: tuple[str, ...] = ()
     languages_source: str | None = None
+    gated: bool = False
 
 
 def _norm(name: str) -> str:
@@ -593,7 +596,7 @@ class Catalog:
             config=entry.config, anatomy=anatomy, source=entry.source, published_params=entry.published_params,
             checkpoint=entry.checkpoint, instruct_name=entry.instruct.name if entry.instruct else None,
             base_name=entry.base_checkpoint, languages=tuple(entry.languages),
-            languages_source=entry.languages_source,
+            languages_source=entry.languages_source, gated=entry.gated,
         )
 
     def resolve_model(self, name_or_path: str) -> ModelSpec:

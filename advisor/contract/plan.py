@@ -198,6 +198,8 @@ class BaseModelInfo(_Part):
     chosen_by: str | None
     #: "base" (pretrained) or "instruct" (chat-tuned) weights; None for a local or Hub config (not known)
     checkpoint: Literal["base", "instruct"] | None = None
+    #: the Hub repo is gated (licence to accept, a token to download)
+    gated: bool = False
 
 
 class FitRow(_Part):

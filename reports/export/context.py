@@ -97,7 +97,7 @@ def _training_context(plan: Plan, t: TrainingPlan) -> dict[str, Any]:
     fam = family_of(base.model_type or base.family)
     ctx: dict[str, Any] = {
         "model": {"hub_id": base.hub_id or base.name, "name": base.name, "model_type": base.model_type,
-                  "family_known": fam.known, "checkpoint": base.checkpoint},
+                  "family_known": fam.known, "checkpoint": base.checkpoint, "gated": base.gated},
         "family": fam,
         "technique": t.technique,
         "technique_text": technique.label,

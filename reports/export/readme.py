@@ -31,6 +31,10 @@ def notes(ctx: Mapping[str, Any], exported: Sequence[Mapping[str, Any]]) -> list
         out.append(f"The run offloads the {what} to CPU RAM: the machine holding the {ctx['gpu_count']} GPUs needs "
                    f"the CPU RAM the summary at the top states (plus room for the data loader and the OS). Steps "
                    f"wait on PCIe copies and the optimizer step on the CPU; the plan's time and cost include that.")
+    if ctx["model"].get("gated"):
+        out.append(f"`{ctx['model']['hub_id']}` is gated on the Hugging Face Hub: accept its licence on the model page "
+                   f"with the account whose token this machine uses (`hf auth login`, or `HF_TOKEN` in the "
+                   f"environment), or the first download stops with 401/403.")
     if ctx.get("adapter_layout") == "per_tenant":
         out.append(f"The plan trains one adapter per tenant ({ctx['adapters']:,} runs; its time and cost cover them "
                    f"all): run each stage's config once per tenant, with that tenant's examples in the data file and "

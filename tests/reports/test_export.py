@@ -292,6 +292,15 @@ def test_axolotl_sft_trains_the_templates_own_turn_end(rendered, cases):
     assert family_of("mistral").end_of_turn is None
 
 
+def test_a_gated_base_says_how_to_get_it(rendered, cases):
+    """Llama and Gemma repos are gated on the Hub: the README says to accept the licence and log in; Qwen's are
+    not, and the README says nothing of it."""
+    for name, gated in (("sft_dpo_lora", True), ("gemma_sft", True), ("multi_lora", False)):
+        hub = cases[name]["estimates"]["base_model"]["hub_id"]
+        assert (f"`{hub}` is gated on the Hugging Face Hub" in rendered[name]["README.md"]) is gated, name
+        assert cases[name]["estimates"]["base_model"]["gated"] is gated
+
+
 def test_a_zero3_launch_passes_accelerates_own_deepspeed_checks(tmp_path, cases, monkeypatch):
     """accelerate refuses mixed_precision in the launch config beside a deepspeed_config_file (every ZeRO-3 run used
     to die at start-up): the exported config is read by `accelerate launch`'s own parser and validation, and the
