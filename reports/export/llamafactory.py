@@ -59,6 +59,10 @@ def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
             "flash_attn": FLASH_ATTN[ctx["attn"]["hf"]],
             "lora_target": None if lora is None else ("all" if lora["all_linear"] else ",".join(lora["targets"])),
             "finetuning_type": "lora" if ctx["adapter"] else "full",
+            # a full fine-tune in bf16 as the plan's memory estimate counts it: without pure_bf16 LLaMA-Factory
+            # upcasts every trainable weight to fp32 (llamafactory/model/adapter.py, "Upcasting trainable params
+            # to float32"); it refuses pure_bf16 under ZeRO-3 (hparams/parser.py), which keeps fp32 masters anyway
+            "pure_bf16": not ctx["adapter"] and ctx["bf16"] and ctx["sharding"] != "zero3",
             "disable_gradient_checkpointing": not ctx["trainer_gradient_checkpointing"],
             "export_size_gb": EXPORT_SIZE_GB,
             # QLoRA loads through bitsandbytes, which llamafactory does not require: without it the run stops at

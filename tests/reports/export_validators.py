@@ -76,6 +76,12 @@ def _setup() -> None:
     from transformers import training_args
 
     training_args.is_torch_bf16_gpu_available = lambda *a, **k: True
+    # and LLaMA-Factory's pure_bf16 check reads its own import of the same function (hparams/parser.py)
+    try:
+        from llamafactory.hparams import parser as lf_parser
+    except ImportError:  # a venv without LLaMA-Factory
+        return
+    lf_parser.is_torch_bf16_gpu_available = lambda *a, **k: True
 
 
 POSITIVE = ("micro_batch_size", "gradient_accumulation_steps", "num_epochs", "sequence_len", "learning_rate",

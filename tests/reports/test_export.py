@@ -292,6 +292,19 @@ def test_axolotl_sft_trains_the_templates_own_turn_end(rendered, cases):
     assert family_of("mistral").end_of_turn is None
 
 
+def test_llamafactory_full_fine_tunes_stay_in_bf16_as_the_plan_counts_them(rendered, cases):
+    """Without pure_bf16 LLaMA-Factory upcasts trainable weights to fp32 (~16 bytes a parameter against the plan's
+    bf16): full runs set it, adapters (whose fp32 upcast the plan counts) and ZeRO-3 (which refuses it) do not."""
+    for name in ("full_sft", "cpt_sft_8gpu"):
+        t = cases[name]["estimates"]["training"]
+        assert t["technique"] == "full" and t["sharding"] != "zero3"
+        for path, text in rendered[name].items():
+            if path.startswith("llamafactory/") and not path.startswith("llamafactory/merge"):
+                assert _yaml(text)["pure_bf16"] is True, (name, path)
+    assert "pure_bf16" not in _yaml(rendered["sft_dpo_lora"]["llamafactory/1-sft.yaml"])
+    assert "pure_bf16" not in _yaml(rendered["zero3_4gpu"]["llamafactory/sft.yaml"])
+
+
 def test_a_gated_base_says_how_to_get_it(rendered, cases):
     """Llama and Gemma repos are gated on the Hub: the README says to accept the licence and log in; Qwen's are
     not, and the README says nothing of it."""
