@@ -41,6 +41,9 @@ HOSTED_SHAPES = {
 }
 
 
+#: where the exported configs expect the answers' eval file (the chat stages score it, never train on it)
+EVAL_PATH = "data/eval.jsonl"
+
 def build_context(plan: Plan, validated_with: Mapping[str, str]) -> dict[str, Any]:
     """Everything the templates print that is not a trainer's own, computed from the plan once."""
     rec = plan.recommendation
@@ -183,6 +186,14 @@ def _training_context(plan: Plan, t: TrainingPlan) -> dict[str, Any]:
         d["stages_text"] = ", ".join(d["stages"])
     ctx["data_files"] = list(seen.values())
     ctx["eval_file"] = data_answers.eval_file
+    # the answers' eval file is copied beside the training data and scored by the chat stages each epoch
+    chat = [s["name"] for s in stages if s["chat"]]
+    ctx["eval_data_path"] = EVAL_PATH if data_answers.eval_file and chat else None
+    if ctx["eval_data_path"]:
+        ctx["data_files"].append({"path": EVAL_PATH, "shape": "chat", "example": DATA_SHAPES["chat"],
+                                  "from": data_answers.eval_file, "answer": "eval_file", "stages": chat,
+                                  "stages_text": ", ".join(chat) + " (evaluation only)"})
+    ctx["eval_dataset_name"] = f"advise_{PurePosixPath(EVAL_PATH).stem}"
     ctx["launch"] = launch.launch_context(ctx)
     return ctx
 

@@ -75,6 +75,10 @@ def notes(ctx: Mapping[str, Any], f: Mapping[str, Any]) -> list[str]:
                    f"in its family's instruct format (TRL clones the template from `{f['chat_template_path']}`). Its "
                    f"special tokens may be untrained in a base model; if generations do not stop, train from the "
                    f"instruct checkpoint instead.")
+    if ctx.get("eval_data_path"):
+        out.append(f"TRL's command line concatenates every file of its dataset mixture into the training set "
+                   f"(trl/scripts/utils.py get_dataset), so its configs leave `{ctx['eval_data_path']}` out: score "
+                   f"the tuned model on it after training; Axolotl and LLaMA-Factory score it every epoch.")
     if chat:
         out.append("TRL's SFT computes the loss on the whole conversation (its `assistant_only_loss` needs a "
                    "template with generation markers); Axolotl and LLaMA-Factory train on the assistant turns only.")

@@ -9,7 +9,7 @@ import copy
 import functools
 from typing import Any
 
-from tests.helpers import ACME_CATALOG
+from tests.helpers import ACME_CATALOG, ROOT
 
 FT = {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"}}
 PREF = {"symptoms": ["format", "preference"], "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"}}
@@ -41,6 +41,10 @@ ANSWERS: dict[str, dict[str, Any] | str] = {
                "model": {"open_weights_ok": False, "current_api": "acme-chat"}},
     "nothing_fits": {**FT, "data": {"labeled_examples": 2000}, "model": {"base": "llama-3.1-70b"},
                      "hardware": {"gpus": ["RTX-4090"]}},
+    # data files (from the repository root): the eval file is wired into the chat stages
+    "sft_with_eval": {**FT, "data": {"train_file": "tests/advisor/data_fixtures/sft_clean.jsonl",
+                                     "eval_file": "tests/advisor/data_fixtures/sft_eval.jsonl"},
+                      "model": {"base": "qwen2.5-0.5b"}, "hardware": {"gpus": ["L4"]}},
 }
 
 
@@ -64,7 +68,8 @@ def _built() -> dict[str, dict[str, Any]]:
         if isinstance(answers, str):
             plans[name] = build_plan(load_answers(example_path(answers), catalog), catalog).to_dict()
         else:
-            plans[name] = build_plan(validate_answers({"project": name, **answers}, name, catalog), catalog).to_dict()
+            plans[name] = build_plan(validate_answers({"project": name, **answers}, name, catalog), catalog,
+                                     base_dir=ROOT).to_dict()
     # the estimator knows FSDP and CPU offload; the planner does not pick them yet
     plans["fsdp_offload"] = _variant(plans["zero3_4gpu"], sharding="fsdp", offload="optimizer")
     plans["zero3_offload"] = _variant(plans["zero3_4gpu"], offload="params")

@@ -305,6 +305,27 @@ def test_llamafactory_full_fine_tunes_stay_in_bf16_as_the_plan_counts_them(rende
     assert "pure_bf16" not in _yaml(rendered["zero3_4gpu"]["llamafactory/sft.yaml"])
 
 
+def test_the_answers_eval_file_is_scored_by_every_chat_stage_and_never_trained_on(rendered, cases):
+    """data.eval_file: copied to data/eval.jsonl (the README says from where), Axolotl's test_datasets and
+    LLaMA-Factory's eval_dataset (registered in dataset_info.json) score it each epoch; plans without one carry
+    no eval keys."""
+    files = rendered["sft_with_eval"]
+    axo, lf = _yaml(files["axolotl/sft.yml"]), _yaml(files["llamafactory/sft.yaml"])
+    assert axo["test_datasets"][0]["path"] == "data/eval.jsonl" and axo["evals_per_epoch"] == 1
+    assert axo["test_datasets"][0]["type"] == axo["datasets"][0]["type"] == "chat_template"
+    assert axo["datasets"][0]["path"] == "data/train.jsonl"
+    assert (lf["eval_dataset"], lf["eval_strategy"]) == ("advise_eval", "epoch")
+    info = json.loads(files["data/dataset_info.json"])
+    assert info["advise_eval"]["file_name"] == "eval.jsonl" and info["advise_eval"] == {**info["advise_train"],
+                                                                                       "file_name": "eval.jsonl"}
+    assert "`data/eval.jsonl`" in files["README.md"] and "sft_eval.jsonl" in files["README.md"]
+    assert "so its configs leave `data/eval.jsonl` out" in files["README.md"]  # TRL: said, not silently dropped
+    assert "eval" not in files["trl/sft.yaml"].split("# ---- data")[1].split("# ----")[0]
+    plain = rendered["sft_dpo_lora"]
+    assert "test_datasets" not in _yaml(plain["axolotl/1-sft.yml"])
+    assert "eval_dataset" not in _yaml(plain["llamafactory/1-sft.yaml"])
+
+
 def test_a_gated_base_says_how_to_get_it(rendered, cases):
     """Llama and Gemma repos are gated on the Hub: the README says to accept the licence and log in; Qwen's are
     not, and the README says nothing of it."""
