@@ -252,7 +252,7 @@ def serving_note(ctx: Mapping[str, Any], mode: str) -> str:
 def steps_and_serving(ctx: Mapping[str, Any], f: dict[str, Any]) -> dict[str, Any]:
     """The README's run steps for one format (train, merge, ...) and its serve command."""
     what = f"the {ctx['technique_text']} adapter" if ctx["adapter"] else "the fine-tuned model"
-    steps = []
+    steps = list(f.get("pre_steps") or [])  # what a trainer needs before its first stage (TRL: the chat template)
     for s in f["stages"]:
         steps.append({"run": s["run"], "result": s["output_dir"], "what": what})
         if s["merge"]:

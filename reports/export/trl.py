@@ -13,6 +13,7 @@ from typing import Any
 from reports.export import launch
 from reports.export.context import header, needs_merge, serve_context, stage_paths
 from reports.export.registry import ExportFormat, register_format
+from reports.export.yamltext import shell_word
 
 NAME = "trl"
 VERSION = "1.16.0"
@@ -21,13 +22,19 @@ MERGE_SCRIPT = "trl/merge.py"
 #: TRL's command per objective (None: no command)
 COMMANDS = {"sft": "sft", "cpt": "sft", "dpo": "dpo", "kto": "kto", "orpo": None}
 CONFIG_CLASSES = {"sft": "SFTConfig", "dpo": "DPOConfig", "kto": "KTOConfig"}
+#: a base checkpoint's chat template, written by the README's first TRL step from the family's instruct tokenizer.
+#: A .jinja path makes TRL set the template without clone_chat_template, which adds tokens and resizes the
+#: embeddings: on a tied-embedding model PEFT then wraps lm_head and the loss fails ('TrainableTokensWrapper' object
+#: has no attribute 'bias') (trl/trainer/sft_trainer.py, chat_template_path)
+TEMPLATE_FILE = "trl/chat_template.jinja"
 
 
 def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
     paths = stage_paths(ctx, NAME, "yaml")
     missing = [s for s in ctx["stages"] if COMMANDS[s["objective"]] is None]
-    # an instruct checkpoint brings its own chat template and trained special tokens: nothing to clone
-    template = None if ctx["model"].get("checkpoint") == "instruct" else ctx["family"].chat_template(NAME)
+    # an instruct checkpoint brings its own chat template and trained special tokens: nothing to set
+    instruct_repo = None if ctx["model"].get("checkpoint") == "instruct" else ctx["family"].chat_template(NAME)
+    template = TEMPLATE_FILE if instruct_repo else None
     # the template goes on the first stage that reads chats: after continued pre-training (raw text) that is the
     # SFT stage, which otherwise stops with "tokenizer.chat_template is not set"; later stages load its output,
     # template included
@@ -43,13 +50,21 @@ def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
                        "config_class": CONFIG_CLASSES.get(str(command)),
                        "header": header(run or "-", ctx),
                        "chat_template_path": template if i == first_chat else None,
+                       # the template's turn end becomes the eos the model stops on (SFTConfig eos_token: TRL
+                       # mirrors it into the model and generation configs)
+                       "eos_token": ctx["family"].end_of_turn if template and i == first_chat else None,
                        "quant_storage": ctx["dtype"] if ctx["quantized"] and ctx["sharding"] != "none" else None})
     if missing:
         stages = []
     merges = [s["merge"] for s in stages if s["merge"]]
     extra = [{"path": MERGE_SCRIPT, "what": "TRL: merge an adapter into its base (peft)", "runs": merges,
               "note": ""}] if merges else []
-    return {"stages": stages, "extra_files": extra, "missing": [
+    code = (f'from transformers import AutoTokenizer; open("{TEMPLATE_FILE}", "w").write('
+            f'AutoTokenizer.from_pretrained("{instruct_repo}").chat_template)')
+    pre_steps = [{"run": f"python -c {shell_word(code)}", "result": TEMPLATE_FILE,
+                  "what": f"the chat template of {instruct_repo}, for a base checkpoint that has none"}] \
+        if template and first_chat is not None and stages else []
+    return {"stages": stages, "extra_files": extra, "pre_steps": pre_steps, "instruct_repo": instruct_repo, "missing": [
         {"stage": s["name"], "method": s["method"],
          "why": "TRL's command line has no ORPO command (ORPO lives in trl.experimental.orpo, a Python API); "
                 "use the Axolotl or LLaMA-Factory configs for this plan"} for s in missing],
@@ -71,10 +86,11 @@ def notes(ctx: Mapping[str, Any], f: Mapping[str, Any]) -> list[str]:
     out = []
     chat = any(s["chat"] for s in ctx["stages"])
     if f["chat_template_path"] and chat:
-        out.append(f"`{ctx['model']['hub_id']}` is a base checkpoint without a chat template: the configs train it "
-                   f"in its family's instruct format (TRL clones the template from `{f['chat_template_path']}`). Its "
-                   f"special tokens may be untrained in a base model; if generations do not stop, train from the "
-                   f"instruct checkpoint instead.")
+        out.append(f"`{ctx['model']['hub_id']}` is a base checkpoint without a chat template: the first TRL step "
+                   f"writes `{f['chat_template_path']}` from `{f['instruct_repo']}` (its tokenizer only), and the "
+                   f"configs train in that format, its turn end as the eos. The template's special tokens are in "
+                   f"the base vocabulary but untrained; if generations do not stop, train from the instruct "
+                   f"checkpoint instead.")
     if ctx.get("eval_data_path"):
         out.append(f"TRL's command line concatenates every file of its dataset mixture into the training set "
                    f"(trl/scripts/utils.py get_dataset), so its configs leave `{ctx['eval_data_path']}` out: score "

@@ -212,7 +212,13 @@ def test_a_later_stage_starts_from_the_previous_stages_model(rendered):
     # the CPT stage reads raw text; the SFT stage after it reads chats, so it is the one that gets the template
     # (a base checkpoint has none: TRL stops with "tokenizer.chat_template is not set")
     assert "chat_template_path" not in _yaml(files["trl/1-cpt.yaml"])
-    assert _yaml(files["trl/2-sft.yaml"])["chat_template_path"].endswith("-Instruct")
+    sft = _yaml(files["trl/2-sft.yaml"])
+    # a .jinja file the README's first TRL step writes from the instruct tokenizer: TRL sets it without
+    # clone_chat_template's resize (which crashed tied-embedding bases); the template's turn end is the eos
+    assert (sft["chat_template_path"], sft["eos_token"]) == ("trl/chat_template.jinja", "<|eot_id|>")
+    trl_steps = files["README.md"].split("### TRL\n", 1)[1]
+    assert trl_steps.index('AutoTokenizer.from_pretrained("meta-llama/Llama-3.1-8B-Instruct")') < \
+        trl_steps.index("trl sft --config trl/1-cpt.yaml")
     # an instruct start brings its own template (and trained special tokens): nothing is cloned at any stage
     dpo = rendered["sft_dpo_lora"]
     assert _yaml(dpo["trl/1-sft.yaml"])["model_name_or_path"].endswith("-Instruct")

@@ -257,9 +257,13 @@ def _sft_merge_dpo(export: Path, tiny: Path) -> dict:
 
 
 def _qlora(export: Path, tiny: Path) -> float:
-    (step, *_) = _commands((export / "README.md").read_text())
+    # a llama base: the README first writes the instruct template (a Hub download); the tiny stand-in tokenizer is
+    # ChatML, so its template and turn end replace the exported llama3 ones
+    template_step, step, *_ = _commands((export / "README.md").read_text())
+    assert template_step.startswith("python -c ") and "trl/chat_template.jinja" in template_step
     out = _check(_run([*_trl(), *step.split()[1:], "--model_name_or_path", str(tiny / "model"),
-                       "--chat_template_path", str(tiny / "chat-template"), *CPU_OVERRIDES], export), "trl sft qlora")
+                       "--chat_template_path", str(tiny / "chat-template"), "--eos_token", "<|im_end|>",
+                       *CPU_OVERRIDES], export), "trl sft qlora")
     return _train_loss(out)
 
 
@@ -293,3 +297,58 @@ def test_the_e2e_plans_render_what_the_e2e_test_expects():
     files = render_all(plans()["sft_dpo_lora"], ["trl"])
     assert sorted(files) == ["README.md", "trl/1-sft.yaml", "trl/2-dpo.yaml", "trl/merge.py"]
     assert "--config trl/sft.yaml" in render_all(plans()["qlora_70b"], ["trl"])["README.md"]
+
+
+@pytest.fixture(scope="module")
+def tiny_tied_base(tmp_path_factory):
+    """The shapes that broke TRL on the built-in example: a tied-embedding Qwen2 base whose tokenizer has ChatML's
+    special tokens but no chat template, and more embedding rows than tokenizer entries."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    from estimators.families import tiny_config
+
+    root = tmp_path_factory.mktemp("tied")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator([" ".join(WORDS)] * 10, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    base_tok = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    assert base_tok.chat_template is None
+    cfg = tiny_config("qwen2")
+    assert cfg["tie_word_embeddings"] and cfg["vocab_size"] > len(base_tok)  # rows != tokenizer length
+    config = AutoConfig.for_model(cfg.pop("model_type"), **cfg, eos_token_id=base_tok.eos_token_id,
+                                  pad_token_id=base_tok.pad_token_id)
+    AutoModelForCausalLM.from_config(config).save_pretrained(root / "model")
+    base_tok.save_pretrained(root / "model")
+    # the family's instruct template (what the README's first step fetches from Qwen/Qwen2.5-7B-Instruct)
+    (root / "instruct.jinja").write_text(
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    return root
+
+
+@pytest.mark.slow
+def test_trl_trains_a_tied_base_without_a_chat_template_from_the_readme_steps(tmp_path, tiny_tied_base):
+    """The ticket-triage export (a tied Qwen base): the README's steps in order, the template step standing in
+    for the Hub download. TRL trains (it crashed in clone_chat_template's resize), the saved tokenizer carries
+    the template and stops on <|im_end|>, and the merged folder serves with it."""
+    export = tmp_path / "triage"
+    export_configs(plans()["distill_lora"], export, formats=["trl"])
+    _write_data(export)
+    steps = _commands((export / "README.md").read_text())
+    assert steps[0].startswith("python -c ") and "Qwen/Qwen2.5-7B-Instruct" in steps[0]
+    assert [s.split()[:2] for s in steps[1:]] == [["trl", "sft"], ["python", "trl/merge.py"]]
+    (export / "trl" / "chat_template.jinja").write_text((tiny_tied_base / "instruct.jinja").read_text())
+    out = _check(_run([*_trl(), *steps[1].split()[1:], "--model_name_or_path", str(tiny_tied_base / "model"),
+                       *CPU_OVERRIDES], export), "trl sft")
+    assert math.isfinite(_train_loss(out))
+    adapter = export / "outputs/trl/distillation"
+    tok = json.loads((adapter / "tokenizer_config.json").read_text())
+    assert tok["eos_token"] == "<|im_end|>"
+    assert "<|im_end|>" in (adapter / "chat_template.jinja").read_text()
+    _check(_run([sys.executable, *steps[2].split()[1:]], export), "the README's merge")
+    merged = adapter / "merged"
+    assert (merged / "model.safetensors").is_file() and (merged / "chat_template.jinja").is_file()
