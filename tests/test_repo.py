@@ -45,3 +45,11 @@ def test_published_comparison_doc_is_current():
     assert (ROOT / "docs" / "published-comparison.md").read_text() == render(), (
         "run: python benchmarks/published_comparison.py > docs/published-comparison.md"
     )
+
+
+def test_the_torch_the_configs_readme_names_is_the_one_ci_installs():
+    """The export README says which torch its configs were checked with; .ci/run installs exactly that."""
+    from reports.export.registry import TESTED_TORCH
+
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert f"pip install -q torch=={TESTED_TORCH}\n" in ci and f"echo torch=={TESTED_TORCH} >" in ci

@@ -17,6 +17,7 @@ from advisor.contract.units import money
 from advisor.contract.vocab import DATA_KINDS, METHODS, OBJECTIVES, OPTIMIZERS, PRECISIONS, SERVING, TECHNIQUES
 from estimators.families import family as family_of
 from reports.export import launch
+from reports.export.registry import TESTED_TORCH
 from reports.export.yamltext import Raw, one_line, sanitize_name, shell_word
 
 #: vLLM's --max-lora-rank accepts these values only (vllm/config/lora.py, MaxLoRARanks)
@@ -57,6 +58,7 @@ def build_context(plan: Plan, validated_with: Mapping[str, str]) -> dict[str, An
         "slug": sanitize_name(plan.project, "adapter"),
         "approach": rec.approach,
         "validated_with": {k: Raw(v) for k, v in validated_with.items()},
+        "tested_torch": Raw(TESTED_TORCH),
         "first_steps": list(plan.prerequisite_steps),
         "data_errors": plan.data.errors() if plan.data is not None else [],
     }

@@ -55,6 +55,11 @@ def register_format(fmt: ExportFormat) -> ExportFormat:
     return fmt
 
 
+#: the torch the tests run the trainers' parsers and TRL's CPU training on (.ci/run: pip install torch==2.13.0;
+#: tests/test_repo.py keeps the two equal). No CUDA build is exercised by the tests.
+TESTED_TORCH = "2.13.0"
+
+
 def validated_with() -> dict[str, str]:
     """Each registered trainer and the release its configs were validated against."""
     return {name: f.version for name, f in FORMATS.items()}
