@@ -54,6 +54,10 @@ def render_all(plan: Plan | Mapping[str, Any], formats: Iterable[str] = ("all",)
             else:
                 skipped.append(f)
         files.update(launch.launch_files(ctx, exported, header))
+        if ctx["teacher"] and exported:
+            t = ctx["teacher"]
+            files[t["script"]] = ctx["_renderer"].text_file("export/label_with_teacher.py.j2", ctx=ctx,
+                                                            header=header(t["command"], ctx))
     files["README.md"] = readme(ctx, exported, skipped)
     return dict(sorted(files.items()))
 

@@ -42,6 +42,8 @@ HOSTED_SHAPES = {
 }
 
 
+#: the labelling script a distillation plan exports (templates/export/label_with_teacher.py.j2)
+TEACHER_SCRIPT = "data/label_with_teacher.py"
 #: where the exported configs expect the answers' eval file (the chat stages score it, never train on it)
 EVAL_PATH = "data/eval.jsonl"
 
@@ -196,8 +198,32 @@ def _training_context(plan: Plan, t: TrainingPlan) -> dict[str, Any]:
                                   "from": data_answers.eval_file, "answer": "eval_file", "stages": chat,
                                   "stages_text": ", ".join(chat) + " (evaluation only)"})
     ctx["eval_dataset_name"] = f"advise_{PurePosixPath(EVAL_PATH).stem}"
+    ctx["teacher"] = _teacher(plan, stages)
     ctx["launch"] = launch.launch_context(ctx)
     return ctx
+
+
+def _teacher(plan: Plan, stages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A distillation plan's labelling step: the teacher (today's API) answers the prompts that become the training
+    data. Its price is today's cost per request (the plan's bill / requests) x the examples to label: the prompts
+    are assumed to be like today's requests."""
+    distil = next((s for s in stages if s["method"] == "distillation"), None)
+    if distil is None:
+        return None
+    model = plan.answers.model.current_api
+    inf = plan.estimates.inference
+    per_request = (inf.today_usd_per_month / inf.requests_per_month
+                   if inf and inf.today_usd_per_month and inf.requests_per_month else None)
+    examples = distil["examples"]
+    w = plan.answers.workload
+    command = (f"python {TEACHER_SCRIPT} PROMPTS.jsonl {distil['data_path']} --model "
+               f"{shell_word(model) if model else 'TEACHER_MODEL'}")
+    return {"script": TEACHER_SCRIPT, "out": distil["data_path"], "model": model,
+            "model_arg": shell_word(model) if model else "TEACHER_MODEL", "examples": examples,
+            "usd_text": None if per_request is None else money(per_request * examples), "command": command,
+            "assumed": distil["examples_assumed"],
+            # the answer budget: twice the plan's output tokens per request (at least 256)
+            "max_tokens": max(256, 2 * (w.output_tokens_per_request or 0))}
 
 
 def header(command: str, ctx: Mapping[str, Any], prefix: str = "# ") -> Raw:

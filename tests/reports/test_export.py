@@ -582,3 +582,59 @@ def test_cli_refuses_a_non_empty_folder_without_force(tmp_path, cases):
 
 def test_help_does_not_import_jinja_or_torch():
     assert_imports_none_of(cli_code(["export", "--help"]), ("torch", "transformers", "trl", "jinja2"))
+
+
+def test_a_distillation_export_labels_prompts_with_the_teacher_through_an_openai_compatible_api(tmp_path, cases):
+    """The exported data/label_with_teacher.py, run as the README says against a local OpenAI-compatible server:
+    each prompt gets the teacher's answer as its assistant turn, a final assistant turn is replaced, the output
+    appears only when complete, an existing output is never overwritten, and the README prices the labelling."""
+    import http.server
+    import subprocess
+    import sys
+    import threading
+
+    seen = []
+
+    class Teacher(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (the stdlib's name)
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((self.path, self.headers.get("Authorization"), body))
+            answer = "billing" if "invoice" in body["messages"][-1]["content"] else "other"
+            out = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Teacher)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        export = tmp_path / "triage"
+        export_configs(cases["distill_lora"], export)
+        readme = (export / "README.md").read_text()
+        assert "About $5.00 for 10,000 prompts, at today's cost per request" in readme  # $2,500 / 5M x 10,000
+        prompts = tmp_path / "prompts.jsonl"
+        prompts.write_text(json.dumps({"messages": [{"role": "user", "content": "my invoice is wrong"}]}) + "\n\n" +
+                           json.dumps({"messages": [{"role": "user", "content": "hello"},
+                                                    {"role": "assistant", "content": "old answer"}]}) + "\n")
+        cmd = next(line.strip() for line in readme.splitlines() if line.strip().startswith("python data/label_with"))
+        args = cmd.split()[1:]
+        args[1] = str(prompts)  # PROMPTS.jsonl
+        env = {**os.environ, "OPENAI_BASE_URL": f"http://127.0.0.1:{server.server_port}/v1", "OPENAI_API_KEY": "k"}
+        run = subprocess.run([sys.executable, *args], cwd=export, env=env, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        rows = [json.loads(line) for line in (export / "data/train.jsonl").read_text().splitlines()]
+        assert [r["messages"][-1] for r in rows] == [{"role": "assistant", "content": "billing"},
+                                                    {"role": "assistant", "content": "other"}]
+        assert len(rows[1]["messages"]) == 2  # the old answer was replaced, not kept
+        assert all(p == "/v1/chat/completions" and a == "Bearer k" and b["model"] == "claude-haiku-4.5"
+                   and b["temperature"] == 0 for p, a, b in seen)
+        again = subprocess.run([sys.executable, *args], cwd=export, env=env, capture_output=True, text=True,
+                               timeout=60)
+        assert again.returncode != 0 and "exists" in again.stderr and len(seen) == 2  # nothing overwritten
+    finally:
+        server.shutdown()
