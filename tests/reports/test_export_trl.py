@@ -174,21 +174,27 @@ def _sentence(i: int, n: int) -> str:
     return " ".join(WORDS[(i + k) % len(WORDS)] for k in range(n))
 
 
+def _bpe(special_tokens: list[str]):
+    """A byte-level BPE tokenizer of a few hundred entries trained offline on WORDS, with these special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator([" ".join(WORDS)] * 10, trainers.BpeTrainer(
+        vocab_size=300, special_tokens=special_tokens, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return tok
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """A tiny random llama and a byte-level BPE tokenizer with a ChatML template, built offline."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
     from estimators.families import tiny_config
 
     root = tmp_path_factory.mktemp("tiny")
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator([" ".join(WORDS)] * 10, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<|im_start|>", "<|im_end|>", "<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = _bpe(["<|im_start|>", "<|im_end|>", "<|endoftext|>"])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>",
                                    pad_token="<|endoftext|>")
     fast.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
@@ -303,18 +309,12 @@ def test_the_e2e_plans_render_what_the_e2e_test_expects():
 def tiny_tied_base(tmp_path_factory):
     """The shapes that broke TRL on the built-in example: a tied-embedding Qwen2 base whose tokenizer has ChatML's
     special tokens but no chat template, and more embedding rows than tokenizer entries."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
     from estimators.families import tiny_config
 
     root = tmp_path_factory.mktemp("tied")
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator([" ".join(WORDS)] * 10, trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = _bpe(["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
     base_tok = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
     assert base_tok.chat_template is None
     cfg = tiny_config("qwen2")
