@@ -250,6 +250,17 @@ def _states(anatomy: Anatomy, setup: TrainingSetup, base: int, quant: int, train
     unit = anatomy.largest_layer_params
     unit_bytes = math.ceil(unit / 2) if setup.technique == "qlora" else unit * dt  # NF4 packs two per byte
     gathered = 2 * unit_bytes + (unit * dt if full else 0)  # + the unit's unsharded gradient
+    if full and dt < 4:
+        # accelerate's FSDP2 with bf16/fp16 mixed precision upcasts every trainable parameter to fp32 before
+        # fully_shard ("FSDP upcast of low precision parameters to fp32", accelerate/utils/fsdp_utils.py
+        # fsdp2_prepare_model); MixedPrecisionPolicy casts the gathered layers to bf16 for compute. The sharded
+        # fp32 parameters are the master weights; their gradients and AdamW states are fp32 too.
+        compute_weights = 0
+        t_weights = grads = anatomy.params_total * 4
+        opt = _optimizer_bytes(setup, anatomy.param_tensor_numels, 4)
+        full = False  # the sharded weights are now counted as the (fp32) trainable master weights
+        notes.append("FSDP2 mixed precision: fp32 master weights, gradients and optimizer states (accelerate's "
+                     "upcast), bf16 compute copies only for the gathered layers")
     if setup.offload == "none":
         weights = (frozen + compute_weights) // N + gathered
         tw, g, o = (0 if full else t_weights) // N, grads // N, opt // N

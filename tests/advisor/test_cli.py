@@ -57,7 +57,7 @@ def test_sharded_estimate_reports_per_gpu_memory():
     r = run("estimate", "--model", "llama-3.1-70b", "--method", "full", "--gpus", "8", "--sharding", "fsdp", "--json")
     assert r.exit_code == 0, r.output
     eight = json.loads(r.output)
-    assert eight["setup"]["gpu_count"] == 8 and eight["memory_total_bytes"] < one["memory_total_bytes"] / 4
+    assert eight["setup"]["gpu_count"] == 8 and eight["memory_total_bytes"] < one["memory_total_bytes"] / 3
     assert not one["fits"]
     # DeepSpeed ZeRO-3 keeps fp32 master weights and Adam states: 18 bytes/param / 8 GPUs for 70B
     z3 = json.loads(run("estimate", "--model", "llama-3.1-70b", "--method", "full", "--gpus", "8",

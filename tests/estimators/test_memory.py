@@ -80,8 +80,15 @@ def test_zero_model_states_follow_deepspeeds_estimators(llama8b):
 def test_sharding_divides_the_per_gpu_states(llama8b):
     one = estimate_memory(llama8b, TrainingSetup(technique="full"))
     eight = estimate_memory(llama8b, TrainingSetup(technique="full", gpu_count=8, sharding="fsdp"))
-    assert eight.parts["optimizer_states"] == one.parts["optimizer_states"] // 8
+    # accelerate's FSDP2 upcasts the trainable bf16 weights to fp32 masters: fp32 AdamW states, sharded by 8
+    assert eight.parts["optimizer_states"] == pytest.approx(2 * one.parts["optimizer_states"] / 8, rel=1e-6)
+    ms = model_states(llama8b, TrainingSetup(technique="full", gpu_count=8, sharding="fsdp"))
+    n = llama8b.params_total
+    assert ms.trainable_weights_bytes == 4 * n // 8 and ms.gradients_bytes == 4 * n // 8
     assert eight.total_bytes < one.total_bytes / 3
+    # adapters: only the (already fp32) adapters are trainable, the frozen bf16 base is sharded as it is
+    lora = model_states(llama8b, TrainingSetup(technique="lora", gpu_count=8, sharding="fsdp"))
+    assert lora.weights_bytes < 2 * n // 8 + 3 * 2 * llama8b.largest_layer_params
 
 
 def test_ddp_replicates_and_adds_gradient_buckets(llama8b):
