@@ -391,6 +391,11 @@ class RunOption:
         return self.memory.states.host_bytes
 
 
+#: the multi-GPU layouts the planner tries, in order (sharding, offload): the first that fits is chosen
+MULTI_GPU_LAYOUTS = (("none", "none"), ("fsdp", "none"), ("zero3", "none"), ("zero3", "optimizer"),
+                     ("zero3", "params"))
+
+
 class Estimator:
     """Computes (and caches) the fit matrix and the recommended run for the planner's stage hooks."""
 
@@ -458,11 +463,14 @@ class Estimator:
         if key in self.options:
             return self.options[key]
         assert self.model is not None
-        # several GPUs: data parallel when a full replica fits, else ZeRO-3 sharding, then ZeRO-3 with the
-        # optimizer and then the parameters offloaded to CPU RAM; full fine-tuning that does not fit with AdamW
-        # may fit with 8-bit AdamW states (bitsandbytes)
-        layouts = (("none", "none"),) if self.gpu_count == 1 else \
-            (("none", "none"), ("zero3", "none"), ("zero3", "optimizer"), ("zero3", "params"))
+        # several GPUs: data parallel when a full replica fits, else FSDP2 when the sharded states fit on the
+        # GPUs (PyTorch's own sharding: no DeepSpeed build, every trainer launches it through accelerate), else
+        # ZeRO-3, then ZeRO-3 with the optimizer and then the parameters offloaded to CPU RAM: DeepSpeed can
+        # offload the optimizer alone and steps it with its vectorised DeepSpeedCPUAdam, while FSDP's
+        # CPUOffloadPolicy moves parameters, gradients and optimizer together and steps with torch's Adam on the
+        # host (accelerate's "FSDP vs DeepSpeed" concept guide; estimators.throughput.offload_time).
+        # Full fine-tuning that does not fit with AdamW may fit with 8-bit AdamW states (bitsandbytes)
+        layouts = (("none", "none"),) if self.gpu_count == 1 else MULTI_GPU_LAYOUTS
         optimizers = ("adamw", "adamw-8bit") if technique == "full" else ("adamw",)
         micro_batches = [mb for mb in training_defaults()["candidate_micro_batches"]
                          if mb == 1 or all(mb * self.gpu_count <= s.global_batch_sequences for s in self.stages)]
@@ -987,6 +995,16 @@ def _training_assumptions(est: Estimator, run: RunOption, answers: Answers,
         # each later stage's own optimizer step under offload (the first stage's is above): its last assumption
         st = est.setup(run.technique, stage, run.micro_batch, run.sharding, run.optimizer, run.offload)
         out.append(estimate_throughput(est.model.anatomy, est.speed_setup(st, stage), run.gpu).assumptions[-1])
+    if run.sharding == "fsdp" and run.offload == "none":
+        out.append(f"A full replica does not fit on one {run.gpu.name}: FSDP2 shards parameters, gradients and "
+                   f"optimizer states over the {run.gpu_count} GPUs (PyTorch's own sharding, launched through "
+                   f"accelerate by every exported trainer); DeepSpeed ZeRO-3 would be chosen if the optimizer "
+                   f"had to move to CPU RAM")
+    elif run.sharding == "zero3":
+        why = "the sharded states do not fit under FSDP2" if run.offload == "none" else \
+            "DeepSpeed offloads to CPU RAM with its vectorised DeepSpeedCPUAdam (FSDP moves parameters, " \
+            "gradients and optimizer together and steps with torch's slower CPU Adam)"
+        out.append(f"DeepSpeed ZeRO-3 over the {run.gpu_count} GPUs: {why}")
     if run.offload != "none":
         out.append(f"{SHARDING.title(run.sharding)} offloads the {OFFLOAD[run.offload].label} to CPU RAM: the run "
                    f"{host_ram_text(run.host_ram_bytes_per_machine, run.sharding, run.offload, run.gpu_count)}, "

@@ -39,10 +39,17 @@ EXPORT_SIZE_GB = 5
 
 def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
     paths = stage_paths(ctx, NAME, "yaml")
+    fsdp = ctx["launch"]["kind"] == "fsdp2"
     stages = []
     for i, (s, p) in enumerate(zip(ctx["stages"], paths)):
         run = f"llamafactory-cli train {p['config']}"
-        if ctx["multi_gpu"]:
+        if fsdp:
+            # torchrun never reads an FSDP config: LLaMA-Factory runs FSDP through `accelerate launch` of its
+            # training entry point (examples/accelerate/fsdp_config.yaml with src/train.py, which is
+            # llamafactory.launcher's __main__: run_exp() on the YAML in argv)
+            run = f"accelerate launch --config_file {ctx['launch']['accelerate_config']} -m llamafactory.launcher " \
+                  f"{p['config']}"
+        elif ctx["multi_gpu"]:
             # llamafactory-cli starts torchrun itself with FORCE_TORCHRUN (LLaMA-Factory README, multi-GPU)
             run = f"FORCE_TORCHRUN=1 NNODES=1 NPROC_PER_NODE={ctx['gpu_count']} {run}"
         merge_config = f"{NAME}/merge-{s['name']}.yaml" if needs_merge(ctx, i) else None
@@ -51,7 +58,7 @@ def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
                        "run": run, "header": header(run, ctx), "merge": merge, "merge_config": merge_config,
                        "merge_header": header(merge, ctx) if merge else None})
     lora = ctx.get("lora")
-    return {"stages": stages, "missing": [],
+    return {"stages": stages, "missing": [], "uses_accelerate": fsdp,
             "extra_files": [{"path": f"{DATASET_DIR}/dataset_info.json", "what": "LLaMA-Factory's registry of the "
                              "data files below", "runs": [], "note": "read by the LLaMA-Factory configs"}]
             if stages else [],

@@ -279,6 +279,23 @@ def test_several_gpus_shard_then_offload_and_the_exporters_get_the_layout(catalo
     assert (t.lr_scheduler, t.warmup_ratio, t.logging_steps) == ("cosine", 0.1, 10)
 
 
+def test_fsdp2_shards_when_the_sharded_states_fit_and_zero3_takes_over_when_they_must_be_offloaded(catalog):
+    from advisor.planner import MULTI_GPU_LAYOUTS
+
+    # a 70B LoRA on 4 H100s: no full replica fits one card (140 GB of bf16 weights), a quarter of it does
+    plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed",
+                                                         "structured_output": "partly"},
+                    data={"labeled_examples": 2000}, model={"base": "llama-3.1-70b"},
+                    hardware={"gpus": ["H100-80GB"], "gpu_count": 4})
+    t = plan.estimates.training
+    assert t.gpu_count == 4 and (t.sharding, t.offload) == ("fsdp", "none")
+    assert any(a.startswith("A full replica does not fit on one H100-80GB: FSDP2 shards") for a in
+               plan.estimates.assumptions)
+    # the order the planner tries: replicas, FSDP2, then ZeRO-3 alone and with offload
+    assert MULTI_GPU_LAYOUTS[:3] == (("none", "none"), ("fsdp", "none"), ("zero3", "none"))
+    assert all(s == "zero3" for s, o in MULTI_GPU_LAYOUTS if o != "none")
+
+
 def test_serving_is_sized_from_the_whole_catalog_unless_serving_gpus_restricts_it(catalog):
     from advisor.contract.answers import load_answers
     from advisor.planner import example_path

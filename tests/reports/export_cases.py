@@ -29,7 +29,7 @@ ANSWERS: dict[str, dict[str, Any] | str] = {
              "hardware": {"gpus": ["A100-80GB"]}},
     "cpt_sft_8gpu": {"symptoms": ["domain_language"], "hardware": {"gpus": ["H100-80GB"], "gpu_count": 8},
                      "data": {"domain_corpus_tokens": 500_000_000, "labeled_examples": 5000}},
-    "zero3_4gpu": {**FT, "data": {"labeled_examples": 2000}, "model": {"base": "llama-3.1-70b"},
+    "sharded_4gpu": {**FT, "data": {"labeled_examples": 2000}, "model": {"base": "llama-3.1-70b"},
                    "hardware": {"gpus": ["H100-80GB"], "gpu_count": 4}},
     "orpo": {**PREF, "data": {"preference_pairs": 2000}},
     "kto": {"symptoms": ["preference"], "data": {"binary_feedback": 5000}},
@@ -70,9 +70,10 @@ def _built() -> dict[str, dict[str, Any]]:
         else:
             plans[name] = build_plan(validate_answers({"project": name, **answers}, name, catalog), catalog,
                                      base_dir=ROOT).to_dict()
-    # the estimator knows FSDP and CPU offload; the planner does not pick them yet
-    plans["fsdp_offload"] = _variant(plans["zero3_4gpu"], sharding="fsdp", offload="optimizer")
-    plans["zero3_offload"] = _variant(plans["zero3_4gpu"], offload="params")
+    # the planner shards the 70B over 4 GPUs with FSDP2; the other layouts the exporter renders, on the same plan
+    plans["zero3_4gpu"] = _variant(plans["sharded_4gpu"], sharding="zero3")
+    plans["fsdp_offload"] = _variant(plans["sharded_4gpu"], sharding="fsdp", offload="optimizer")
+    plans["zero3_offload"] = _variant(plans["sharded_4gpu"], sharding="zero3", offload="params")
     return plans
 
 
