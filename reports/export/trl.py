@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reports.export import launch
-from reports.export.context import header, needs_merge, serve_context, stage_paths
+from reports.export.context import header, holdout_fraction, needs_merge, serve_context, stage_paths
 from reports.export.registry import ExportFormat, register_format
 from reports.export.yamltext import shell_word
 
@@ -27,11 +27,14 @@ CONFIG_CLASSES = {"sft": "SFTConfig", "dpo": "DPOConfig", "kto": "KTOConfig"}
 #: embeddings: on a tied-embedding model PEFT then wraps lm_head and the loss fails ('TrainableTokensWrapper' object
 #: has no attribute 'bias') (trl/trainer/sft_trainer.py, chat_template_path)
 TEMPLATE_FILE = "trl/chat_template.jinja"
+#: the stdlib script that turns prompt/answer strings into TRL's conversational rows (templates/trl/)
+CONVERT_SCRIPT = "trl/to_conversational.py"
+#: the data shapes TRL's preference trainers would otherwise read as plain strings, never templated
+STRING_SHAPES = ("pairs", "kto")
 
 
 def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
     paths = stage_paths(ctx, NAME, "yaml")
-    missing = [s for s in ctx["stages"] if COMMANDS[s["objective"]] is None]
     # an instruct checkpoint brings its own chat template and trained special tokens: nothing to set
     instruct_repo = None if ctx["model"].get("checkpoint") == "instruct" else ctx["family"].chat_template(NAME)
     template = TEMPLATE_FILE if instruct_repo else None
@@ -39,6 +42,12 @@ def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
     # SFT stage, which otherwise stops with "tokenizer.chat_template is not set"; later stages load its output,
     # template included
     first_chat = next((i for i, s in enumerate(ctx["stages"]) if s["chat"]), None)
+    # `trl dpo` and `trl kto` read the template from the model's tokenizer (DPOConfig and KTOConfig have no
+    # chat_template_path): a preference stage on a base checkpoint with no SFT stage before it has none
+    untemplated = [s for i, s in enumerate(ctx["stages"]) if s["data_shape"] in STRING_SHAPES and template
+                   and (first_chat is None or first_chat > i)]
+    missing = [s for s in ctx["stages"] if COMMANDS[s["objective"]] is None]
+    conversions = {s["data_path"]: f"trl/{s['data_path']}" for s in ctx["stages"] if s["data_shape"] in STRING_SHAPES}
     stages = []
     for i, (s, p) in enumerate(zip(ctx["stages"], paths)):
         command = COMMANDS[s["objective"]]
@@ -46,7 +55,9 @@ def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
         if run and ctx["multi_gpu"]:
             run += f" --accelerate_config {ctx['launch']['accelerate_config']}"
         merge = f"python {MERGE_SCRIPT} {p['output_dir']} {p['merged_dir']}" if needs_merge(ctx, i) else None
-        stages.append({**s, **p, "command": command, "run": run, "merge": merge, "merge_config": None,
+        stages.append({**s, **p, "command": command, "data_path": conversions.get(s["data_path"], s["data_path"]),
+                       # TRL's command line cannot score a separate eval file: it always holds out a split
+                       "trl_holdout": s["holdout"] or holdout_fraction(s["examples"]), "run": run, "merge": merge, "merge_config": None,
                        "config_class": CONFIG_CLASSES.get(str(command)),
                        "header": header(run or "-", ctx),
                        "chat_template_path": template if i == first_chat else None,
@@ -54,20 +65,34 @@ def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
                        # mirrors it into the model and generation configs)
                        "eos_token": ctx["family"].end_of_turn if template and i == first_chat else None,
                        "quant_storage": ctx["dtype"] if ctx["quantized"] and ctx["sharding"] != "none" else None})
-    if missing:
+    if missing or untemplated:
         stages = []
     merges = [s["merge"] for s in stages if s["merge"]]
     extra = [{"path": MERGE_SCRIPT, "what": "TRL: merge an adapter into its base (peft)", "runs": merges,
               "note": ""}] if merges else []
+    converts = [f"python {CONVERT_SCRIPT} {src} {out}" for src, out in conversions.items()] if stages else []
+    if converts:
+        extra.append({"path": CONVERT_SCRIPT, "what": "TRL: prompt/answer strings into conversational rows, so the "
+                      "preference stages are trained in the chat template", "runs": converts, "note": ""})
     code = (f'from transformers import AutoTokenizer; open("{TEMPLATE_FILE}", "w").write('
             f'AutoTokenizer.from_pretrained("{instruct_repo}").chat_template)')
     pre_steps = [{"run": f"python -c {shell_word(code)}", "result": TEMPLATE_FILE,
                   "what": f"the chat template of {instruct_repo}, for a base checkpoint that has none"}] \
         if template and first_chat is not None and stages else []
-    return {"stages": stages, "extra_files": extra, "pre_steps": pre_steps, "instruct_repo": instruct_repo, "missing": [
+    pre_steps += [{"run": c, "result": out, "what": "the preference data in TRL's conversational form"}
+                  for c, out in zip(converts, conversions.values())]
+    why_missing = [
         {"stage": s["name"], "method": s["method"],
          "why": "TRL's command line has no ORPO command (ORPO lives in trl.experimental.orpo, a Python API); "
-                "use the Axolotl or LLaMA-Factory configs for this plan"} for s in missing],
+                "use the Axolotl or LLaMA-Factory configs for this plan"} for s in missing]
+    why_missing += [
+        {"stage": s["name"], "method": s["method"],
+         "why": f"`trl {COMMANDS[s['objective']]}` takes the chat template from the model's tokenizer and "
+                f"`{ctx['model']['hub_id']}` is a base checkpoint without one (its config class has no "
+                f"chat_template_path); train from the instruct checkpoint or use the Axolotl or LLaMA-Factory "
+                f"configs"} for s in untemplated]
+    return {"stages": stages, "extra_files": extra, "pre_steps": pre_steps, "instruct_repo": instruct_repo,
+            "missing": why_missing, "conversions": [{"source": k, "out": v} for k, v in conversions.items()],
         "chat_template_path": template,
         "install": f"pip install 'trl=={VERSION}' peft bitsandbytes" + launch.packages(ctx),
         "serve": serve_context(ctx, paths[-1])}
@@ -79,6 +104,10 @@ def render(ctx: Mapping[str, Any], f: Mapping[str, Any]) -> dict[str, str]:
     merges = [s["merge"] for s in f["stages"] if s["merge"]]
     if merges:
         files[MERGE_SCRIPT] = r.text_file("trl/merge.py.j2", ctx=ctx, header=header(" then ".join(merges), ctx))
+    if f["stages"] and f["conversions"]:
+        runs = [f"python {CONVERT_SCRIPT} {c['source']} {c['out']}" for c in f["conversions"]]
+        files[CONVERT_SCRIPT] = r.text_file("trl/to_conversational.py.j2", ctx=ctx, script=CONVERT_SCRIPT,
+                                            conversions=f["conversions"], header=header(" then ".join(runs), ctx))
     return files
 
 
