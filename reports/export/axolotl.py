@@ -66,6 +66,14 @@ def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
         stages.append({**s, **p, "dataset": dataset, "dataset_fields": extra, "data_path": dataset["path"],
                        "rl": RL.get(s["objective"]), "run": run, "header": header(run, ctx),
                        "merge": f"axolotl merge-lora {p['config']}" if needs_merge(ctx, i) else None,
+                       # merge-lora copies the base model's tokenizer files into merged/ ("Copying non-model files
+                       # to output directory", axolotl/cli/utils/lora_merge.py): a base checkpoint has no chat
+                       # template there, so `vllm serve merged` would start without one; training saved it
+                       # beside the adapter
+                       "after_merge": [{"run": f"cp {p['output_dir']}/chat_template.jinja {p['merged_dir']}/",
+                                        "result": f"{p['merged_dir']}/chat_template.jinja",
+                                        "what": "the chat template Axolotl trained with, beside the merged model"}]
+                       if needs_merge(ctx, i) and s["objective"] != "cpt" else [],
                        "merge_config": None,
                        # KTO's trainer needs the label column, which the HF Trainer would otherwise drop
                        # (Axolotl's config check: "Set `remove_unused_columns: False` when using kto")

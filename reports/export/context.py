@@ -47,6 +47,19 @@ TEACHER_SCRIPT = "data/label_with_teacher.py"
 #: where the exported configs expect the answers' eval file (the chat stages score it, never train on it)
 EVAL_PATH = "data/eval.jsonl"
 
+#: the held-out split when the answers give no eval file: about HOLDOUT_EXAMPLES rows, between 1% and 10% of the
+#: data (the trainers' own examples hold out 5-10%: LLaMA-Factory examples val_size 0.1, Axolotl examples
+#: val_set_size 0.05); 5% when the count is unknown
+HOLDOUT_EXAMPLES, HOLDOUT_MIN, HOLDOUT_MAX, HOLDOUT_DEFAULT = 200, 0.01, 0.1, 0.05
+
+
+def holdout_fraction(examples: int | None) -> float:
+    """The share of a stage's data held out for evaluation (two decimals)."""
+    if not examples:
+        return HOLDOUT_DEFAULT
+    return round(min(HOLDOUT_MAX, max(HOLDOUT_MIN, HOLDOUT_EXAMPLES / examples)), 2)
+
+
 def build_context(plan: Plan, validated_with: Mapping[str, str]) -> dict[str, Any]:
     """Everything the templates print that is not a trainer's own, computed from the plan once."""
     rec = plan.recommendation
@@ -198,6 +211,9 @@ def _training_context(plan: Plan, t: TrainingPlan) -> dict[str, Any]:
                                   "from": data_answers.eval_file, "answer": "eval_file", "stages": chat,
                                   "stages_text": ", ".join(chat) + " (evaluation only)"})
     ctx["eval_dataset_name"] = f"advise_{PurePosixPath(EVAL_PATH).stem}"
+    for st in stages:
+        # a stage that does not score the answers' eval file holds out a split of its own data for an eval loss
+        st["holdout"] = None if ctx["eval_data_path"] and st["chat"] else holdout_fraction(st["examples"])
     ctx["teacher"] = _teacher(plan, stages)
     ctx["launch"] = launch.launch_context(ctx)
     return ctx
@@ -286,6 +302,7 @@ def steps_and_serving(ctx: Mapping[str, Any], f: dict[str, Any]) -> dict[str, An
         if s["merge"]:
             steps.append({"run": s["merge"], "result": s["merged_dir"],
                           "what": f"the adapter merged into its base, in {ctx['dtype']}"})
+            steps += s.get("after_merge") or []  # what a trainer's merge leaves out (Axolotl: the chat template)
     serve = f["serve"]
     if serve["mode"] == "adapter":
         # vLLM multi-LoRA (vLLM docs, LoRA adapters): the adapter rank must not exceed --max-lora-rank; the
