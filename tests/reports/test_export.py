@@ -55,7 +55,8 @@ def _yaml(text: str) -> dict:
 EXPECTED_FILES = {
     "sft_dpo_lora": ["README.md", "axolotl/1-sft.yml", "axolotl/2-dpo.yml", "data/dataset_info.json",
                      "llamafactory/1-sft.yaml", "llamafactory/2-dpo.yaml", "llamafactory/merge-1-sft.yaml",
-                     "llamafactory/merge-2-dpo.yaml", "trl/1-sft.yaml", "trl/2-dpo.yaml", "trl/merge.py"],
+                     "llamafactory/merge-2-dpo.yaml", "trl/1-sft.yaml", "trl/2-dpo.yaml", "trl/merge.py",
+                     "trl/to_conversational.py"],
     "multi_lora": ["README.md", "axolotl/sft.yml", "data/dataset_info.json", "llamafactory/sft.yaml", "trl/sft.yaml"],
     "cpt_sft_8gpu": ["README.md", "accelerate/multi_gpu.yaml", "axolotl/1-cpt.yml", "axolotl/2-sft.yml",
                      "data/dataset_info.json", "llamafactory/1-cpt.yaml", "llamafactory/2-sft.yaml",
@@ -63,12 +64,14 @@ EXPECTED_FILES = {
     "zero3_4gpu": ["README.md", "accelerate/deepspeed_zero3.yaml", "axolotl/sft.yml", "data/dataset_info.json",
                    "deepspeed/zero3.json", "llamafactory/merge-sft.yaml", "llamafactory/sft.yaml", "trl/merge.py",
                    "trl/sft.yaml"],
+    "sharded_4gpu": ["README.md", "accelerate/fsdp2.yaml", "axolotl/sft.yml", "data/dataset_info.json",
+                     "llamafactory/merge-sft.yaml", "llamafactory/sft.yaml", "trl/merge.py", "trl/sft.yaml"],
     "fsdp_offload": ["README.md", "accelerate/fsdp2.yaml", "axolotl/sft.yml", "data/dataset_info.json",
                      "llamafactory/merge-sft.yaml", "llamafactory/sft.yaml", "trl/merge.py", "trl/sft.yaml"],
     "orpo": ["README.md", "axolotl/orpo.yml", "data/dataset_info.json", "llamafactory/merge-orpo.yaml",
              "llamafactory/orpo.yaml"],
     "kto_mistral": ["README.md", "data/dataset_info.json", "llamafactory/kto.yaml", "llamafactory/merge-kto.yaml",
-                    "trl/kto.yaml", "trl/merge.py"],
+                    "trl/kto.yaml", "trl/merge.py", "trl/to_conversational.py"],
     "no_finetune": ["README.md"],
     "hosted": ["README.md"],
     "nothing_fits": ["README.md"],
@@ -326,10 +329,35 @@ def test_the_answers_eval_file_is_scored_by_every_chat_stage_and_never_trained_o
                                                                                        "file_name": "eval.jsonl"}
     assert "`data/eval.jsonl`" in files["README.md"] and "sft_eval.jsonl" in files["README.md"]
     assert "so its configs leave `data/eval.jsonl` out" in files["README.md"]  # TRL: said, not silently dropped
-    assert "eval" not in files["trl/sft.yaml"].split("# ---- data")[1].split("# ----")[0]
+    trl = _yaml(files["trl/sft.yaml"])
+    assert "eval.jsonl" not in files["trl/sft.yaml"] and trl["test_split_size"] > 0  # TRL holds out a split
+    assert axo["val_set_size"] == 0 and "val_size" not in lf  # the eval file replaces the held-out split
+
+
+@pytest.mark.parametrize("examples, fraction", [(None, 0.05), (100, 0.1), (2000, 0.1), (4000, 0.05),
+                                                (20_000, 0.01), (200_000, 0.01)])
+def test_without_an_eval_file_each_stage_holds_out_about_200_examples_within_1_to_10_percent(examples, fraction):
+    from reports.export.context import holdout_fraction
+
+    assert holdout_fraction(examples) == fraction
+
+
+def test_stages_without_an_eval_file_score_a_held_out_split_in_every_trainer(rendered, cases):
     plain = rendered["sft_dpo_lora"]
-    assert "test_datasets" not in _yaml(plain["axolotl/1-sft.yml"])
-    assert "eval_dataset" not in _yaml(plain["llamafactory/1-sft.yaml"])
+    for st in cases["sft_dpo_lora"]["estimates"]["training"]["stages"]:
+        name = f"{1 + cases['sft_dpo_lora']['estimates']['training']['stages'].index(st)}-{st['method']}"
+        want = holdout_fraction_of(st)
+        axo, lf, trl = (_yaml(plain[f"{t}/{name}.{ext}"]) for t, ext in
+                        (("axolotl", "yml"), ("llamafactory", "yaml"), ("trl", "yaml")))
+        assert (axo["val_set_size"], axo["evals_per_epoch"]) == (want, 1) and "test_datasets" not in axo
+        assert (lf["val_size"], lf["eval_strategy"]) == (want, "epoch") and "eval_dataset" not in lf
+        assert (trl["test_split_size"], trl["eval_strategy"]) == (want, "epoch")
+
+
+def holdout_fraction_of(stage) -> float:
+    from reports.export.context import holdout_fraction
+
+    return holdout_fraction(stage["examples"])
 
 
 def test_a_gated_base_says_how_to_get_it(rendered, cases):
@@ -519,7 +547,8 @@ def test_formats_are_registered_once_and_unknown_ones_are_refused(cases):
     with pytest.raises(AdviseError, match="'trll' is not a known format; did you mean 'trl'"):
         render_all(cases["sft_dpo_lora"], ["trll"])
     only = render_all(cases["sft_dpo_lora"], ["trl"])
-    assert sorted(only) == ["README.md", "trl/1-sft.yaml", "trl/2-dpo.yaml", "trl/merge.py"]
+    assert sorted(only) == ["README.md", "trl/1-sft.yaml", "trl/2-dpo.yaml", "trl/merge.py",
+                            "trl/to_conversational.py"]
     assert "### TRL" in only["README.md"] and "### Axolotl" not in only["README.md"]
 
 

@@ -301,7 +301,8 @@ def test_trl_trains_sft_lora_then_merges_then_dpo_and_sft_qlora_from_the_exporte
 def test_the_e2e_plans_render_what_the_e2e_test_expects():
     """Guards the slow test's assumptions cheaply: brand-voice is LoRA SFT -> DPO, the 70B plan is QLoRA SFT."""
     files = render_all(plans()["sft_dpo_lora"], ["trl"])
-    assert sorted(files) == ["README.md", "trl/1-sft.yaml", "trl/2-dpo.yaml", "trl/merge.py"]
+    assert sorted(files) == ["README.md", "trl/1-sft.yaml", "trl/2-dpo.yaml", "trl/merge.py",
+                            "trl/to_conversational.py"]
     assert "--config trl/sft.yaml" in render_all(plans()["qlora_70b"], ["trl"])["README.md"]
 
 
