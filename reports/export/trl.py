@@ -11,7 +11,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from reports.export import launch
-from reports.export.context import header, holdout_fraction, needs_merge, serve_context, stage_paths
+from reports.export.context import (
+    header,
+    holdout_fraction,
+    needs_merge,
+    serve_context,
+    stage_paths,
+)
 from reports.export.registry import ExportFormat, register_format
 from reports.export.yamltext import shell_word
 
