@@ -344,9 +344,9 @@ def test_without_an_eval_file_each_stage_holds_out_about_200_examples_within_1_t
 
 def test_stages_without_an_eval_file_score_a_held_out_split_in_every_trainer(rendered, cases):
     plain = rendered["sft_dpo_lora"]
-    for st in cases["sft_dpo_lora"]["estimates"]["training"]["stages"]:
-        name = f"{1 + cases['sft_dpo_lora']['estimates']['training']['stages'].index(st)}-{st['method']}"
-        want = holdout_fraction_of(st)
+    for stage in cases["sft_dpo_lora"]["estimates"]["training"]["stages"]:
+        name = f"{1 + cases['sft_dpo_lora']['estimates']['training']['stages'].index(stage)}-{stage['method']}"
+        want = holdout_fraction_of(stage)
         axo, lf, trl = (_yaml(plain[f"{t}/{name}.{ext}"]) for t, ext in
                         (("axolotl", "yml"), ("llamafactory", "yaml"), ("trl", "yaml")))
         assert (axo["val_set_size"], axo["evals_per_epoch"]) == (want, 1) and "test_datasets" not in axo
