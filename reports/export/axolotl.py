@@ -23,6 +23,11 @@ RL = {"dpo": "dpo", "orpo": "orpo", "kto": "kto"}
 ORPO_DATA_PATH = "data/preference_messages.jsonl"
 
 
+def install_packages(quantized: bool, launch_kind: str) -> list[str]:
+    """The README's pip install arguments: Axolotl itself requires bitsandbytes and peft (its setup.py)."""
+    return [f"'axolotl=={VERSION}'", *launch.packages(launch_kind)]
+
+
 def _dataset(s: Mapping[str, Any], kto_format: str | None) -> dict[str, Any] | None:
     """The ``datasets`` entry of a stage (None: Axolotl has no prompt format for it)."""
     dataset: dict[str, Any] = {"path": s["data_path"], "split": "train"}
@@ -86,7 +91,7 @@ def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
             # Axolotl trains the eos token of each assistant turn, not the template's own turn end (<|im_end|>,
             # <|eot_id|>): without it the model never learns to stop (axolotl/prompt_strategies/chat_template.py)
             "eot_tokens": [fam.end_of_turn] if fam.end_of_turn else None,
-            "install": f"pip install 'axolotl=={VERSION}'" + launch.packages(ctx),
+            "install": "pip install " + " ".join(install_packages(ctx["quantized"], ctx["launch"]["kind"])),
             "serve": serve_context(ctx, paths[-1]),
             "orpo_messages": any(s["objective"] == "orpo" for s in ctx["stages"]),
             "orpo_data_path": ORPO_DATA_PATH}

@@ -35,9 +35,9 @@ def launch_context(ctx: Mapping[str, Any]) -> dict[str, Any]:
             "deepspeed_config": DEEPSPEED_CONFIG if kind == "zero3" else None, "kind": kind}
 
 
-def packages(ctx: Mapping[str, Any]) -> str:
-    """What the launch adds to a trainer's install line (' deepspeed' for ZeRO-3, else nothing)."""
-    return "".join(f" {p}" for p in PACKAGES.get(ctx["launch"]["kind"], ()))
+def packages(kind: str) -> list[str]:
+    """What a launch kind adds to a trainer's install line (deepspeed for ZeRO-3, else nothing)."""
+    return list(PACKAGES.get(kind, ()))
 
 
 def deepspeed_zero3(ctx: Mapping[str, Any]) -> dict[str, Any]:

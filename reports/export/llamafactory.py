@@ -37,6 +37,13 @@ DATASET_DIR = "data"
 EXPORT_SIZE_GB = 5
 
 
+def install_packages(quantized: bool, launch_kind: str) -> list[str]:
+    """The README's pip install arguments. QLoRA loads through bitsandbytes, which llamafactory does not require:
+    without it the run stops at check_version("bitsandbytes>=0.39.0", mandatory=True)
+    (llamafactory/model/model_utils/quantization.py)."""
+    return [f"'llamafactory=={VERSION}'", *(["bitsandbytes"] if quantized else []), *launch.packages(launch_kind)]
+
+
 def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
     paths = stage_paths(ctx, NAME, "yaml")
     fsdp = ctx["launch"]["kind"] == "fsdp2"
@@ -72,10 +79,7 @@ def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
             "pure_bf16": not ctx["adapter"] and ctx["bf16"] and ctx["sharding"] != "zero3",
             "disable_gradient_checkpointing": not ctx["trainer_gradient_checkpointing"],
             "export_size_gb": EXPORT_SIZE_GB,
-            # QLoRA loads through bitsandbytes, which llamafactory does not require: without it the run stops at
-            # check_version("bitsandbytes>=0.39.0", mandatory=True) (llamafactory/model/model_utils/quantization.py)
-            "install": f"pip install 'llamafactory=={VERSION}'" + (" bitsandbytes" if ctx["quantized"] else "")
-                       + launch.packages(ctx),
+            "install": "pip install " + " ".join(install_packages(ctx["quantized"], ctx["launch"]["kind"])),
             "serve": serve_context(ctx, paths[-1]), "dataset_dir": DATASET_DIR,
             "datasets": {f"advise_{PurePosixPath(d['path']).stem}": {
                 "file_name": PurePosixPath(d["path"]).name, **DATASETS[d["shape"]]}

@@ -39,6 +39,12 @@ CONVERT_SCRIPT = "trl/to_conversational.py"
 STRING_SHAPES = ("pairs", "kto")
 
 
+def install_packages(quantized: bool, launch_kind: str) -> list[str]:
+    """The README's pip install arguments: TRL's command line needs peft for adapters and bitsandbytes for QLoRA
+    (both optional in TRL's own requirements)."""
+    return [f"'trl=={VERSION}'", "peft", "bitsandbytes", *launch.packages(launch_kind)]
+
+
 def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
     paths = stage_paths(ctx, NAME, "yaml")
     # an instruct checkpoint brings its own chat template and trained special tokens: nothing to set
@@ -100,7 +106,7 @@ def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
     return {"stages": stages, "extra_files": extra, "pre_steps": pre_steps, "instruct_repo": instruct_repo,
             "missing": why_missing, "conversions": [{"source": k, "out": v} for k, v in conversions.items()],
         "chat_template_path": template,
-        "install": f"pip install 'trl=={VERSION}' peft bitsandbytes" + launch.packages(ctx),
+        "install": "pip install " + " ".join(install_packages(ctx["quantized"], ctx["launch"]["kind"])),
         "serve": serve_context(ctx, paths[-1])}
 
 
