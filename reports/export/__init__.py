@@ -54,6 +54,11 @@ def render_all(plan: Plan | Mapping[str, Any], formats: Iterable[str] = ("all",)
             else:
                 skipped.append(f)
         files.update(launch.launch_files(ctx, exported, header))
+        ev = ctx["evaluation"]
+        if ev and exported:
+            command = f"python {ev['script']} {ev['data']} {ev['out']} --tuned TUNED_MODEL --baseline {ev['baseline_arg']}"
+            files[ev["script"]] = ctx["_renderer"].text_file("export/compare.py.j2", ctx=ctx, ev=ev,
+                                                             header=header(command, ctx))
         if ctx["teacher"] and exported:
             t = ctx["teacher"]
             files[t["script"]] = ctx["_renderer"].text_file("export/label_with_teacher.py.j2", ctx=ctx,

@@ -46,6 +46,9 @@ HOSTED_SHAPES = {
 TEACHER_SCRIPT = "data/label_with_teacher.py"
 #: where the exported configs expect the answers' eval file (the chat stages score it, never train on it)
 EVAL_PATH = "data/eval.jsonl"
+#: the script that scores the served tuned model against today's model on the eval set (templates/export/)
+COMPARE_SCRIPT = "eval/compare.py"
+COMPARE_OUT = "eval/side_by_side.jsonl"
 
 #: the held-out split when the answers give no eval file: about HOLDOUT_EXAMPLES rows, between 1% and 10% of the
 #: data (the trainers' own examples hold out 5-10%: LLaMA-Factory examples val_size 0.1, Axolotl examples
@@ -215,6 +218,7 @@ def _training_context(plan: Plan, t: TrainingPlan) -> dict[str, Any]:
         # a stage that does not score the answers' eval file holds out a split of its own data for an eval loss
         st["holdout"] = None if ctx["eval_data_path"] and st["chat"] else holdout_fraction(st["examples"])
     ctx["teacher"] = _teacher(plan, stages)
+    ctx["evaluation"] = _evaluation(plan, stages, ctx["eval_data_path"])
     ctx["launch"] = launch.launch_context(ctx)
     return ctx
 
@@ -239,6 +243,18 @@ def _teacher(plan: Plan, stages: list[dict[str, Any]]) -> dict[str, Any] | None:
             "usd_text": None if per_request is None else money(per_request * examples), "command": command,
             "assumed": distil["examples_assumed"],
             # the answer budget: twice the plan's output tokens per request (at least 256)
+            "max_tokens": max(256, 2 * (w.output_tokens_per_request or 0))}
+
+
+def _evaluation(plan: Plan, stages: list[dict[str, Any]], eval_path: str | None) -> dict[str, Any] | None:
+    """The README's evaluation step: the served tuned model against today's model (the answers' current API, else
+    the untuned base behind the same server), scored on the eval set."""
+    if not any(s["objective"] != "cpt" for s in stages):
+        return None
+    current = plan.answers.model.current_api
+    w = plan.answers.workload
+    return {"script": COMPARE_SCRIPT, "data": EVAL_PATH, "out": COMPARE_OUT, "given": eval_path is not None,
+            "baseline": current, "baseline_arg": shell_word(current) if current else "BASELINE_MODEL",
             "max_tokens": max(256, 2 * (w.output_tokens_per_request or 0))}
 
 
@@ -311,7 +327,9 @@ def steps_and_serving(ctx: Mapping[str, Any], f: dict[str, Any]) -> dict[str, An
                             f"{int(ctx['lora']['vllm_max_rank'])} --max-loras {int(serve['max_loras'])} --lora-modules "
                             f"{shell_word(ctx['slug'] + '=' + serve['adapter'])} "
                             f"--chat-template {shell_word(serve['adapter'] + '/chat_template.jinja')}")
+        serve["model_name"] = shell_word(ctx["slug"])
     else:
         serve["command"] = f"vllm serve {shell_word(serve['path'])}"
+        serve["model_name"] = shell_word(serve["path"])  # vLLM serves a folder under its path
     f["steps"] = steps
     return f

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -53,24 +54,24 @@ def _yaml(text: str) -> dict:
 
 # ---- what is emitted ------------------------------------------------------------------------------------------
 EXPECTED_FILES = {
-    "sft_dpo_lora": ["README.md", "axolotl/1-sft.yml", "axolotl/2-dpo.yml", "data/dataset_info.json",
+    "sft_dpo_lora": ["README.md", "axolotl/1-sft.yml", "axolotl/2-dpo.yml", "data/dataset_info.json", "eval/compare.py",
                      "llamafactory/1-sft.yaml", "llamafactory/2-dpo.yaml", "llamafactory/merge-1-sft.yaml",
                      "llamafactory/merge-2-dpo.yaml", "trl/1-sft.yaml", "trl/2-dpo.yaml", "trl/merge.py",
                      "trl/to_conversational.py"],
-    "multi_lora": ["README.md", "axolotl/sft.yml", "data/dataset_info.json", "llamafactory/sft.yaml", "trl/sft.yaml"],
+    "multi_lora": ["README.md", "axolotl/sft.yml", "data/dataset_info.json", "eval/compare.py", "llamafactory/sft.yaml", "trl/sft.yaml"],
     "cpt_sft_8gpu": ["README.md", "accelerate/multi_gpu.yaml", "axolotl/1-cpt.yml", "axolotl/2-sft.yml",
-                     "data/dataset_info.json", "llamafactory/1-cpt.yaml", "llamafactory/2-sft.yaml",
+                     "data/dataset_info.json", "eval/compare.py", "llamafactory/1-cpt.yaml", "llamafactory/2-sft.yaml",
                      "trl/1-cpt.yaml", "trl/2-sft.yaml"],
     "zero3_4gpu": ["README.md", "accelerate/deepspeed_zero3.yaml", "axolotl/sft.yml", "data/dataset_info.json",
-                   "deepspeed/zero3.json", "llamafactory/merge-sft.yaml", "llamafactory/sft.yaml", "trl/merge.py",
+                   "deepspeed/zero3.json", "eval/compare.py", "llamafactory/merge-sft.yaml", "llamafactory/sft.yaml", "trl/merge.py",
                    "trl/sft.yaml"],
-    "sharded_4gpu": ["README.md", "accelerate/fsdp2.yaml", "axolotl/sft.yml", "data/dataset_info.json",
+    "sharded_4gpu": ["README.md", "accelerate/fsdp2.yaml", "axolotl/sft.yml", "data/dataset_info.json", "eval/compare.py",
                      "llamafactory/merge-sft.yaml", "llamafactory/sft.yaml", "trl/merge.py", "trl/sft.yaml"],
-    "fsdp_offload": ["README.md", "accelerate/fsdp2.yaml", "axolotl/sft.yml", "data/dataset_info.json",
+    "fsdp_offload": ["README.md", "accelerate/fsdp2.yaml", "axolotl/sft.yml", "data/dataset_info.json", "eval/compare.py",
                      "llamafactory/merge-sft.yaml", "llamafactory/sft.yaml", "trl/merge.py", "trl/sft.yaml"],
-    "orpo": ["README.md", "axolotl/orpo.yml", "data/dataset_info.json", "llamafactory/merge-orpo.yaml",
+    "orpo": ["README.md", "axolotl/orpo.yml", "data/dataset_info.json", "eval/compare.py", "llamafactory/merge-orpo.yaml",
              "llamafactory/orpo.yaml"],
-    "kto_mistral": ["README.md", "data/dataset_info.json", "llamafactory/kto.yaml", "llamafactory/merge-kto.yaml",
+    "kto_mistral": ["README.md", "data/dataset_info.json", "eval/compare.py", "llamafactory/kto.yaml", "llamafactory/merge-kto.yaml",
                     "trl/kto.yaml", "trl/merge.py", "trl/to_conversational.py"],
     "no_finetune": ["README.md"],
     "hosted": ["README.md"],
@@ -465,7 +466,7 @@ def test_names_are_sanitised_and_nothing_lands_outside_the_folder(tmp_path, case
     written = export_configs(plan, out)
     root = out.resolve()
     assert all(root in p.resolve().parents for p in written)
-    assert {p.parent.name for p in written} <= {"out", "trl", "axolotl", "llamafactory", "data"}
+    assert {p.parent.name for p in written} <= {"out", "trl", "axolotl", "llamafactory", "data", "eval"}
     assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["out"]
     trl = next(p for p in written if p.parent.name == "trl")
     assert trl.name == "sft.yaml"  # file names come from the vocabulary, never from the plan's text
@@ -547,7 +548,7 @@ def test_formats_are_registered_once_and_unknown_ones_are_refused(cases):
     with pytest.raises(AdviseError, match="'trll' is not a known format; did you mean 'trl'"):
         render_all(cases["sft_dpo_lora"], ["trll"])
     only = render_all(cases["sft_dpo_lora"], ["trl"])
-    assert sorted(only) == ["README.md", "trl/1-sft.yaml", "trl/2-dpo.yaml", "trl/merge.py",
+    assert sorted(only) == ["README.md", "eval/compare.py", "trl/1-sft.yaml", "trl/2-dpo.yaml", "trl/merge.py",
                             "trl/to_conversational.py"]
     assert "### TRL" in only["README.md"] and "### Axolotl" not in only["README.md"]
 
@@ -667,3 +668,67 @@ def test_a_distillation_export_labels_prompts_with_the_teacher_through_an_openai
         assert again.returncode != 0 and "exists" in again.stderr and len(seen) == 2  # nothing overwritten
     finally:
         server.shutdown()
+
+
+def test_the_evaluation_step_scores_the_tuned_model_against_todays_model_side_by_side(tmp_path, cases):
+    """eval/compare.py, run as the README's step 6 says, against two local OpenAI-compatible servers (the served
+    tuned model and today's API): both are asked each eval prompt at temperature 0, exact match and token F1
+    are printed per model, answers land side by side, and an existing output is never overwritten."""
+    import http.server
+    import subprocess
+    import sys
+    import threading
+
+    seen = []
+
+    def server_answering(answer_for):
+        class Model(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (the stdlib's name)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                seen.append((self.server.server_port, body))
+                out = json.dumps({"choices": [{"message": {"role": "assistant",
+                                                           "content": answer_for(body["messages"])}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            def log_message(self, *args):
+                pass
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Model)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        return srv
+
+    tuned = server_answering(lambda m: "Billing" if "invoice" in m[-1]["content"] else "other")
+    today = server_answering(lambda m: "It is about billing, I think")
+    try:
+        export = tmp_path / "triage"
+        export_configs(cases["distill_lora"], export, formats=["trl"])
+        readme = (export / "README.md").read_text()
+        assert "## 6. Evaluate against today's model" in readme and "100-200 chat rows" in readme  # no eval file
+        cmd = re.search(r"- TRL: `(python eval/compare\.py [^`]+)`", readme).group(1)
+        assert cmd.endswith("--tuned outputs/trl/distillation/merged --baseline claude-haiku-4.5")
+        (export / "data").mkdir(exist_ok=True)
+        (export / "data/eval.jsonl").write_text("".join(json.dumps({"messages": [
+            {"role": "user", "content": q}, {"role": "assistant", "content": a}]}) + "\n"
+            for q, a in (("my invoice is wrong", "billing"), ("hello", "other"), ("refund please", "refund"))))
+        env = {**os.environ, "TUNED_BASE_URL": f"http://127.0.0.1:{tuned.server_port}/v1",
+               "OPENAI_BASE_URL": f"http://127.0.0.1:{today.server_port}/v1", "OPENAI_API_KEY": "k"}
+        run = subprocess.run([sys.executable, *cmd.split()[1:]], cwd=export, env=env, capture_output=True,
+                             text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        assert "tuned    outputs/trl/distillation/merged: exact match 66.7%, token F1 0.667 (3 rows)" in run.stdout
+        # "It is about billing, I think" against "billing": precision 1/6, recall 1, F1 2/7; the other rows 0
+        assert "baseline claude-haiku-4.5: exact match 0.0%, token F1 0.095 (3 rows)" in run.stdout
+        rows = [json.loads(line) for line in (export / "eval/side_by_side.jsonl").read_text().splitlines()]
+        assert [(r["expected"], r["tuned"]["answer"], r["tuned"]["exact"]) for r in rows] == [
+            ("billing", "Billing", True), ("other", "other", True), ("refund", "other", False)]
+        assert len(seen) == 6 and all(b["temperature"] == 0 and b["messages"][-1]["role"] == "user" for _, b in seen)
+        again = subprocess.run([sys.executable, *cmd.split()[1:]], cwd=export, env=env, capture_output=True,
+                               text=True, timeout=60)
+        assert again.returncode != 0 and "exists" in again.stderr and len(seen) == 6
+    finally:
+        tuned.shutdown()
+        today.shutdown()
