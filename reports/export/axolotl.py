@@ -13,6 +13,7 @@ from typing import Any
 from reports.export import launch
 from reports.export.context import header, needs_merge, serve_context, stage_paths
 from reports.export.registry import ExportFormat, register_format
+from reports.export.yamltext import shell_word
 
 NAME = "axolotl"
 VERSION = "0.19.0"
@@ -49,6 +50,30 @@ def _dataset(s: Mapping[str, Any], kto_format: str | None) -> dict[str, Any] | N
     return dataset
 
 
+def _after_merge(ctx: Mapping[str, Any], p: Mapping[str, Any]) -> list[dict[str, str]]:
+    """What a chat stage's merged folder needs beside what `axolotl merge-lora` writes.
+
+    merge-lora copies the base model's tokenizer files and generation config into merged/ ("Copying non-model
+    files to output directory", axolotl/cli/utils/lora_merge.py), and Axolotl never changes the eos token
+    (eot_tokens only trains the turn end: axolotl/prompt_strategies/chat_template.py). From a base checkpoint that
+    leaves merged/ without a chat template and stopping on the base's end-of-text, not on the turn end the model
+    learnt: vLLM would generate past every answer. So the trained template is copied, and the turn end is added
+    to the generation config's eos ids (vLLM stops on each of them, as on Llama 3 instruct's list)."""
+    merged = p["merged_dir"]
+    steps = [{"run": f"cp {p['output_dir']}/chat_template.jinja {merged}/", "result": f"{merged}/chat_template.jinja",
+              "what": "the chat template Axolotl trained with, beside the merged model"}]
+    eot = ctx["family"].end_of_turn
+    if eot and ctx["model"].get("checkpoint") != "instruct":
+        code = (f'from transformers import AutoTokenizer, GenerationConfig; m = "{merged}"; '
+                f'g = GenerationConfig.from_pretrained(m); e = g.eos_token_id; '
+                f'e = e if isinstance(e, list) else [e]; '
+                f't = AutoTokenizer.from_pretrained(m).convert_tokens_to_ids("{eot}"); '
+                f'g.eos_token_id = e + [t] if t not in e else e; g.save_pretrained(m)')
+        steps.append({"run": f"python -c {shell_word(code)}", "result": f"{merged}/generation_config.json",
+                      "what": f"the merged model stops at {eot}, the turn end it was trained on"})
+    return steps
+
+
 def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
     paths = stage_paths(ctx, NAME, "yml")
     fam = ctx["family"]
@@ -75,10 +100,8 @@ def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
                        # to output directory", axolotl/cli/utils/lora_merge.py): a base checkpoint has no chat
                        # template there, so `vllm serve merged` would start without one; training saved it
                        # beside the adapter
-                       "after_merge": [{"run": f"cp {p['output_dir']}/chat_template.jinja {p['merged_dir']}/",
-                                        "result": f"{p['merged_dir']}/chat_template.jinja",
-                                        "what": "the chat template Axolotl trained with, beside the merged model"}]
-                       if needs_merge(ctx, i) and s["objective"] != "cpt" else [],
+                       "after_merge": _after_merge(ctx, p) if needs_merge(ctx, i) and s["objective"] != "cpt"
+                       else [],
                        "merge_config": None,
                        # KTO's trainer needs the label column, which the HF Trainer would otherwise drop
                        # (Axolotl's config check: "Set `remove_unused_columns: False` when using kto")

@@ -39,7 +39,7 @@ class Renderer:
         self.yaml = _environment(yaml_scalar)
         self.text = _environment(None)
         self.markdown = _environment(md_text)
-        self.markdown.filters.update(code=md_code, path=plain_path)
+        self.markdown.filters.update(code=md_code, cmd=lambda v: md_code(v, table=False), path=plain_path)
 
     def yaml_file(self, template: str, **values: Any) -> str:
         return self.yaml.get_template(template).render(**values)

@@ -60,14 +60,17 @@ def md_text(value: Any) -> str:
     return _MD_LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), text, count=1)
 
 
-def md_code(value: Any) -> Raw:
+def md_code(value: Any, table: bool = True) -> Raw:
     """A Markdown code span holding ``value`` literally: fenced with more backticks than it holds, table pipes
-    escaped (GitHub tables split cells on ``|`` even inside code)."""
+    escaped (GitHub tables split cells on ``|`` even inside code). ``table=False`` (the ``cmd`` filter) is for a
+    command outside a table: there a backslash inside a code span is printed, so ``|`` stays as it is and the
+    command copies as it runs."""
     text = one_line(value, limit=2000)
     runs = [len(m) for m in re.findall(r"`+", text)]
     fence = "`" * (max(runs, default=0) + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return Raw(f"{fence}{pad}{text.replace('|', chr(92) + '|')}{pad}{fence}")
+    body = text.replace("|", chr(92) + "|") if table else text
+    return Raw(f"{fence}{pad}{body}{pad}{fence}")
 
 
 def shell_word(value: Any) -> str:

@@ -732,3 +732,14 @@ def test_the_evaluation_step_scores_the_tuned_model_against_todays_model_side_by
     finally:
         tuned.shutdown()
         today.shutdown()
+
+
+def test_commands_outside_tables_copy_as_they_run_and_table_cells_stay_cells(rendered):
+    """A backslash inside a Markdown code span is printed: only table cells escape `|` (GitHub splits cells on it
+    even in code); a README step holding `<|im_end|>` must paste into a shell unchanged."""
+    readme = rendered["distill_lora"]["README.md"]
+    step = next(line for line in readme.splitlines() if "GenerationConfig" in line and line[0].isdigit())
+    run = step.split("` -> `")[0]
+    assert 'convert_tokens_to_ids("<|im_end|>")' in run and "\\|" not in run
+    rows = [line for line in readme.splitlines() if line.startswith("| ")]
+    assert rows and all(cell.count("`") % 2 == 0 for row in rows for cell in re.split(r"(?<!\\)\|", row))
