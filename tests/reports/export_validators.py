@@ -1,8 +1,8 @@
 """Run exported configs through Axolotl's, LLaMA-Factory's and DeepSpeed's own validators.
 
-Not a test module: tests/reports/test_export_validation.py runs it with the validation venv's Python (Axolotl
-and LLaMA-Factory pin versions the project's environment cannot host; .ci/run builds that venv). It imports
-nothing from the project. Reads a JSON list of jobs on stdin, prints one JSON list of results:
+Not a test module: tests/reports/test_export_validation.py runs it with the Python of each trainer's own venv
+(``VENV_OF``; Axolotl and LLaMA-Factory pin versions the project's environment cannot host; .ci/run builds the
+venvs with tests/realrun/venvs.py). It imports nothing from the project. Reads a JSON list of jobs on stdin, prints one JSON list of results:
 
     job:    {"id": str, "validator": "axolotl" | "llamafactory" | "llamafactory-export" | "deepspeed",
              "path": config file, "root": the export folder (relative paths in the config start there),
@@ -32,30 +32,10 @@ import types
 import warnings
 from pathlib import Path
 
-#: the validation venv (trainer-validation.md: one venv on LLaMA-Factory's pins, Axolotl installed without its
-#: own pins; its validator gives the same results there). The trainers' versions come from reports.export.
-TORCH_PIN = "torch==2.13.0"
-COMPANION_PINS = ("transformers==5.6.0", "trl==0.24.0", "peft==0.18.1", "accelerate==1.11.0", "datasets==4.0.0",
-                  "pydantic==2.12.5", "omegaconf==2.4.0", "addict==2.4.0", "pillow==13.0.0", "PyYAML==6.0.3",
-                  "colorama==0.4.6", "deepspeed==0.19.8")
-VENV = ".venv-validate"
-
-
-def trainer_pins() -> list[str]:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from reports.export import validated_with
-
-    versions = validated_with()
-    return [f"{name}=={versions[name]}" for name in ("axolotl", "llamafactory")]
-
-
-def build_command() -> str:
-    """The shell commands that build the venv (what .ci/run runs; the skip message shows it)."""
-    pip = f"{VENV}/bin/python -m pip install -q"
-    pinned = f"{pip} --no-warn-conflicts -c {VENV}/constraints.txt"
-    return (f"python3 -m venv {VENV} && echo {TORCH_PIN} > {VENV}/constraints.txt && {pinned} {TORCH_PIN} && "
-            f"{pip} --no-deps {' '.join(trainer_pins())} && {pinned} {' '.join(COMPANION_PINS)} && "
-            f"export ADVISE_VALIDATION_PYTHON=$PWD/{VENV}/bin/python")
+#: which trainer's own venv (tests/realrun/venvs.py, built from its export README's install line) runs each
+#: validator: Axolotl's validator with Axolotl's pins, LLaMA-Factory's and DeepSpeed's with LLaMA-Factory's
+VENV_OF = {"axolotl": "axolotl", "llamafactory": "llamafactory", "llamafactory-export": "llamafactory",
+           "deepspeed": "llamafactory"}
 
 
 def _setup() -> None:
@@ -336,15 +316,6 @@ def _validate(job: dict, path: Path, root: Path) -> None:
 
 
 def main() -> None:
-    if sys.argv[1:] == ["--pip-trainers"]:  # for .ci/run: no trainer import needed
-        print(" ".join(trainer_pins()))
-        return
-    if sys.argv[1:] == ["--pip-companions"]:
-        print(" ".join(COMPANION_PINS))
-        return
-    if sys.argv[1:] == ["--build-command"]:
-        print(build_command())
-        return
     _setup()
     jobs = json.load(sys.stdin)
     cwd = os.getcwd()

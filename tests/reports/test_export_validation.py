@@ -1,8 +1,10 @@
 """Axolotl's, LLaMA-Factory's and DeepSpeed's own validators accept every exported file and reject broken ones.
 
-They cannot share the project's environment (their pins clash with ours), so they run in the validation venv
-that .ci/run builds (``ADVISE_VALIDATION_PYTHON``), through tests/reports/export_validators.py, once for all
-files. Without that venv the tests skip with the command that builds it; under CI (``CI`` set) they fail.
+They cannot share the project's environment (their pins clash with ours), so they run in each trainer's own venv,
+installed from its export README's line (tests/realrun/venvs.py; .ci/run builds them), through
+tests/reports/export_validators.py: Axolotl's validator in Axolotl's venv, LLaMA-Factory's and DeepSpeed's in
+LLaMA-Factory's. Without the venvs the tests skip with the command that builds them; under CI (``CI`` set) they
+fail.
 """
 
 from __future__ import annotations
@@ -11,30 +13,28 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from reports.export import export_configs
+from tests.realrun import venvs
 from tests.reports.export_cases import plans
+from tests.reports.export_validators import VENV_OF
 
-pytestmark = pytest.mark.slow  # one run of the trainers' validators in their own venv (~7 s)
+pytestmark = pytest.mark.slow  # one run of the validators per trainer venv (~15 s)
 
 HARNESS = Path(__file__).with_name("export_validators.py")
 #: what a validator may say about a valid config: Axolotl switches its fused LoRA kernels on by itself
 ALLOWED_WARNINGS = ("Auto-enabling LoRA kernel optimizations",)
 
 
-def _validation_python() -> str:
-    python = os.environ.get("ADVISE_VALIDATION_PYTHON")
-    if python and Path(python).exists():
-        return python
-    build = subprocess.run([sys.executable, str(HARNESS), "--build-command"], capture_output=True, text=True,
-                           check=True).stdout.strip()
-    message = (f"the trainers' validation venv is missing (ADVISE_VALIDATION_PYTHON={python!r}); build it with: "
-               f"{build}")
+def _validation_python(trainer: str) -> str:
+    python = venvs.python(trainer)
+    if python.exists():
+        return str(python)
+    message = f"the {trainer} venv is missing; build it with: python tests/realrun/venvs.py build {trainer}"
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
@@ -124,7 +124,7 @@ BROKEN_TARGET = {"llamafactory-dataset-info": "llamafactory/1-sft.yaml"}
 @pytest.fixture(scope="module")
 def validated(tmp_path_factory):
     """Every Axolotl, LLaMA-Factory and DeepSpeed file of every case, plus the broken ones, validated in one run."""
-    python = _validation_python()
+    pythons = {v: _validation_python(v) for v in sorted(set(VENV_OF.values()))}
     root = tmp_path_factory.mktemp("validate")
     cases = plans()
     jobs = []
@@ -143,10 +143,13 @@ def validated(tmp_path_factory):
         target = BROKEN_TARGET.get(bid, rel)
         jobs.append({"id": f"broken:{bid}", "validator": _validator(target), "path": str(broken / target),
                      "root": str(broken), "gpu_count": (cases[case]["estimates"]["training"] or {})["gpu_count"]})
-    proc = subprocess.run([python, str(HARNESS)], input=json.dumps(jobs), capture_output=True, text=True,
-                          timeout=600, cwd=root, check=False)
-    assert proc.returncode == 0 and "@@RESULTS@@" in proc.stdout, proc.stderr[-4000:]
-    results = {r["id"]: r for r in json.loads(proc.stdout.split("@@RESULTS@@", 1)[1])}
+    results = {}
+    for venv in sorted(set(VENV_OF.values())):  # each validator in its trainer's own install
+        batch = [j for j in jobs if VENV_OF[j["validator"]] == venv]
+        proc = subprocess.run([pythons[venv], str(HARNESS)], input=json.dumps(batch), capture_output=True,
+                              text=True, timeout=600, cwd=root, check=False)
+        assert proc.returncode == 0 and "@@RESULTS@@" in proc.stdout, proc.stderr[-4000:]
+        results.update({r["id"]: r for r in json.loads(proc.stdout.split("@@RESULTS@@", 1)[1])})
     assert set(results) == {j["id"] for j in jobs}
     return results
 
