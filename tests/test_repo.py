@@ -48,8 +48,11 @@ def test_published_comparison_doc_is_current():
 
 
 def test_the_torch_the_configs_readme_names_is_the_one_ci_installs():
-    """The export README says which torch its configs were checked with; .ci/run installs exactly that."""
+    """The export README says which torch its configs were checked with; .ci/run installs exactly that, in the
+    project's venv and in every trainer's venv (tests/realrun/venvs.py, which .ci/run runs)."""
     from reports.export.registry import TESTED_TORCH
+    from tests.realrun import venvs
 
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    assert f"pip install -q torch=={TESTED_TORCH}\n" in ci and f"echo torch=={TESTED_TORCH} >" in ci
+    assert f"pip install -q torch=={TESTED_TORCH}\n" in ci and "python tests/realrun/venvs.py build\n" in ci
+    assert venvs.TORCH_PIN == f"torch=={TESTED_TORCH}"

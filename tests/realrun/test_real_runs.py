@@ -185,10 +185,15 @@ def _set_processes(export: Path, n: int) -> None:
         _patch_yaml(acc, lambda c: c.update(num_processes=n))
 
 
-def _run(step: str, trainer: str, cwd: Path, probe_dir: Path) -> str:
+def _run(step: str, trainer: str, cwd: Path, probe_dir: Path, plan: dict) -> str:
     probe_dir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["bash", "-c", step], cwd=cwd, env=_env(trainer, probe_dir, cwd), capture_output=True,
-                          text=True, timeout=900)
+    env = _env(trainer, probe_dir, cwd)
+    t = plan["estimates"]["training"]
+    if t["gpu_count"] > 1 and t["sharding"] == "none":
+        # DDP on CPU processes: accelerate starts them as MULTI_CPU over gloo only when told it runs on CPU
+        # (accelerate/state.py _prepare_backend); otherwise each process trains alone
+        env["ACCELERATE_USE_CPU"] = "true"
+    proc = subprocess.run(["bash", "-c", step], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"`{step}` failed ({trainer}):\n{out[-6000:]}"
     return out
@@ -322,7 +327,7 @@ def test_the_readme_steps_train_in_the_trainers_own_install(trainer, case, tmp_p
             _patch_yaml(config, lambda c: c.update(model_name_or_path=str(tiny)) if c.get(
                 "model_name_or_path") == base["hub_id"] else None)
         probe_dir = tmp_path / f"probe-{n}"
-        _run(step, trainer, export, probe_dir)
+        _run(step, trainer, export, probe_dir, plan)
         if trains:
             _check_training(n, _probes(probe_dir), stage, plan, family, trainer)
     for s in ctx["stages"]:
