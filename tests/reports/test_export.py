@@ -614,23 +614,18 @@ def test_help_does_not_import_jinja_or_torch():
     assert_imports_none_of(cli_code(["export", "--help"]), ("torch", "transformers", "trl", "jinja2"))
 
 
-def test_a_distillation_export_labels_prompts_with_the_teacher_through_an_openai_compatible_api(tmp_path, cases):
-    """The exported data/label_with_teacher.py, run as the README says against a local OpenAI-compatible server:
-    each prompt gets the teacher's answer as its assistant turn, a final assistant turn is replaced, the output
-    appears only when complete, an existing output is never overwritten, and the README prices the labelling."""
+def _openai_server(answer_for, seen: list):
+    """A local OpenAI-compatible chat completions server answering ``answer_for(messages)``; each request lands in
+    ``seen`` as (port, path, Authorization header, body). Call ``shutdown()`` when done."""
     import http.server
-    import subprocess
-    import sys
     import threading
 
-    seen = []
-
-    class Teacher(http.server.BaseHTTPRequestHandler):
+    class Model(http.server.BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 (the stdlib's name)
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append((self.path, self.headers.get("Authorization"), body))
-            answer = "billing" if "invoice" in body["messages"][-1]["content"] else "other"
-            out = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]}).encode()
+            seen.append((self.server.server_port, self.path, self.headers.get("Authorization"), body))
+            out = json.dumps({"choices": [{"message": {"role": "assistant",
+                                                       "content": answer_for(body["messages"])}}]}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(out)))
@@ -640,8 +635,20 @@ def test_a_distillation_export_labels_prompts_with_the_teacher_through_an_openai
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Teacher)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Model)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_a_distillation_export_labels_prompts_with_the_teacher_through_an_openai_compatible_api(tmp_path, cases):
+    """The exported data/label_with_teacher.py, run as the README says against a local OpenAI-compatible server:
+    each prompt gets the teacher's answer as its assistant turn, a final assistant turn is replaced, the output
+    appears only when complete, an existing output is never overwritten, and the README prices the labelling."""
+    import subprocess
+    import sys
+
+    seen = []
+    server = _openai_server(lambda m: "billing" if "invoice" in m[-1]["content"] else "other", seen)
     try:
         export = tmp_path / "triage"
         export_configs(cases["distill_lora"], export)
@@ -662,7 +669,7 @@ def test_a_distillation_export_labels_prompts_with_the_teacher_through_an_openai
                                                     {"role": "assistant", "content": "other"}]
         assert len(rows[1]["messages"]) == 2  # the old answer was replaced, not kept
         assert all(p == "/v1/chat/completions" and a == "Bearer k" and b["model"] == "claude-haiku-4.5"
-                   and b["temperature"] == 0 for p, a, b in seen)
+                   and b["temperature"] == 0 for _, p, a, b in seen)
         again = subprocess.run([sys.executable, *args], cwd=export, env=env, capture_output=True, text=True,
                                timeout=60)
         assert again.returncode != 0 and "exists" in again.stderr and len(seen) == 2  # nothing overwritten
@@ -674,32 +681,13 @@ def test_the_evaluation_step_scores_the_tuned_model_against_todays_model_side_by
     """eval/compare.py, run as the README's step 6 says, against two local OpenAI-compatible servers (the served
     tuned model and today's API): both are asked each eval prompt at temperature 0, exact match and token F1
     are printed per model, answers land side by side, and an existing output is never overwritten."""
-    import http.server
     import subprocess
     import sys
-    import threading
 
     seen = []
 
     def server_answering(answer_for):
-        class Model(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (the stdlib's name)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                seen.append((self.server.server_port, body))
-                out = json.dumps({"choices": [{"message": {"role": "assistant",
-                                                           "content": answer_for(body["messages"])}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
-            def log_message(self, *args):
-                pass
-
-        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Model)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        return srv
+        return _openai_server(answer_for, seen)
 
     tuned = server_answering(lambda m: "Billing" if "invoice" in m[-1]["content"] else "other")
     today = server_answering(lambda m: "It is about billing, I think")
@@ -725,7 +713,8 @@ def test_the_evaluation_step_scores_the_tuned_model_against_todays_model_side_by
         rows = [json.loads(line) for line in (export / "eval/side_by_side.jsonl").read_text().splitlines()]
         assert [(r["expected"], r["tuned"]["answer"], r["tuned"]["exact"]) for r in rows] == [
             ("billing", "Billing", True), ("other", "other", True), ("refund", "other", False)]
-        assert len(seen) == 6 and all(b["temperature"] == 0 and b["messages"][-1]["role"] == "user" for _, b in seen)
+        assert len(seen) == 6 and all(b["temperature"] == 0 and b["messages"][-1]["role"] == "user"
+                                      for _, _, _, b in seen)
         again = subprocess.run([sys.executable, *cmd.split()[1:]], cwd=export, env=env, capture_output=True,
                                text=True, timeout=60)
         assert again.returncode != 0 and "exists" in again.stderr and len(seen) == 6
