@@ -44,6 +44,14 @@ def notes(ctx: Mapping[str, Any], exported: Sequence[Mapping[str, Any]]) -> list
         out.append("The plan trains one adapter shared by all tenants on their pooled examples (too few per tenant "
                    "for adapters of their own): put every tenant's examples in the one data file. Train a tenant "
                    "its own adapter, from this one, once it has enough examples, and re-plan.")
+    eot = fam.end_of_turn
+    if eot and ctx["model"].get("checkpoint") != "instruct" and any(f["serve"]["mode"] == "adapter" for f in exported):
+        # vLLM stops on the tokenizer's eos and the generation config's eos ids of the model it serves (vLLM PR
+        # 4182): served as an adapter, that is the base checkpoint's end-of-text, not the turn end trained
+        out.append(f"Served as an adapter on `{ctx['model']['hub_id']}`, vLLM stops on that base's end-of-text, not "
+                   f"on {eot}, the turn end the adapter was trained to end on: send \"stop\": [\"{eot}\"] with each "
+                   f"request (or give `vllm serve` a `--generation-config` folder whose generation_config.json lists "
+                   f"{eot}'s id among its eos ids).")
     if any(s["examples_assumed"] for s in ctx["stages"]):
         out.append("The plan had no example count for a stage and assumed one: re-plan with the real counts "
                    "(batch and epochs depend on them).")

@@ -732,3 +732,14 @@ def test_commands_outside_tables_copy_as_they_run_and_table_cells_stay_cells(ren
     assert 'convert_tokens_to_ids("<|im_end|>")' in run and "\\|" not in run
     rows = [line for line in readme.splitlines() if line.startswith("| ")]
     assert rows and all(cell.count("`") % 2 == 0 for row in rows for cell in re.split(r"(?<!\\)\|", row))
+
+
+def test_an_adapter_served_on_a_base_checkpoint_is_told_to_stop_on_the_turn_end(rendered, cases):
+    """vLLM stops on the served base's end-of-text; an adapter trained from a base checkpoint ends its turns on the
+    template's turn end, so the README says to pass it as a stop sequence. Merged models and instruct bases need
+    nothing (the merged folder lists the turn end; an instruct base stops on it already)."""
+    multi = rendered["multi_lora"]["README.md"]
+    assert cases["multi_lora"]["estimates"]["base_model"]["checkpoint"] == "base"
+    assert 'send "stop": \\["&lt;\\|im_end\\|&gt;"\\] with each request' in multi  # renders as "stop": ["<|im_end|>"]
+    for name in ("distill_lora", "sft_dpo_lora"):  # merged serving; an instruct base
+        assert "Served as an adapter on" not in rendered[name]["README.md"]
