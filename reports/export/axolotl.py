@@ -125,5 +125,12 @@ def render(ctx: Mapping[str, Any], f: Mapping[str, Any]) -> dict[str, str]:
     return {s["config"]: r.yaml_file("axolotl/train.yml.j2", ctx=ctx, f=f, s=s) for s in f["stages"]}
 
 
+def notes(ctx: Mapping[str, Any], f: Mapping[str, Any]) -> list[str]:
+    # axolotl/telemetry/manager.py: on by default, off with AXOLOTL_DO_NOT_TRACK=1 (or DO_NOT_TRACK=1); seen in the
+    # real-run tests, a machine without internet waits on its upload retries after a failure
+    return ["Axolotl sends usage telemetry unless `AXOLOTL_DO_NOT_TRACK=1` is set; on a machine without internet "
+            "access set it, or a failed run waits on the upload's retries before it exits."]
+
+
 register_format(ExportFormat(NAME, "Axolotl", VERSION, context, render, readme="axolotl/README.md.j2",
-                             template_key="chat_template"))
+                             template_key="chat_template", notes=notes))

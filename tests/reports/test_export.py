@@ -743,3 +743,9 @@ def test_an_adapter_served_on_a_base_checkpoint_is_told_to_stop_on_the_turn_end(
     assert 'send "stop": \\["&lt;\\|im_end\\|&gt;"\\] with each request' in multi  # renders as "stop": ["<|im_end|>"]
     for name in ("distill_lora", "sft_dpo_lora"):  # merged serving; an instruct base
         assert "Served as an adapter on" not in rendered[name]["README.md"]
+
+
+def test_the_axolotl_readme_says_how_to_turn_its_telemetry_off(cases):
+    note = "Axolotl sends usage telemetry unless `AXOLOTL_DO_NOT_TRACK=1` is set"
+    assert note in render_all(cases["distill_lora"], ["axolotl"])["README.md"]
+    assert note not in render_all(cases["distill_lora"], ["trl"])["README.md"]
