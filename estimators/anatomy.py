@@ -219,10 +219,39 @@ def build_config(config: Mapping[str, Any] | Any) -> Any:
                             f"{model_type[:SHOWN_CHARS]!r}" + (f"; did you mean {close[0]!r}?" if close else
                                                                " (a newer transformers may)"))
     try:
-        return AutoConfig.for_model(model_type, **fields)
+        cfg = AutoConfig.for_model(model_type, **fields)
     except (ValueError, TypeError, KeyError, AttributeError, ZeroDivisionError) as e:
         raise EstimateError(f"transformers cannot read this {model_type} config: "
                             f"{str(e).splitlines()[0][:SHOWN_CHARS * 2] if str(e) else type(e).__name__}") from None
+    missing = missing_size_fields(cfg, fields)
+    if missing:
+        raise EstimateError(f"config ({model_type}) lacks {', '.join(missing)}: transformers would fill "
+                            f"{'it' if len(missing) == 1 else 'them'} with its defaults and describe another model; "
+                            f"copy the model's whole config.json")
+    return cfg
+
+
+#: the fields that set a decoder's size: a config.json without one of them would be built with transformers'
+#: class defaults (a bare {"model_type": "llama"} is a 6.7B Llama-2), so they must be given
+SIZE_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
+
+
+def missing_size_fields(cfg: Any, given: Mapping[str, Any]) -> list[str]:
+    """The SIZE_FIELDS the config file did not give (under their own name or the class's ``attribute_map``
+    alias), for the decoder itself or, in a multimodal wrapper, its ``text_config``."""
+    text = getattr(cfg, "text_config", None)
+    if text is not None and isinstance(given.get("text_config"), Mapping):
+        return [f"text_config.{f}" for f in missing_size_fields(text, given["text_config"])]
+    if text is not None:
+        return ["text_config"]
+    aliases = getattr(cfg, "attribute_map", {}) or {}
+    out = []
+    for field in SIZE_FIELDS:
+        if not hasattr(cfg, field):
+            continue  # an architecture without this notion (no separate MLP width, say)
+        if field not in given and aliases.get(field) not in given:
+            out.append(field)
+    return out
 
 
 def build_meta_model(config: Mapping[str, Any] | Any) -> Any:

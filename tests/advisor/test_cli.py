@@ -139,3 +139,17 @@ def test_workload_adds_monthly_inference_and_break_even():
 def test_api_without_a_workload_is_a_usage_error():
     r = run("estimate", "--model", "llama-3.1-8b", "--api", "claude-haiku-4.5")
     assert r.exit_code == 2 and "give --requests-per-month" in r.output
+
+
+def test_a_partial_config_json_is_refused_in_one_line_by_estimate_and_profile(tmp_path):
+    """{"model_type": "llama"} would be a 6.7B model of transformers' defaults: refused, naming what is missing."""
+    (tmp_path / "config.json").write_text('{"model_type": "llama", "hidden_size": 4096}')
+    for args in (("estimate", "--model", str(tmp_path / "config.json"), "--method", "lora"),
+                 ("profile", "--model", str(tmp_path), "--device", "cpu", "--out", str(tmp_path / "p.json"))):
+        r = run(*args)
+        assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+        errors = [line for line in r.output.splitlines() if line.startswith("Error:")]
+        assert errors == ["Error: config (llama) lacks num_hidden_layers, num_attention_heads, intermediate_size, "
+                          "vocab_size: transformers would fill them with its defaults and describe another model; "
+                          "copy the model's whole config.json"]
+    assert not (tmp_path / "p.json").exists()

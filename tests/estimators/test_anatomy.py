@@ -98,3 +98,44 @@ def test_llama_8b_lora_r16_all_linear(catalog):
 def test_unknown_lora_target_names_the_known_ones(catalog):
     with pytest.raises(EstimateError, match=r"c_attn match no linear layer.*q_proj"):
         select_lora_targets(catalog.model("llama-3.1-8b").anatomy, ["c_attn"])
+
+
+# ---- a config.json that leaves out its size is refused, never built with transformers' defaults -------------
+def _full_llama() -> dict:
+    return {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "intermediate_size": 192, "vocab_size": 512}
+
+
+def test_a_bare_model_type_is_refused_naming_every_size_field():
+    from estimators.anatomy import SIZE_FIELDS, build_config
+    from estimators.errors import EstimateError
+
+    with pytest.raises(EstimateError) as e:
+        build_config({"model_type": "llama"})  # transformers' defaults would make it a 6.7B Llama-2
+    assert str(e.value).startswith(f"config (llama) lacks {', '.join(SIZE_FIELDS)}:")
+
+
+@pytest.mark.parametrize("field", ["hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                                   "vocab_size"])
+def test_each_missing_size_field_is_named(field):
+    from estimators.anatomy import build_config
+    from estimators.errors import EstimateError
+
+    cfg = _full_llama()
+    del cfg[field]
+    with pytest.raises(EstimateError, match=f"^config \\(llama\\) lacks {field}: transformers would fill it"):
+        build_config(cfg)
+    assert build_config(_full_llama()).hidden_size == 64
+
+
+def test_size_fields_count_under_the_config_classes_own_names_and_inside_a_text_config():
+    from estimators.anatomy import build_config
+    from estimators.errors import EstimateError
+
+    # GPT-2 names them n_embd, n_layer, n_head (GPT2Config.attribute_map)
+    assert build_config({"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 4, "vocab_size": 512,
+                         "bos_token_id": 0, "eos_token_id": 0}).num_hidden_layers == 2
+    text = {k: v for k, v in _full_llama().items() if k != "model_type"}
+    del text["vocab_size"]
+    with pytest.raises(EstimateError, match="lacks text_config.vocab_size"):
+        build_config({"model_type": "gemma3", "text_config": {"model_type": "gemma3_text", **text}})
