@@ -23,7 +23,7 @@ from typing import Any
 
 from advisor.contract.plan import Plan, as_plan
 from reports.export import launch
-from reports.export.context import build_context, header, steps_and_serving
+from reports.export.context import build_context, compare_command, header, steps_and_serving
 from reports.export.readme import readme
 from reports.export.registry import FORMATS, ExportFormat, register_format, resolve_formats, validated_with
 from reports.export.render import Renderer
@@ -56,9 +56,8 @@ def render_all(plan: Plan | Mapping[str, Any], formats: Iterable[str] = ("all",)
         files.update(launch.launch_files(ctx, exported, header))
         ev = ctx["evaluation"]
         if ev and exported:
-            command = f"python {ev['script']} {ev['data']} {ev['out']} --tuned TUNED_MODEL --baseline {ev['baseline_arg']}"
-            files[ev["script"]] = ctx["_renderer"].text_file("export/compare.py.j2", ctx=ctx, ev=ev,
-                                                             header=header(command, ctx))
+            files[ev["script"]] = ctx["_renderer"].text_file(
+                "export/compare.py.j2", ctx=ctx, ev=ev, header=header(compare_command(ev, "TUNED_MODEL"), ctx))
         if ctx["teacher"] and exported:
             t = ctx["teacher"]
             files[t["script"]] = ctx["_renderer"].text_file("export/label_with_teacher.py.j2", ctx=ctx,

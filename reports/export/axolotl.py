@@ -96,10 +96,6 @@ def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
         stages.append({**s, **p, "dataset": dataset, "dataset_fields": extra, "data_path": dataset["path"],
                        "rl": RL.get(s["objective"]), "run": run, "header": header(run, ctx),
                        "merge": f"axolotl merge-lora {p['config']}" if needs_merge(ctx, i) else None,
-                       # merge-lora copies the base model's tokenizer files into merged/ ("Copying non-model files
-                       # to output directory", axolotl/cli/utils/lora_merge.py): a base checkpoint has no chat
-                       # template there, so `vllm serve merged` would start without one; training saved it
-                       # beside the adapter
                        "after_merge": _after_merge(ctx, p) if needs_merge(ctx, i) and s["objective"] != "cpt"
                        else [],
                        "merge_config": None,

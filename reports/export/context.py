@@ -235,27 +235,33 @@ def _teacher(plan: Plan, stages: list[dict[str, Any]]) -> dict[str, Any] | None:
     per_request = (inf.today_usd_per_month / inf.requests_per_month
                    if inf and inf.today_usd_per_month and inf.requests_per_month else None)
     examples = distil["examples"]
-    w = plan.answers.workload
     command = (f"python {TEACHER_SCRIPT} PROMPTS.jsonl {distil['data_path']} --model "
                f"{shell_word(model) if model else 'TEACHER_MODEL'}")
     return {"script": TEACHER_SCRIPT, "out": distil["data_path"], "model": model,
             "model_arg": shell_word(model) if model else "TEACHER_MODEL", "examples": examples,
             "usd_text": None if per_request is None else money(per_request * examples), "command": command,
-            "assumed": distil["examples_assumed"],
-            # the answer budget: twice the plan's output tokens per request (at least 256)
-            "max_tokens": max(256, 2 * (w.output_tokens_per_request or 0))}
+            "assumed": distil["examples_assumed"], "max_tokens": answer_tokens(plan)}
+
+
+def answer_tokens(plan: Plan) -> int:
+    """The answer budget of the exported API scripts: twice the plan's output tokens per request (at least 256)."""
+    return max(256, 2 * (plan.answers.workload.output_tokens_per_request or 0))
 
 
 def _evaluation(plan: Plan, stages: list[dict[str, Any]], eval_path: str | None) -> dict[str, Any] | None:
-    """The README's evaluation step: the served tuned model against today's model (the answers' current API, else
-    the untuned base behind the same server), scored on the eval set."""
+    """The README's evaluation step: the served tuned model against today's model (the answers' current API; a
+    placeholder the user names when there is none), scored on the eval set."""
     if not any(s["objective"] != "cpt" for s in stages):
         return None
     current = plan.answers.model.current_api
-    w = plan.answers.workload
     return {"script": COMPARE_SCRIPT, "data": EVAL_PATH, "out": COMPARE_OUT, "given": eval_path is not None,
             "baseline": current, "baseline_arg": shell_word(current) if current else "BASELINE_MODEL",
-            "max_tokens": max(256, 2 * (w.output_tokens_per_request or 0))}
+            "max_tokens": answer_tokens(plan)}
+
+
+def compare_command(ev: Mapping[str, Any], tuned: str) -> str:
+    """The evaluation script's command line for the tuned model served under the name ``tuned``."""
+    return f"python {ev['script']} {ev['data']} {ev['out']} --tuned {tuned} --baseline {ev['baseline_arg']}"
 
 
 def header(command: str, ctx: Mapping[str, Any], prefix: str = "# ") -> Raw:
@@ -331,5 +337,7 @@ def steps_and_serving(ctx: Mapping[str, Any], f: dict[str, Any]) -> dict[str, An
     else:
         serve["command"] = f"vllm serve {shell_word(serve['path'])}"
         serve["model_name"] = shell_word(serve["path"])  # vLLM serves a folder under its path
+    if ctx.get("evaluation"):
+        f["evaluate"] = compare_command(ctx["evaluation"], serve["model_name"])
     f["steps"] = steps
     return f

@@ -59,7 +59,11 @@ def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
     untemplated = [s for i, s in enumerate(ctx["stages"]) if s["data_shape"] in STRING_SHAPES and template
                    and (first_chat is None or first_chat > i)]
     missing = [s for s in ctx["stages"] if COMMANDS[s["objective"]] is None]
-    conversions = {s["data_path"]: f"trl/{s['data_path']}" for s in ctx["stages"] if s["data_shape"] in STRING_SHAPES}
+    # each preference data file once: its TRL copy and the README command that writes it
+    conversions = list({s["data_path"]: {"source": s["data_path"], "out": f"trl/{s['data_path']}",
+                                         "run": f"python {CONVERT_SCRIPT} {s['data_path']} trl/{s['data_path']}"}
+                        for s in ctx["stages"] if s["data_shape"] in STRING_SHAPES}.values())
+    converted = {c["source"]: c["out"] for c in conversions}
     stages = []
     for i, (s, p) in enumerate(zip(ctx["stages"], paths)):
         command = COMMANDS[s["objective"]]
@@ -67,9 +71,10 @@ def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
         if run and ctx["multi_gpu"]:
             run += f" --accelerate_config {ctx['launch']['accelerate_config']}"
         merge = f"python {MERGE_SCRIPT} {p['output_dir']} {p['merged_dir']}" if needs_merge(ctx, i) else None
-        stages.append({**s, **p, "command": command, "data_path": conversions.get(s["data_path"], s["data_path"]),
+        stages.append({**s, **p, "command": command, "data_path": converted.get(s["data_path"], s["data_path"]),
                        # TRL's command line cannot score a separate eval file: it always holds out a split
-                       "trl_holdout": s["holdout"] or holdout_fraction(s["examples"]), "run": run, "merge": merge, "merge_config": None,
+                       "trl_holdout": s["holdout"] or holdout_fraction(s["examples"]),
+                       "run": run, "merge": merge, "merge_config": None,
                        "config_class": CONFIG_CLASSES.get(str(command)),
                        "header": header(run or "-", ctx),
                        "chat_template_path": template if i == first_chat else None,
@@ -82,17 +87,19 @@ def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
     merges = [s["merge"] for s in stages if s["merge"]]
     extra = [{"path": MERGE_SCRIPT, "what": "TRL: merge an adapter into its base (peft)", "runs": merges,
               "note": ""}] if merges else []
-    converts = [f"python {CONVERT_SCRIPT} {src} {out}" for src, out in conversions.items()] if stages else []
-    if converts:
+    if not stages:
+        conversions = []
+    if conversions:
         extra.append({"path": CONVERT_SCRIPT, "what": "TRL: prompt/answer strings into conversational rows, so the "
-                      "preference stages are trained in the chat template", "runs": converts, "note": ""})
+                      "preference stages are trained in the chat template", "runs": [c["run"] for c in conversions],
+                      "note": ""})
     code = (f'from transformers import AutoTokenizer; open("{TEMPLATE_FILE}", "w").write('
             f'AutoTokenizer.from_pretrained("{instruct_repo}").chat_template)')
     pre_steps = [{"run": f"python -c {shell_word(code)}", "result": TEMPLATE_FILE,
                   "what": f"the chat template of {instruct_repo}, for a base checkpoint that has none"}] \
         if template and first_chat is not None and stages else []
-    pre_steps += [{"run": c, "result": out, "what": "the preference data in TRL's conversational form"}
-                  for c, out in zip(converts, conversions.values())]
+    pre_steps += [{"run": c["run"], "result": c["out"], "what": "the preference data in TRL's conversational form"}
+                  for c in conversions]
     why_missing = [
         {"stage": s["name"], "method": s["method"],
          "why": "TRL's command line has no ORPO command (ORPO lives in trl.experimental.orpo, a Python API); "
@@ -104,7 +111,7 @@ def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
                 f"chat_template_path); train from the instruct checkpoint or use the Axolotl or LLaMA-Factory "
                 f"configs"} for s in untemplated]
     return {"stages": stages, "extra_files": extra, "pre_steps": pre_steps, "instruct_repo": instruct_repo,
-            "missing": why_missing, "conversions": [{"source": k, "out": v} for k, v in conversions.items()],
+            "missing": why_missing, "conversions": conversions,
         "chat_template_path": template,
         "install": "pip install " + " ".join(install_packages(ctx["quantized"], ctx["launch"]["kind"])),
         "serve": serve_context(ctx, paths[-1])}
@@ -116,10 +123,10 @@ def render(ctx: Mapping[str, Any], f: Mapping[str, Any]) -> dict[str, str]:
     merges = [s["merge"] for s in f["stages"] if s["merge"]]
     if merges:
         files[MERGE_SCRIPT] = r.text_file("trl/merge.py.j2", ctx=ctx, header=header(" then ".join(merges), ctx))
-    if f["stages"] and f["conversions"]:
-        runs = [f"python {CONVERT_SCRIPT} {c['source']} {c['out']}" for c in f["conversions"]]
+    if f["conversions"]:
+        runs = " then ".join(c["run"] for c in f["conversions"])
         files[CONVERT_SCRIPT] = r.text_file("trl/to_conversational.py.j2", ctx=ctx, script=CONVERT_SCRIPT,
-                                            conversions=f["conversions"], header=header(" then ".join(runs), ctx))
+                                            conversions=f["conversions"], header=header(runs, ctx))
     return files
 
 
