@@ -7,11 +7,12 @@ byte-identical JSON.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from advisor import __version__
 from advisor.contract.units import round_sig, round_sig_or_none
+from estimators.anatomy import lora_dropout_for, select_lora_params
 from estimators.catalog import GPU, Catalog, ModelSpec
 from estimators.cost import (
     Workload,
@@ -50,6 +51,8 @@ def run_estimate(
     cost of serving the fine-tuned model on ``gpu`` and the months until training pays for itself.
     """
     a = model.anatomy
+    if setup.adapted and setup.lora_dropout != lora_dropout_for(a, setup.lora_targets, setup.lora_dropout):
+        setup = replace(setup, lora_dropout=0.0)  # peft's ParamWrapper (fused experts) has none
     mem = estimate_memory(a, setup)
     main_fit = fit(mem, gpu)
     tp = estimate_throughput(a, setup, gpu)
@@ -114,6 +117,12 @@ def run_estimate(
             "num_layers": a.num_layers,
         },
         "params_total": a.params_total,
+        # a MoE token runs through experts_per_token of num_experts; equal to params_total for a dense model
+        "params_active": a.params_active,
+        "experts": {"num_experts": a.num_experts, "experts_per_token": a.experts_per_token} if a.is_moe else None,
+        "sliding_window": {"window": a.sliding_window, "layers": a.sliding_layers} if a.sliding_layers else None,
+        "lora_adapted_parameters": [{"name": g.name, "rank": setup.lora_r * f, "experts": g.experts}
+                                    for g, f in select_lora_params(a, setup.lora_targets)] if setup.adapted else [],
         "trainable_params": trainable,
         "trainable_share": round_sig(trainable / a.params_total),
         "setup": setup_dict(setup),

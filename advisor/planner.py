@@ -85,6 +85,7 @@ from advisor.options import (
     vendor_fine_tune_options,
     vendor_offer_why_not,
 )
+from estimators.anatomy import Anatomy, lora_dropout_for
 from estimators.catalog import DATA_DIR as CATALOG_DATA_DIR
 from estimators.catalog import GPU, Catalog, FineTuningOffer, ModelSpec
 from estimators.cost import (
@@ -291,14 +292,16 @@ def plan_stages(decision: Decision, answers: Answers, technique: str | None, mod
     return stages
 
 
-def lora_settings(answers: Answers) -> dict[str, Any]:
-    """The recipe's LoRA defaults (``TrainingSetup``), with training.yaml's larger rank for a large dataset."""
+def lora_settings(answers: Answers, anatomy: Anatomy | None = None) -> dict[str, Any]:
+    """The recipe's LoRA defaults (``TrainingSetup``), with training.yaml's larger rank for a large dataset; no
+    dropout on a model whose experts peft adapts as parameters (``lora_dropout_for``)."""
     lo = training_defaults()["lora"]
     # the same threshold that makes RANK_FOR_LARGE_DATA warn "the plan raises the rank"
     large = answers.data.labeled_examples >= load_rules().threshold_values["large_dataset_examples"]
     d = TrainingSetup
+    dropout = d.lora_dropout if anatomy is None else lora_dropout_for(anatomy, d.lora_targets, d.lora_dropout)
     return {"r": lo["large_data_r"] if large else d.lora_r, "alpha": lo["large_data_alpha"] if large else d.lora_alpha,
-            "dropout": d.lora_dropout, "targets": list(d.lora_targets)}
+            "dropout": dropout, "targets": list(d.lora_targets)}
 
 
 # ---- base model ---------------------------------------------------------------------------------
@@ -439,7 +442,7 @@ class Estimator:
 
     def setup(self, technique: str, stage: Stage, micro_batch: int, sharding: str,
                optimizer: str = "adamw", offload: str = "none") -> TrainingSetup:
-        lo = lora_settings(self.train_answers)
+        lo = lora_settings(self.train_answers, self.model.anatomy if self.model is not None else None)
         return TrainingSetup(
             technique=technique, objective=stage.objective, seq_len=stage.seq_len, micro_batch=micro_batch,
             gradient_checkpointing=True, optimizer=optimizer,
@@ -957,7 +960,7 @@ def _delivery(options: list[Option], decision: Decision, rec: Recommendation,
 def _training(est: Estimator, run: RunOption, answers: Answers) -> TrainingPlan:
     """The recommended run as the trainers need it (the exporters read nothing else)."""
     assert est.model is not None
-    lo = lora_settings(est.train_answers)
+    lo = lora_settings(est.train_answers, est.model.anatomy)
     price = run.gpu.cheapest_price
     owned = run.owned_usd_per_gpu_hour is not None
     return TrainingPlan(

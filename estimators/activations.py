@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from estimators.anatomy import Anatomy, LinearGroup, select_lora_targets
+from estimators.anatomy import Anatomy, LinearGroup, ParamGroup, select_lora_params, select_lora_targets
 from estimators.families import family
 from estimators.setup import TrainingSetup
 
@@ -88,6 +88,9 @@ class _Tracer:
         self.lora_targets = (
             {g.name for g in select_lora_targets(anatomy, setup.lora_targets)} if setup.adapted else set()
         )
+        #: MoE parameter groups peft adapts as parameters (ParamWrapper), with their rank / r
+        self.lora_params = dict((g.name, f) for g, f in select_lora_params(anatomy, setup.lora_targets)) \
+            if setup.adapted else {}
         self.group = "embedding"
         self.where = ""
         self._saved: dict[int, tuple[str, str, str, _T]] = {}
@@ -115,9 +118,12 @@ class _Tracer:
         return [(g, w, what, t.nbytes) for g, w, what, t in (self._saved[k] for k in self._order)]
 
     # -- ops -------------------------------------------------------------------------------------
-    def rmsnorm(self, x: _T, name: str, gemma: bool) -> _T:
-        """LlamaRMSNorm / Gemma2RMSNorm (transformers 5)."""
-        T, h, dt = self.T, self.a.hidden_size, self.dt
+    def rmsnorm(self, x: _T, name: str, gemma: bool, width: int | None = None, rows: int | None = None) -> _T:
+        """LlamaRMSNorm / Gemma2RMSNorm (transformers 5) over ``width`` features of ``rows`` rows (default: the
+        hidden size of every token; q_norm/k_norm normalise each head)."""
+        dt = self.dt
+        h = self.a.hidden_size if width is None else width
+        T = self.T if rows is None else rows
         self.where = name
         w_rg = self.full
         x32 = self.cast(x, T * h, 4, dt)  # hidden_states.to(torch.float32) / x.float()
@@ -133,6 +139,10 @@ class _Tracer:
                 self.save(self.new(h * 4, True), "1 + weight (fp32)")
             out32 = self.new(T * h * 4, x.rg or w_rg)
             return self.cast(out32, T * h, dt, 4)  # .type_as(x)
+        if self.fam.norm == "fp32_weight":  # gpt-oss: (weight * x_hat).to(input_dtype), the product in fp32
+            if w_rg:
+                self.save(xhat32, "normalized input (fp32)")
+            return self.cast(self.new(T * h * 4, x.rg or w_rg), T * h, dt, 4)
         xhat = self.cast(xhat32, T * h, dt, 4)  # .to(input_dtype)
         if w_rg:
             self.save(xhat, f"normalized input ({'fp32' if dt == 4 else 'bf16'})")
@@ -200,7 +210,7 @@ class _Tracer:
             self.save(sin, "rotary sin", where="rotary_emb")
         return self.new(numel * self.dt, t.rg)
 
-    def attention(self, x: _T, prefix: str, cos: _T, sin: _T) -> _T:
+    def attention(self, x: _T, prefix: str, cos: _T, sin: _T, sliding: bool = False) -> _T:
         a, T, dt = self.a, self.T, self.dt
         L = {g.leaf: g for g in a.linears if g.name.startswith(prefix)}
         if "qkv_proj" in L:  # phi3: q, k, v are views of one projection output
@@ -209,14 +219,30 @@ class _Tracer:
         else:
             q, k, v = self.linear(x, L["q_proj"]), self.linear(x, L["k_proj"]), self.linear(x, L["v_proj"])
         self.where = prefix.rstrip(".")
+        if self.fam.qk_norm:  # RMSNorm over each head before the rotary embedding (Qwen3, Gemma 3)
+            gemma = self.fam.norm == "gemma"
+            q = self.rmsnorm(q, prefix + "q_norm", gemma, a.head_dim, T * a.num_attention_heads)
+            k = self.rmsnorm(k, prefix + "k_norm", gemma, a.head_dim, T * a.num_key_value_heads)
+            self.where = prefix.rstrip(".")
         q_rot = self.rope(q, T * a.q_dim, cos, sin)
         k_rot = self.rope(k, T * a.kv_dim, cos, sin)
         any_rg = q_rot.rg or k_rot.rg or v.rg
         if self.attn in ("sdpa", "flash"):
             out = self.new(T * a.q_dim * dt, any_rg)
+            key, value, kv_what = k_rot, v, ""
+            # a sliding-window layer longer than its window reaches SDPA with a mask (flash takes the window as an
+            # argument): transformers then repeats k/v to every head (integrations/sdpa_attention.py use_gqa_in_sdpa)
+            # and torch turns the boolean mask into an additive one in the compute dtype, which the kernel saves
+            masked = self.attn == "sdpa" and sliding and a.sliding_window is not None and self.seq > a.sliding_window
+            if masked and a.num_attention_heads != a.num_key_value_heads:
+                key, value = self.new(T * a.q_dim * dt, k_rot.rg), self.new(T * a.q_dim * dt, v.rg)
+                kv_what = " (repeated for GQA: masked SDPA)"
             if any_rg:
-                for t, what in ((q_rot, "query"), (k_rot, "key"), (v, "value"), (out, "output")):
+                for t, what in ((q_rot, "query"), (key, "key" + kv_what), (value, "value" + kv_what),
+                                (out, "output")):
                     self.save(t, f"attention {what}")
+                if masked:
+                    self.save(self.new(self.nseq * self.seq * self.seq * dt, False), "sliding-window mask (additive)")
                 self.save(self.new(self.nseq * a.num_attention_heads * self.seq * 4, True), "attention logsumexp (fp32)")
             # the kernel's output follows the query's strides (empty_like): llama-style rope keeps the
             # (b, s, h, d) layout of the projection, so transpose(1, 2).contiguous() is free; phi3's
@@ -237,6 +263,18 @@ class _Tracer:
             self.save(q, "attention query")
         if q.rg:
             self.save(k_rep, "attention key (repeated for GQA)" if n_rep > 1 else "attention key")
+        if self.fam.attention_sinks:
+            # gpt-oss: cat([scores, sink]) - max (saves the argmax), softmax in the compute dtype (saves its
+            # output, one column wider), the sink column sliced off: the slice is what the value matmul saves
+            probs = self.new(self.nseq * a.num_attention_heads * self.seq * (self.seq + 1) * dt, rg)
+            if rg:
+                self.save(self.new(self.nseq * a.num_attention_heads * self.seq * 8, False),
+                          "max over scores and sink (int64 indices)")
+                self.save(probs, "softmax output with the sink column")
+            if probs.rg:
+                self.save(v_rep, "attention value (repeated for GQA)" if n_rep > 1 else "attention value")
+            out = self.new(T * a.q_dim * dt, probs.rg or v_rep.rg)
+            return self.new(T * a.q_dim * dt, out.rg)  # transpose(1, 2).contiguous()
         scores = self.new(square * dt, rg)
         if a.attn_logit_softcapping:
             scores = self.new(square * dt, rg)
@@ -258,7 +296,85 @@ class _Tracer:
             self.save(g, "activation input")
         return self.new(numel * self.dt, g.rg)
 
+    def param_matmul(self, x: _T, g: ParamGroup, rows: int, where: str) -> _T:
+        """x @ a bare weight (router, or the experts through grouped_mm): the input is saved when the weight
+        needs a gradient (full fine-tuning, or peft's merged weight W + s * B @ A (ParamWrapper), which the matmul
+        saves too, next to the casts of the two factors to the weight's dtype)."""
+        T, dt = rows, self.dt
+        self.where = where
+        factor = self.lora_params.get(g.name, 0)
+        w_rg = self.full or bool(factor)
+        if w_rg:
+            self.save(x, "input (weight gradient)")
+        if factor:
+            rank = self.s.lora_r * factor * g.experts
+            merged = self.new(g.weight_params * dt, True)
+            self.save(merged, "merged weight W + s*B@A (peft ParamWrapper)")
+            if g.experts > 1 and self.ab != dt:  # baddbmm over experts: the factors cast to the weight dtype
+                self.save(self.new(rank * g.out_features * dt, True), "lora_B cast to the weight dtype")
+                self.save(self.new(rank * g.in_features * dt, True), "lora_A cast to the weight dtype")
+        return self.new(T * g.out_features * dt, x.rg or w_rg)
+
+    def moe(self, x: _T, prefix: str) -> _T:
+        """A sparse MoE block of transformers 5: top-k router, then integrations/moe.py
+        grouped_mm_experts_forward over the T*k (token, expert) pairs sorted by expert. What it saves depends on
+        T*k only, not on how evenly the router spreads the tokens (random weights route unevenly; the bytes are
+        the same)."""
+        a, T, dt, k = self.a, self.T, self.dt, self.a.experts_per_token
+        S = T * k
+        router = next(g for g in a.params if not g.routed and g.name.startswith(prefix))
+        experts = {g.leaf: g for g in a.params if g.routed and g.name.startswith(prefix)}
+        gate_up, down = experts["gate_up_proj"], experts["down_proj"]
+        rname = router.name.rsplit(".", 1)[0]
+        logits = self.param_matmul(x, router, T, rname)
+        rg = logits.rg
+        if self.fam.attention_sinks:  # gpt-oss: top-k of the logits, softmax over the k in the compute dtype
+            if rg:
+                self.save(self.new(S * 8, False), "router top-k indices (int64)")
+                self.save(self.new(S * dt, True), "router softmax over the top-k")
+        else:  # softmax in fp32 over every expert, top-k, renormalised, cast to the compute dtype
+            if rg:
+                self.save(self.new(T * router.out_features * 4, True), "router softmax (fp32)")
+                self.save(self.new(S * 8, False), "router top-k indices (int64)")
+                self.save(self.new(T * 4, True), "router top-k sum (fp32)")
+                self.save(self.new(S * 4, True), "router top-k probabilities (fp32)")
+        self.where = prefix + "experts"
+        if rg or x.rg:
+            self.save(self.new(S * 8, False), "token index per (token, expert) pair (int64)")
+        if rg:
+            self.save(self.new(S * 8, False), "routing-weight permutation (int64)")
+        offsets = self.new(router.out_features * 4, False)
+        xs = self.new(S * a.hidden_size * dt, x.rg)  # hidden_states[perm // k]
+        grad_w = self.full or bool(self.lora_params.get(gate_up.name))
+        if grad_w or self.lora_params.get(down.name):
+            self.save(offsets, "expert offsets (int32)")
+        h = self.param_matmul(xs, gate_up, S, prefix + "experts.gate_up_proj")
+        if gate_up.bias_params and self.full:
+            self.save(self.new(S * 8, False), "expert id per pair (int64, bias gather)")
+        I = gate_up.out_features // 2
+        self.where = prefix + "experts"
+        if self.fam.attention_sinks:  # gpt-oss clamped SwiGLU on interleaved gate/up columns
+            if h.rg:
+                self.save(h, "gate/up projection output (clamp)")
+                for what in ("clamped gate", "sigmoid output", "up + 1", "gate * sigmoid"):
+                    self.save(self.new(S * I * dt, True), what)
+        elif h.rg:
+            self.save(h, "gate/up projection output (activation input and up)")
+            self.save(self.new(S * I * dt, True), "activation output")
+        prod = self.new(S * I * dt, h.rg)
+        o = self.param_matmul(prod, down, S, prefix + "experts.down_proj")
+        self.where = prefix + "experts"
+        if o.rg or rg:
+            if rg:
+                self.save(o, "expert output (routing-weight gradient)")
+            if o.rg:
+                self.save(self.new(S * dt, rg), "routing weights per pair")
+            self.save(self.new(S * 8, False), "inverse permutation (int64)")
+        return self.new(T * a.hidden_size * dt, o.rg or rg)
+
     def mlp(self, x: _T, prefix: str) -> _T:
+        if self.a.is_moe:
+            return self.moe(x, prefix)
         T, i = self.T, self.a.intermediate_size
         L = {g.leaf: g for g in self.a.linears if g.name.startswith(prefix)}
         if "gate_up_proj" in L:  # phi3
@@ -278,10 +394,10 @@ class _Tracer:
         return self.linear(prod, L["down_proj"])
 
     # -- the model -------------------------------------------------------------------------------
-    def layer(self, x: _T, cos: _T, sin: _T) -> _T:
+    def layer(self, x: _T, cos: _T, sin: _T, sliding: bool = False) -> _T:
         gemma, sandwich = self.fam.norm == "gemma", self.fam.sandwich_norms
         h = self.rmsnorm(x, "input_layernorm", gemma)
-        o = self.attention(h, "self_attn.", cos, sin)
+        o = self.attention(h, "self_attn.", cos, sin, sliding)
         if sandwich:
             o = self.rmsnorm(o, "post_attention_layernorm", gemma)
         x = self.new(self.T * self.a.hidden_size * self.dt, x.rg or o.rg)
@@ -320,22 +436,34 @@ def trace_activations(
         tr.save(tr.new(dt, False), "embedding scale")
     # (enable_input_require_grads marks the embedding module's output, after the scale)
     x = tr.new(T * h * dt, tr.full or gc)
-    cos, sin = tr.new(s.seq_len * a.head_dim * dt, False), tr.new(s.seq_len * a.head_dim * dt, False)
+    # cos/sin of (seq, head_dim), or of half of it where the family rotates the two halves (gpt-oss)
+    rope_bytes = s.seq_len * a.head_dim * dt // (2 if fam.half_rotary else 1)
+    cos, sin = tr.new(rope_bytes, False), tr.new(rope_bytes, False)
+    # Gemma 3 rotates its sliding-window layers with a rotary embedding of their own (rope_local_base_freq)
+    mixed = 0 < a.sliding_layers < a.num_layers
+    local = (tr.new(rope_bytes, False), tr.new(rope_bytes, False)) if fam.local_rope and mixed else (cos, sin)
 
     tr.group = "layers"
-    for _ in range(a.num_layers):
+    for i in range(a.num_layers):
         if gc:
             tr.where = "checkpointed layer"
             tr.save(x, "layer input (kept by checkpointing)")
             x = tr.new(T * h * dt, True)
         else:
-            x = tr.layer(x, cos, sin)
+            sliding = i < a.sliding_layers  # the order of the layer types changes no sum
+            x = tr.layer(x, *(local if sliding else (cos, sin)), sliding=sliding)
     # one decoder layer whose input requires grad, traced alone: what checkpointing recomputes in
-    # backward (cos/sin already exist), and the size of a layer's activations for the peak model
-    one = _Tracer(a, s, nseq, s.seq_len, device, shared=(cos, sin))
-    one.group = "layers"
-    one.layer(one.new(T * h * dt, True), cos, sin)
-    tr.transient = max(tr.transient, one.transient)
+    # backward (cos/sin already exist), and the size of a layer's activations for the peak model; the larger of
+    # a sliding-window and a full-attention layer where the model has both
+    kinds = [k for k, n in ((True, a.sliding_layers), (False, a.num_layers - a.sliding_layers)) if n]
+    ones = []
+    for sliding in kinds:
+        one = _Tracer(a, s, nseq, s.seq_len, device, shared=(cos, sin, *local))
+        one.group = "layers"
+        one.layer(one.new(T * h * dt, True), *(local if sliding else (cos, sin)), sliding=sliding)
+        ones.append(one)
+    one = max(ones, key=lambda t: t.saved_bytes)
+    tr.transient = max(tr.transient, *(o.transient for o in ones))
 
     tr.group = "final_norm"
     x = tr.rmsnorm(x, "norm", gemma)

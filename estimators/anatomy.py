@@ -9,6 +9,14 @@ recomputes it), so that planning needs no torch import.
 LoRA/DoRA trainable counts follow peft's own definition (``lora_A``: r x in, ``lora_B``: out x r, DoRA adds a
 magnitude vector of ``out``); ``peft_trainable_params`` applies peft to the meta model so tests can check
 ``lora_trainable_params`` against the real thing.
+
+Mixture-of-experts layers (Mixtral, Qwen3-MoE, gpt-oss in transformers 5) keep their experts as fused 3-D
+parameters, (experts, out, in) or (experts, in, out), and a router that is not an ``nn.Linear``: they are
+``ParamGroup``s. Every expert is held in memory (``params_total``); a token runs through ``experts_per_token`` of
+them (``params_active``, what FLOPs count). What peft's ``target_modules="all-linear"`` adapts on them is read from
+peft itself, applied to the meta model (``_peft_param_targets``): peft 0.21 maps the fused experts of the families
+transformers converted from per-expert linears (Mixtral, Qwen3-MoE) to ``target_parameters`` (the fused gate/up
+projection at rank 2r, the router at r) and leaves gpt-oss's experts alone.
 """
 
 from __future__ import annotations
@@ -16,14 +24,19 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from estimators.errors import EstimateError
 
-#: Parts a parameter can belong to, in display order.
-PARTS = ("embedding", "attention", "mlp", "norms", "lm_head", "other")
+#: Parts a parameter can belong to, in display order ("vision": a multimodal wrapper's image tower and projector,
+#: held in memory and frozen when the text decoder is fine-tuned).
+PARTS = ("embedding", "attention", "mlp", "norms", "lm_head", "vision", "other")
+#: module-name fragments of a multimodal wrapper's non-text parts (transformers 5 Gemma3ForConditionalGeneration:
+#: model.vision_tower, model.multi_modal_projector)
+VISION_PREFIXES = ("vision_tower", "multi_modal_projector", "vision_model", "visual")
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,32 @@ class LinearGroup:
     @property
     def weight_params(self) -> int:
         return self.in_features * self.out_features
+
+    @property
+    def leaf(self) -> str:
+        return self.name.rsplit(".", 1)[-1]
+
+
+@dataclass(frozen=True)
+class ParamGroup:
+    """A weight of every MoE layer that is a bare parameter, not an ``nn.Linear``: the fused experts (a 3-D
+    ``(experts, ., .)`` tensor) or the router (``experts`` = 1). ``in_features``/``out_features`` are one expert's."""
+
+    name: str  # e.g. "mlp.experts.gate_up_proj", "mlp.gate.weight"
+    experts: int  # leading dimension (1 for a 2-D weight)
+    in_features: int
+    out_features: int
+    bias_params: int  # per layer, the bias beside it (gpt-oss: (experts, out))
+    count: int  # decoder layers holding it
+    routed: bool  # True: a token runs through experts_per_token of the experts, not all
+    transposed: bool  # stored (experts, in, out) rather than (experts, out, in)
+    #: the LoRA rank peft's target_modules="all-linear" gives it, in units of r (0: not adapted)
+    all_linear_rank_factor: int = 0
+
+    @property
+    def weight_params(self) -> int:
+        """Per layer, every expert."""
+        return self.experts * self.in_features * self.out_features
 
     @property
     def leaf(self) -> str:
@@ -69,12 +108,55 @@ class Anatomy:
     attn_logit_softcapping: float | None = None
     final_logit_softcapping: float | None = None
     sliding_window: int | None = None
+    #: decoder layers whose attention is limited to the last ``sliding_window`` tokens (config ``layer_types``;
+    #: every layer when a config sets sliding_window without layer types, as Mistral v0.1 does)
+    sliding_layers: int = 0
+    #: MoE: fused expert tensors and routers (empty for a dense model)
+    params: tuple[ParamGroup, ...] = ()
+    num_experts: int = 0
+    experts_per_token: int = 0
+    #: histogram ((numel, count), ...) of the "vision" part's tensors: frozen, so not in full fine-tuning's states
+    vision_tensor_numels: tuple[tuple[int, int], ...] = ()
+    #: histogram of the vision part's nn.Linear weights (bitsandbytes packs them to 4 bit under QLoRA too)
+    vision_linear_numels: tuple[tuple[int, int], ...] = ()
 
     # ---- derived -------------------------------------------------------------------------------
     @property
     def linear_weight_params(self) -> int:
-        """Parameters in decoder-layer linear weights (what QLoRA quantizes to 4 bit)."""
+        """Parameters in decoder-layer linear weights (what QLoRA quantizes to 4 bit: bitsandbytes, through
+        transformers, replaces ``nn.Linear`` modules only, so fused experts and routers stay in the compute dtype;
+        measured on CPU, tests/estimators/test_exactness.py)."""
         return sum(g.weight_params * g.count for g in self.linears)
+
+    @property
+    def is_moe(self) -> bool:
+        return any(g.routed for g in self.params)
+
+    @property
+    def params_inactive(self) -> int:
+        """Parameters of the experts a token does not run through: (experts - top-k) of every routed group."""
+        if not self.is_moe:
+            return 0
+        k = self.experts_per_token
+        return sum((g.experts - k) * (g.in_features * g.out_features + g.bias_params // g.experts) * g.count
+                   for g in self.params if g.routed)
+
+    @property
+    def params_active(self) -> int:
+        """Parameters one token uses (embedding and lm_head included, the usual "active parameters" of MoE model
+        cards: Mixtral-8x7B 12.9B of 46.7B); equal to ``params_total`` for a dense model."""
+        return self.params_total - self.params_inactive
+
+    @property
+    def matmul_params_per_token(self) -> int:
+        """Decoder-layer matmul weights a token multiplies through: every linear, the routers, top-k experts."""
+        k = self.experts_per_token
+        moe = sum((k * g.in_features * g.out_features if g.routed else g.weight_params) * g.count for g in self.params)
+        return self.linear_weight_params + moe
+
+    @property
+    def frozen_vision_params(self) -> int:
+        return int(self.params_by_part.get("vision", 0))
 
     @property
     def q_dim(self) -> int:
@@ -88,7 +170,10 @@ class Anatomy:
         d = dataclasses.asdict(self)
         d["params_by_part"] = dict(self.params_by_part)
         d["linears"] = [dataclasses.asdict(g) for g in self.linears]
+        d["params"] = [dataclasses.asdict(g) for g in self.params]
         d["param_tensor_numels"] = [list(x) for x in self.param_tensor_numels]
+        d["vision_tensor_numels"] = [list(x) for x in self.vision_tensor_numels]
+        d["vision_linear_numels"] = [list(x) for x in self.vision_linear_numels]
         return d
 
     @classmethod
@@ -96,56 +181,84 @@ class Anatomy:
         d = dict(d)
         d["params_by_part"] = {k: int(d["params_by_part"].get(k, 0)) for k in PARTS}
         d["linears"] = tuple(LinearGroup(**g) for g in d["linears"])
+        d["params"] = tuple(ParamGroup(**g) for g in d.get("params", ()))
         d["param_tensor_numels"] = tuple((int(n), int(c)) for n, c in d["param_tensor_numels"])
+        for key in ("vision_tensor_numels", "vision_linear_numels"):
+            d[key] = tuple((int(n), int(c)) for n, c in d.get(key, ()))
         return cls(**d)
 
 
 # ---- LoRA / DoRA --------------------------------------------------------------------------------
+def _matches(name: str, target: str) -> bool:
+    return name == target or name.endswith("." + target)
+
+
 def select_lora_targets(anatomy: Anatomy, targets: Sequence[str] | str) -> tuple[LinearGroup, ...]:
     """The decoder-layer linear groups peft would adapt for ``target_modules=targets``.
 
     peft semantics: ``"all-linear"`` is every linear layer except the output layer; a list entry matches
     a module whose name equals it or ends with ``"." + entry``.
     """
-    if isinstance(targets, str):
-        targets = [targets]
-    targets = list(targets)
+    targets = _target_list(targets)
     if targets == ["all-linear"]:
         return anatomy.linears
-    chosen = tuple(
-        g for g in anatomy.linears if any(g.name == t or g.name.endswith("." + t) for t in targets)
-    )
-    unknown = [t for t in targets if not any(g.name == t or g.name.endswith("." + t) for g in anatomy.linears)]
+    unknown = [t for t in targets if not any(_matches(g.name, t) for g in (*anatomy.linears, *anatomy.params))]
     if unknown:
-        known = sorted({g.leaf for g in anatomy.linears})
+        known = sorted({g.leaf for g in (*anatomy.linears, *anatomy.params)})
         raise EstimateError(
             f"lora target(s) {', '.join(unknown)} match no linear layer of this {anatomy.model_type} model; "
             f"use 'all-linear' or some of: {', '.join(known)}"
         )
-    return chosen
+    return tuple(g for g in anatomy.linears if any(_matches(g.name, t) for t in targets))
+
+
+def select_lora_params(anatomy: Anatomy, targets: Sequence[str] | str) -> tuple[tuple[ParamGroup, int], ...]:
+    """The MoE parameter groups peft adapts, each with its rank in units of r: for ``"all-linear"`` what peft
+    itself chose on this architecture (``ParamGroup.all_linear_rank_factor``); a list entry naming a parameter
+    (``"gate_up_proj"``, ``"mlp.experts.down_proj"``) adapts it at rank r, as peft's ``target_parameters`` does."""
+    targets = _target_list(targets)
+    if targets == ["all-linear"]:
+        return tuple((g, g.all_linear_rank_factor) for g in anatomy.params if g.all_linear_rank_factor)
+    return tuple((g, 1) for g in anatomy.params if any(_matches(g.name, t) for t in targets))
+
+
+def lora_dropout_for(anatomy: Anatomy, targets: Sequence[str] | str, dropout: float) -> float:
+    """The LoRA dropout peft can run: none where it adapts a parameter (fused experts, a router: peft's
+    ParamWrapper raises "does not work with lora_dropout != 0"), else ``dropout``."""
+    return 0.0 if select_lora_params(anatomy, targets) else dropout
+
+
+def _target_list(targets: Sequence[str] | str) -> list[str]:
+    return [targets] if isinstance(targets, str) else list(targets)
 
 
 def lora_trainable_params(
     anatomy: Anatomy, r: int, targets: Sequence[str] | str = "all-linear", dora: bool = False
 ) -> int:
-    """Trainable parameters peft creates: per adapted linear r*(in+out), plus ``out`` for DoRA's magnitude."""
-    if r < 1:
-        raise EstimateError(f"lora r must be >= 1, got {r}")
-    total = 0
-    for g in select_lora_targets(anatomy, targets):
-        per = r * (g.in_features + g.out_features) + (g.out_features if dora else 0)
-        total += per * g.count
-    return total
+    """Trainable parameters peft creates: per adapted linear r*(in+out), plus ``out`` for DoRA's magnitude; per
+    adapted expert tensor (peft ``ParamWrapper``: lora_A is (r*experts, in), lora_B (out, r*experts))
+    r*experts*(in+out)."""
+    return sum(n * c for n, c in lora_param_tensor_numels(anatomy, r, targets, dora))
 
 
 def lora_param_tensor_numels(
     anatomy: Anatomy, r: int, targets: Sequence[str] | str = "all-linear", dora: bool = False
 ) -> tuple[tuple[int, int], ...]:
     """Histogram ((numel, count), ...) of the adapter tensors peft creates (lora_A, lora_B, magnitude)."""
+    if r < 1:
+        raise EstimateError(f"lora r must be >= 1, got {r}")
     hist: dict[int, int] = {}
     for g in select_lora_targets(anatomy, targets):
         sizes = [r * g.in_features, g.out_features * r] + ([g.out_features] if dora else [])
         for n in sizes:
+            hist[n] = hist.get(n, 0) + g.count
+    adapted = select_lora_params(anatomy, targets)
+    if adapted and dora:
+        raise EstimateError(f"DoRA: peft adapts this {anatomy.model_type} model's experts as parameters "
+                            "(ParamWrapper), which has no DoRA; use LoRA")
+    for g, factor in adapted:
+        rank = r * factor * g.experts
+        for n in (rank * g.in_features, g.out_features * rank):
             hist[n] = hist.get(n, 0) + g.count
     return tuple(sorted(hist.items()))
 
@@ -223,7 +336,10 @@ def build_config(config: Mapping[str, Any] | Any) -> Any:
     except (ValueError, TypeError, KeyError, AttributeError, ZeroDivisionError) as e:
         raise EstimateError(f"transformers cannot read this {model_type} config: "
                             f"{str(e).splitlines()[0][:SHOWN_CHARS * 2] if str(e) else type(e).__name__}") from None
-    missing = missing_size_fields(cfg, fields)
+    from estimators.families import family
+
+    # fields a family's own Hub config.json leaves to the class defaults (Gemma 3's text_config.vocab_size)
+    missing = [f for f in missing_size_fields(cfg, fields) if f not in family(model_type).config_defaults]
     if missing:
         raise EstimateError(f"config ({model_type}) lacks {', '.join(missing)}: transformers would fill "
                             f"{'it' if len(missing) == 1 else 'them'} with its defaults and describe another model; "
@@ -270,6 +386,8 @@ def build_meta_model(config: Mapping[str, Any] | Any) -> Any:
 
 
 def _part_of(name: str) -> str:
+    if any(f"{v}." in name for v in VISION_PREFIXES):
+        return "vision"
     if "embed_tokens" in name or name.endswith("wte.weight"):
         return "embedding"
     if name.startswith("lm_head"):
@@ -296,13 +414,17 @@ def anatomy_of_model(model: Any) -> Anatomy:
     text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
     by_part = dict.fromkeys(PARTS, 0)
     hist: dict[int, int] = {}
+    vision_hist: dict[int, int] = {}
     seen: set[int] = set()
     for name, p in model.named_parameters(remove_duplicate=True):
         if id(p) in seen:
             continue
         seen.add(id(p))
-        by_part[_part_of(name)] += p.numel()
+        part = _part_of(name)
+        by_part[part] += p.numel()
         hist[p.numel()] = hist.get(p.numel(), 0) + 1
+        if part == "vision":
+            vision_hist[p.numel()] = vision_hist.get(p.numel(), 0) + 1
     total = sum(by_part.values())
 
     inp, out = model.get_input_embeddings(), model.get_output_embeddings()
@@ -310,13 +432,16 @@ def anatomy_of_model(model: Any) -> Anatomy:
 
     layers = _decoder_layers(model)
     groups: dict[str, list] = {}
+    pgroups: dict[str, list] = {}
     norms_per_layer = 0
     largest_layer = 0
     for i, layer in enumerate(layers):
         largest_layer = max(largest_layer, sum(p.numel() for p in layer.parameters()))
         n_norms = 0
+        linear_params = set()
         for mname, mod in layer.named_modules():
             if isinstance(mod, torch.nn.Linear):
+                linear_params.update(id(p) for p in mod.parameters())
                 g = groups.setdefault(mname, [mod.in_features, mod.out_features, mod.bias is not None, 0])
                 if (g[0], g[1], g[2]) != (mod.in_features, mod.out_features, mod.bias is not None):
                     raise EstimateError(f"layer {i} {mname} differs from layer 0; heterogeneous layers are not supported")
@@ -324,12 +449,31 @@ def anatomy_of_model(model: Any) -> Anatomy:
             elif "norm" in mname.rsplit(".", 1)[-1].lower() and not list(mod.children()):
                 n_norms += 1
         norms_per_layer = max(norms_per_layer, n_norms)
+        for key, spec in _param_groups(layer, linear_params).items():
+            g = pgroups.setdefault(key, [spec, 0])
+            if g[0] != spec:
+                raise EstimateError(f"layer {i} {key} differs from layer 0; heterogeneous layers are not supported")
+            g[1] += 1
     largest_module = max(
         (sum(p.numel() for p in m.parameters(recurse=False)) for m in model.modules()), default=0
     )
+    factors = _peft_param_targets(model) if pgroups else {}
+    params = tuple(ParamGroup(name, experts, in_f, out_f, bias, count, routed, transposed, factors.get(name, 0))
+                   for name, ((experts, in_f, out_f, bias, routed, transposed), count) in pgroups.items())
+    num_experts = max((g.experts for g in params if g.routed), default=0)
 
     heads = text_cfg.num_attention_heads
     head_dim = getattr(text_cfg, "head_dim", None) or text_cfg.hidden_size // heads
+    sliding_window = (getattr(text_cfg, "sliding_window", None)
+                      if getattr(text_cfg, "use_sliding_window", True) is not False else None)
+    layer_types = getattr(text_cfg, "layer_types", None)
+    if sliding_window is None:
+        sliding = 0
+    elif layer_types:
+        sliding = sum(1 for t in layer_types[:len(layers)] if t == "sliding_attention")
+    else:
+        sliding = len(layers)
+    intermediate = getattr(text_cfg, "moe_intermediate_size", None) if num_experts else None
     return Anatomy(
         model_type=text_cfg.model_type,
         params_total=total,
@@ -337,7 +481,7 @@ def anatomy_of_model(model: Any) -> Anatomy:
         tied_embeddings=bool(tied),
         num_layers=len(layers),
         hidden_size=text_cfg.hidden_size,
-        intermediate_size=text_cfg.intermediate_size,
+        intermediate_size=intermediate or text_cfg.intermediate_size,
         num_attention_heads=heads,
         num_key_value_heads=getattr(text_cfg, "num_key_value_heads", None) or heads,
         head_dim=head_dim,
@@ -349,14 +493,82 @@ def anatomy_of_model(model: Any) -> Anatomy:
         param_tensor_numels=tuple(sorted(hist.items())),
         attn_logit_softcapping=getattr(text_cfg, "attn_logit_softcapping", None),
         final_logit_softcapping=getattr(text_cfg, "final_logit_softcapping", None),
-        sliding_window=getattr(text_cfg, "sliding_window", None)
-        if getattr(text_cfg, "use_sliding_window", True) is not False
-        else None,
+        sliding_window=sliding_window if sliding else None,
+        sliding_layers=sliding,
+        params=params,
+        num_experts=num_experts,
+        experts_per_token=(getattr(text_cfg, "num_experts_per_tok", 0) or 0) if num_experts else 0,
+        vision_tensor_numels=tuple(sorted(vision_hist.items())),
+        vision_linear_numels=_vision_linear_numels(model),
     )
+
+
+def _vision_linear_numels(model: Any) -> tuple[tuple[int, int], ...]:
+    import torch
+
+    # nn.MultiheadAttention (SigLIP's pooling head) calls its out_proj's weight functionally; bitsandbytes
+    # leaves it as it is (measured: tests/estimators/test_exactness.py, gemma3 QLoRA states)
+    skip = {id(m.out_proj) for m in model.modules() if isinstance(m, torch.nn.MultiheadAttention)}
+    hist: dict[int, int] = {}
+    for name, mod in model.named_modules():
+        if isinstance(mod, torch.nn.Linear) and id(mod) not in skip and _part_of(name + ".weight") == "vision":
+            hist[mod.weight.numel()] = hist.get(mod.weight.numel(), 0) + 1
+    return tuple(sorted(hist.items()))
+
+
+def _param_groups(layer: Any, linear_params: set[int]) -> dict[str, tuple]:
+    """A decoder layer's weights outside ``nn.Linear`` modules that are matrices: fused expert stacks (3-D) and
+    routers (2-D), as ``name -> (experts, in, out, bias_params, routed, transposed)``. Norm weights, attention
+    sinks and biases are vectors and stay plain parameters."""
+    out: dict[str, tuple] = {}
+    for mname, mod in layer.named_modules():
+        for pname, p in mod.named_parameters(recurse=False):
+            if id(p) in linear_params or p.dim() not in (2, 3) or pname.endswith("bias"):
+                continue
+            name = f"{mname}.{pname}" if mname else pname
+            bias = getattr(mod, f"{pname}_bias", None)
+            bias_params = bias.numel() if bias is not None else 0
+            if p.dim() == 3:
+                transposed = bool(getattr(mod, "is_transposed", False))
+                experts, a, b = p.shape
+                in_f, out_f = (a, b) if transposed else (b, a)
+                out[name] = (experts, in_f, out_f, bias_params, True, transposed)
+            else:
+                bias = getattr(mod, "bias", None) if pname == "weight" else None
+                out[name] = (1, p.shape[1], p.shape[0], bias.numel() if bias is not None else 0, False, False)
+    return out
+
+
+def _peft_param_targets(model: Any) -> dict[str, int]:
+    """What peft's ``target_modules="all-linear"`` adapts among a MoE model's parameter groups, as
+    ``layer-relative parameter name -> rank / r``: peft itself applied at r=1 to a meta-device copy."""
+    import copy as _copy
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora.layer import ParamWrapper
+
+    with torch.device("meta"):
+        probe = type(model)._from_config(_copy.deepcopy(model.config))
+    with warnings.catch_warnings():  # peft warns of rank patterns it applied through its MoE conversion
+        warnings.simplefilter("ignore")
+        peft_model = get_peft_model(probe, LoraConfig(r=1, lora_alpha=1, lora_dropout=0.0,
+                                                      target_modules="all-linear"))
+    out: dict[str, int] = {}
+    for mname, mod in peft_model.named_modules():
+        if not isinstance(mod, ParamWrapper):
+            continue
+        path = [part for part in mname.split(".") if part != "base_layer"]
+        if "layers" not in path:
+            continue
+        rel = ".".join(path[path.index("layers") + 2:])
+        out[f"{rel}.{mod.parameter_name}"] = int(mod.r["default"])
+    return out
 
 
 def _decoder_layers(model: Any) -> Any:
     base = getattr(model, "model", None) or getattr(model, "transformer", None)
+    base = getattr(base, "language_model", None) or base  # a multimodal wrapper's text decoder
     for attr in ("layers", "h", "blocks"):
         layers = getattr(base, attr, None)
         if layers is not None:
@@ -370,6 +582,11 @@ def compute_anatomy(config: Mapping[str, Any] | Any) -> Anatomy:
     A config transformers accepts but cannot build (heads that do not divide the hidden size, ...) is one
     ``EstimateError`` line, not the library's exception."""
     cfg = build_config(config)
+    from estimators.families import families
+
+    if cfg.model_type not in families():
+        raise EstimateError(f"model_type {cfg.model_type!r} is not a family advise knows how to estimate; supported: "
+                            f"{', '.join(sorted(families()))} (estimators/data/families.yaml)")
     try:
         model = build_meta_model(cfg)
     except (ValueError, TypeError, KeyError, AttributeError, ZeroDivisionError, RuntimeError, IndexError) as e:
@@ -384,6 +601,19 @@ def transformers_version() -> str:
     return transformers.__version__
 
 
+#: peft exclude_modules for a multimodal wrapper: its "all-linear" would adapt the image tower too
+VISION_EXCLUDE = r".*\b(" + "|".join(VISION_PREFIXES) + r")\b.*"
+
+
+def peft_lora_kwargs(setup: Any, targets: Any, vision: bool) -> dict[str, Any]:
+    """The peft ``LoraConfig`` of a setup: the text decoder only (a wrapper's vision tower excluded)."""
+    kw: dict[str, Any] = dict(r=setup.lora_r, lora_alpha=setup.lora_alpha, lora_dropout=setup.lora_dropout,
+                              target_modules=targets, use_dora=setup.technique == "dora", task_type="CAUSAL_LM")
+    if vision:
+        kw["exclude_modules"] = VISION_EXCLUDE
+    return kw
+
+
 def peft_trainable_params(
     config: Mapping[str, Any] | Any, r: int, targets: Sequence[str] | str = "all-linear", dora: bool = False
 ) -> int:
@@ -392,6 +622,9 @@ def peft_trainable_params(
 
     model = build_meta_model(config)
     target_modules: Any = targets if isinstance(targets, str) else list(targets)
-    peft_model = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules=target_modules, use_dora=dora))
+    vision = any(any(f"{v}." in n for v in VISION_PREFIXES) for n, _ in model.named_parameters())
+    extra = {"exclude_modules": VISION_EXCLUDE} if vision else {}
+    peft_model = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules=target_modules, use_dora=dora,
+                                                  lora_dropout=0.0, **extra))
     trainable, _ = peft_model.get_nb_trainable_parameters()
     return int(trainable)

@@ -208,6 +208,28 @@ class ServingEstimate:
     lora_bytes: int = 0
 
 
+def kv_cache_bytes(anatomy: Anatomy, tokens: float) -> float:
+    """K and V in bf16 for one request of ``tokens``: every token on full-attention layers, at most the window on
+    sliding-window layers (vLLM's hybrid KV cache manager frees the blocks that left the window: Gemma 3, gpt-oss,
+    Mistral v0.1)."""
+    per_token_layer = 2 * anatomy.kv_dim * 2
+    full = anatomy.num_layers - anatomy.sliding_layers
+    window = tokens if anatomy.sliding_window is None else min(tokens, anatomy.sliding_window)
+    return per_token_layer * (full * tokens + anatomy.sliding_layers * window)
+
+
+def decode_weight_share(anatomy: Anatomy, batch: int) -> float:
+    """Share of the weights one decode step reads: all of a dense model; for a MoE, everything but the experts
+    plus the experts the batch's tokens reach, 1 - (1 - k/E)^batch of them assuming tokens route uniformly and
+    independently (a trained router is less even, so this errs low at small batches)."""
+    if not anatomy.is_moe:
+        return 1.0
+    k, E = anatomy.experts_per_token, anatomy.num_experts
+    experts = sum((g.weight_params + g.bias_params) * g.count for g in anatomy.params if g.routed)
+    hit = 1.0 - (1.0 - k / E) ** batch
+    return (anatomy.params_total - experts + experts * hit) / anatomy.params_total
+
+
 def serving_estimate(anatomy: Anatomy, gpu: GPU, workload: Workload, adapters: int = 1, *,
                      peak_to_average: float = DEFAULT_PEAK_TO_AVERAGE, replicas_min: int = 1,
                      precision: str = "bf16", latency_p95_s: float | None = None,
@@ -225,8 +247,10 @@ def serving_estimate(anatomy: Anatomy, gpu: GPU, workload: Workload, adapters: i
     if price is None:
         return None
     weights = anatomy.params_total * SERVING_WEIGHT_BYTES[precision]
-    kv_per_token = 2 * anatomy.num_layers * anatomy.kv_dim * 2  # K and V, bf16
     ctx = workload.input_tokens_per_request + workload.output_tokens_per_request
+    kv_request = kv_cache_bytes(anatomy, ctx)
+    # a decode step reads each request's cache at its average length (input + half the output)
+    kv_read_request = kv_cache_bytes(anatomy, workload.input_tokens_per_request + workload.output_tokens_per_request / 2)
     max_loras = min(adapters, MAX_LORAS) if adapters > 1 else 0
     # vLLM preallocates every slot at max_lora_rank in the model's dtype (bf16), on each tensor-parallel rank
     # (A matrices are not sharded by default: counted whole, on the safe side)
@@ -235,23 +259,24 @@ def serving_estimate(anatomy: Anatomy, gpu: GPU, workload: Workload, adapters: i
     budget_per_gpu = gpu.usable_memory_bytes * SERVING_MEMORY_FRACTION - SERVING_OVERHEAD_BYTES - lora_bytes
     for tp in (1, 2, 4, 8):
         kv_budget = budget_per_gpu * tp - weights
-        if kv_budget > 0 and ctx * kv_per_token <= kv_budget:
+        if kv_budget > 0 and kv_request <= kv_budget:
             break
     else:
         return None
-    n_mm = anatomy.linear_weight_params + anatomy.vocab_size * anatomy.hidden_size
+    n_mm = anatomy.matmul_params_per_token + anatomy.vocab_size * anatomy.hidden_size  # a MoE's top-k experts
     peak = gpu.bf16_dense_tflops * 1e12 * tp
     bandwidth = gpu.memory_bandwidth_tb_s * 1e12 * tp * SERVING_BANDWIDTH_EFFICIENCY
     prefill_s = 2 * n_mm * workload.input_tokens_per_request / (peak * SERVING_PREFILL_MFU)
 
     def step_s(b: int) -> float:
-        kv_read = b * (workload.input_tokens_per_request + workload.output_tokens_per_request / 2) * kv_per_token
-        return max((weights + kv_read) / bandwidth, 2 * n_mm * b / (peak * SERVING_DECODE_MFU)) + step_overhead_s
+        kv_read = b * kv_read_request
+        read = weights * decode_weight_share(anatomy, b)
+        return max((read + kv_read) / bandwidth, 2 * n_mm * b / (peak * SERVING_DECODE_MFU)) + step_overhead_s
 
     def latency_s(b: int) -> float:
         return prefill_s + workload.output_tokens_per_request * step_s(b)
 
-    batch = int(max(1, min(SERVING_MAX_BATCH, kv_budget // max(1.0, ctx * kv_per_token))))
+    batch = int(max(1, min(SERVING_MAX_BATCH, kv_budget // max(1.0, kv_request))))
     if latency_p95_s is not None:
         if latency_s(1) > latency_p95_s:
             return None

@@ -32,8 +32,16 @@ class Family(BaseModel):
     known: bool = True
     verified: bool = False
     sdpa: bool = True
-    norm: Literal["llama", "gemma"] = "llama"
+    norm: Literal["llama", "gemma", "fp32_weight"] = "llama"
     sandwich_norms: bool = False
+    #: RMSNorm over each head of q and k before the rotary embedding (Qwen3, Gemma 3)
+    qk_norm: bool = False
+    #: a learned per-head logit joins each softmax (gpt-oss "sinks"): eager attention
+    attention_sinks: bool = False
+    #: sliding-window layers have a rotary embedding of their own (Gemma 3: rope_local_base_freq)
+    local_rope: bool = False
+    #: the rotary cos/sin cover half the head (the two halves rotated against each other: gpt-oss)
+    half_rotary: bool = False
     scaled_embedding: bool = False
     attention_copy: bool = False
     system_role: bool = True
@@ -42,6 +50,10 @@ class Family(BaseModel):
     end_of_turn: str | None = None
     kto_formats: dict[str, str] = Field(default_factory=dict)
     tiny_config: dict[str, Any] | None = None
+    #: size fields the publisher's own config.json leaves to transformers' class defaults (accepted as missing)
+    config_defaults: tuple[str, ...] = ()
+    #: what the estimate's weights are against what the publisher ships, where they differ
+    weights_note: str | None = None
     source: str = ""
 
     def chat_template(self, trainer: str) -> str | None:

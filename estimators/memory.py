@@ -30,6 +30,7 @@ from estimators.anatomy import (
     select_lora_targets,
 )
 from estimators.catalog import GPU
+from estimators.families import family
 from estimators.setup import TrainingSetup
 
 MIB = 1 << 20
@@ -157,18 +158,26 @@ def model_states(anatomy: Anatomy, setup: TrainingSetup) -> ModelStates:
     quant = 0
     if setup.technique == "qlora":
         data = consts = 0
-        for g in anatomy.linears:
-            d, c = nf4_bytes(g.weight_params, setup.double_quant)
-            data += d * g.count
-            consts += c * g.count
-        base = data + consts + (anatomy.params_total - anatomy.linear_weight_params) * dt
+        # bitsandbytes replaces every nn.Linear but the lm_head: the decoder's and a vision tower's
+        packed = [(g.weight_params, g.count) for g in anatomy.linears] + list(anatomy.vision_linear_numels)
+        for numel, count in packed:
+            d, c = nf4_bytes(numel, setup.double_quant)
+            data += d * count
+            consts += c * count
+        base = data + consts + (anatomy.params_total - sum(n * c for n, c in packed)) * dt
         quant = consts
+        fused = sum(g.weight_params * g.count for g in anatomy.params)
+        if fused:
+            notes.append(f"QLoRA: bitsandbytes packs nn.Linear weights only; the fused experts and routers "
+                         f"({fused / 1e9:,.2f}B parameters, {fused * dt / 2**30:,.1f} GiB) stay in the compute dtype "
+                         f"(measured on CPU: transformers 5 + bitsandbytes)")
     else:
         base = anatomy.params_total * dt
 
     if setup.technique == "full":
-        trainable = anatomy.params_total
-        groups = [(anatomy.param_tensor_numels, dt)]
+        # a multimodal wrapper's vision tower stays frozen (text fine-tuning)
+        trainable = anatomy.params_total - anatomy.frozen_vision_params
+        groups = [(_subtract(anatomy.param_tensor_numels, dict(anatomy.vision_tensor_numels)), dt)]
     else:
         dora = setup.technique == "dora"
         trainable = lora_trainable_params(anatomy, setup.lora_r, setup.lora_targets, dora)
@@ -192,6 +201,9 @@ def _subtract(hist: tuple[tuple[int, int], ...], minus: dict[int, int]) -> tuple
 
 def _states(anatomy: Anatomy, setup: TrainingSetup, base: int, quant: int, trainable: int,
             groups: list[tuple[tuple[tuple[int, int], ...], int]], notes: list[str]) -> ModelStates:
+    weights_note = family(anatomy.model_type).weights_note
+    if weights_note:
+        notes.append(weights_note)
     N = setup.gpu_count
     dt = setup.compute_bytes
     full = setup.technique == "full"

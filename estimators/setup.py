@@ -143,7 +143,7 @@ class TrainingSetup:
         if self.attn_impl == "sdpa" and not sdpa:
             raise EstimateError(
                 f"attn_impl sdpa: transformers cannot run {model_type} attention through SDPA "
-                "(logit softcapping); use eager or flash"
+                "(logit softcapping or attention sinks); use eager or flash"
             )
         return self.attn_impl
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from estimators.anatomy import Anatomy, lora_trainable_params
+from estimators.anatomy import Anatomy, lora_trainable_params, select_lora_params
 from estimators.catalog import GPU
 from estimators.memory import model_states
 from estimators.setup import TrainingSetup
@@ -111,24 +111,63 @@ class Throughput:
         return tokens * epochs / self.tokens_per_s / 3600
 
 
+def keys_per_query(seq_len: int, window: int | None, skips_masked: bool) -> float:
+    """Average keys one query attends to in a causal sequence of ``seq_len``: query i sees min(i + 1, window)
+    keys. Kernels that skip masked blocks (flash, SDPA's causal kernels) do that much work; eager attention
+    computes the whole seq x seq square."""
+    if not skips_masked:
+        return float(seq_len)
+    w = seq_len if window is None else min(window, seq_len)
+    # sum_{i<s} min(i+1, w) = w(w+1)/2 + (s - w) w
+    return (w * (w + 1) / 2 + (seq_len - w) * w) / seq_len
+
+
+def attention_flops_forward(anatomy: Anatomy, setup: TrainingSetup) -> float:
+    """QK^T and AV per token in forward: 2 matmuls x 2 FLOPs x keys x d_q per layer (PaLM appendix B), over the
+    keys a query really reaches: a causal half, and no more than the window on sliding-window layers (Gemma 3:
+    5 of 6 layers; gpt-oss: every other)."""
+    skips = setup.resolved_attn(anatomy.model_type) in ("sdpa", "flash")
+    full_layers = anatomy.num_layers - anatomy.sliding_layers
+    keys = (full_layers * keys_per_query(setup.seq_len, None, skips)
+            + anatomy.sliding_layers * keys_per_query(setup.seq_len, anatomy.sliding_window, skips))
+    return 2 * 2 * anatomy.q_dim * keys
+
+
 def flops_per_token(anatomy: Anatomy, setup: TrainingSetup) -> FlopsPerToken:
-    layer_mm = anatomy.linear_weight_params
+    # a MoE token multiplies through its top-k experts and the router, not every expert
+    layer_mm = anatomy.matmul_params_per_token
     head_mm = anatomy.vocab_size * anatomy.hidden_size
     n_mm = layer_mm + head_mm
-    causal = 0.5 if setup.resolved_attn(anatomy.model_type) in ("sdpa", "flash") else 1.0
-    # QK^T and AV: 2 matmuls x 2 FLOPs x s x d_q per token per layer (PaLM appendix B), causal half skipped
-    attn_fwd = 2 * 2 * setup.seq_len * anatomy.q_dim * anatomy.num_layers * causal
+    attn_fwd = attention_flops_forward(anatomy, setup)
     adapters = 0
     if setup.technique == "full":
         fwd = 2 * n_mm + attn_fwd
         bwd = 4 * n_mm + 2 * attn_fwd
     else:
-        adapters = lora_trainable_params(anatomy, setup.lora_r, setup.lora_targets, setup.technique == "dora")
+        adapters = lora_adapter_flops_params(anatomy, setup)
+        # a merged expert weight (W + s * B @ A) requires grad: the expert matmuls compute its weight gradient too
+        k = anatomy.experts_per_token
+        merged = sum((k * g.in_features * g.out_features if g.routed else g.weight_params) * g.count
+                     for g, _ in select_lora_params(anatomy, setup.lora_targets))
         fwd = 2 * n_mm + attn_fwd + 2 * adapters
-        bwd = 2 * n_mm + 2 * attn_fwd + 4 * adapters  # input gradients only for frozen weights
+        bwd = 2 * n_mm + 2 * merged + 2 * attn_fwd + 4 * adapters  # input gradients only for frozen weights
     recompute = (2 * layer_mm + attn_fwd + (2 * adapters if setup.adapted else 0)) if setup.gradient_checkpointing else 0
     reference = (2 * n_mm + attn_fwd) if setup.needs_reference_model else 0
-    return FlopsPerToken(fwd, bwd, recompute, reference, n_mm, adapters)
+    return FlopsPerToken(fwd, bwd, recompute, reference, n_mm, round(adapters))
+
+
+def lora_adapter_flops_params(anatomy: Anatomy, setup: TrainingSetup) -> float:
+    """Adapter weights a token multiplies through. peft folds an expert adapter into the whole expert stack
+    (W + s * B @ A, every expert, once per micro-batch: ParamWrapper), so those cost 2*r*experts*in*out FLOPs per
+    micro-batch rather than per token; spread over the micro-batch's tokens."""
+    total = float(lora_trainable_params(anatomy, setup.lora_r, setup.lora_targets, setup.technique == "dora"))
+    tokens = setup.sequences_per_micro_batch * setup.seq_len
+    for g, factor in select_lora_params(anatomy, setup.lora_targets):
+        rank = setup.lora_r * factor * g.experts
+        total -= rank * (g.in_features + g.out_features) * g.count  # not a per-token matmul
+        # the merge: (experts x in x rank) @ (rank x out) per expert, 2 FLOPs per multiply-add, as weights/token
+        total += g.count * g.weight_params * setup.lora_r * factor / tokens
+    return total
 
 
 def offload_time(anatomy: Anatomy, setup: TrainingSetup, compute_tokens_per_s: float) -> OffloadTime | None:
@@ -190,8 +229,10 @@ def estimate_throughput(anatomy: Anatomy, setup: TrainingSetup, gpu: GPU, mfu: f
     compute_tps = gpu.bf16_dense_tflops * 1e12 * setup.gpu_count * mfu / f.total
     assumptions = [
         f"{gpu.name} peak {gpu.bf16_dense_tflops:g} dense bf16 TFLOP/s (datasheet) per GPU",
-        "training FLOPs/token = 6N (full) or 4N + 6N_adapter (LoRA family), N = matmul weights incl. lm_head, "
-        "+ attention" + (", + one forward recompute (checkpointing)" if setup.gradient_checkpointing else "")
+        "training FLOPs/token = 6N (full) or 4N + 6N_adapter (LoRA family), N = matmul weights incl. lm_head"
+        + (f" ({anatomy.experts_per_token} of {anatomy.num_experts} experts per token)" if anatomy.is_moe else "")
+        + ", + attention" + (f" (window {anatomy.sliding_window} on {anatomy.sliding_layers} of "
+                             f"{anatomy.num_layers} layers)" if anatomy.sliding_layers else "") + (", + one forward recompute (checkpointing)" if setup.gradient_checkpointing else "")
         + (", + reference forward" if setup.needs_reference_model else ""),
         (f"measured MFU {mfu:.0%}" if measured else MFU_SOURCE),
     ]

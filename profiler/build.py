@@ -10,11 +10,12 @@ data (``estimators.families.tiny_config``).
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from collections.abc import Mapping
 from typing import Any
 
 from advisor.contract.vocab import ATTENTION, PRECISIONS
-from estimators.anatomy import build_config
+from estimators.anatomy import VISION_PREFIXES, anatomy_of_model, build_config, lora_dropout_for, peft_lora_kwargs
 from estimators.setup import TrainingSetup
 
 
@@ -61,23 +62,19 @@ def build_model(config: Mapping[str, Any] | Any, setup: TrainingSetup, device: s
         with torch.device(device):
             model = AutoModelForCausalLM.from_config(cfg, dtype=dtype, attn_implementation=attn)
 
+    vision = [p for n, p in model.named_parameters() if any(f"{v}." in n for v in VISION_PREFIXES)]
+    for p in vision:  # a multimodal wrapper's image tower and projector stay frozen: text fine-tuning
+        p.requires_grad_(False)
     if setup.adapted:
         from peft import LoraConfig, get_peft_model
 
         targets: Any = list(setup.lora_targets)
         if targets == ["all-linear"]:
             targets = "all-linear"
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                r=setup.lora_r,
-                lora_alpha=setup.lora_alpha,
-                lora_dropout=setup.lora_dropout,
-                target_modules=targets,
-                use_dora=setup.technique == "dora",
-                task_type="CAUSAL_LM",
-            ),
-        )
+        if setup.lora_dropout and any(p.dim() == 3 for p in model.parameters()):  # fused experts
+            anatomy = anatomy_of_model(model)
+            setup = replace(setup, lora_dropout=lora_dropout_for(anatomy, setup.lora_targets, setup.lora_dropout))
+        model = get_peft_model(model, LoraConfig(**peft_lora_kwargs(setup, targets, bool(vision))))
         adapter_dtype = {2: torch.bfloat16, 4: torch.float32}[setup.adapter_bytes]
         magnitude_dtype = {2: torch.bfloat16, 4: torch.float32}[setup.magnitude_bytes]
         for name, p in model.named_parameters():

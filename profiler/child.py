@@ -355,7 +355,8 @@ def measure(task: dict[str, Any], send: Callable[[dict[str, Any]], None]) -> dic
         optimizer = build_optimizer(model, setup)
         out["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
         gen = torch.Generator().manual_seed(int(task.get("seed", 0)))
-        ids = torch.randint(0, int(cfg["vocab_size"]), (setup.micro_batch, setup.seq_len), generator=gen).to(device)
+        vocab = int(model.config.get_text_config().vocab_size)  # a multimodal wrapper keeps it in text_config
+        ids = torch.randint(0, vocab, (setup.micro_batch, setup.seq_len), generator=gen).to(device)
 
         def step() -> float:
             sync()

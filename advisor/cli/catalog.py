@@ -21,15 +21,21 @@ def models(ctx: click.Context, as_json: bool) -> None:
         a = m.anatomy
         rows.append({
             "name": m.name, "hub_id": m.hub_id, "family": m.family, "params_total": a.params_total,
+            "params_active": a.params_active, "experts": a.num_experts, "experts_per_token": a.experts_per_token,
             "layers": a.num_layers, "hidden_size": a.hidden_size, "vocab_size": a.vocab_size,
             "tied_embeddings": a.tied_embeddings, "published_params": m.published_params,
         })
     if as_json:
         return dump_json(rows)
-    echo(f"{'model':18} {'hub id':34} {'params':>15} {'layers':>6} {'hidden':>6} {'vocab':>7}  tied")
+    wn = max([5, *(len(r["name"]) for r in rows)])
+    wh = max([6, *(len(r["hub_id"] or "") for r in rows)])
+    echo(f"{'model':{wn}} {'hub id':{wh}} {'params':>15} {'active':>15} {'experts':>7} {'layers':>6} {'hidden':>6} "
+         f"{'vocab':>7}  tied")
     for r in rows:
-        echo(f"{r['name']:18} {r['hub_id'] or '':34} {r['params_total']:>15,} {r['layers']:>6} "
-                   f"{r['hidden_size']:>6} {r['vocab_size']:>7}  {'yes' if r['tied_embeddings'] else 'no'}")
+        experts = f"{r['experts_per_token']}/{r['experts']}" if r["experts"] else "-"
+        echo(f"{r['name']:{wn}} {r['hub_id'] or '':{wh}} {r['params_total']:>15,} {r['params_active']:>15,} "
+             f"{experts:>7} {r['layers']:>6} {r['hidden_size']:>6} {r['vocab_size']:>7}  "
+             f"{'yes' if r['tied_embeddings'] else 'no'}")
 
 
 @click.command()

@@ -111,7 +111,14 @@ def _print_estimate(d: dict[str, Any]) -> None:
     s, m, mem = d["setup"], d["model"], d["memory"]
     tech = TECHNIQUES[s["technique"]].label
     echo(f"{m['name']}" + (f" ({m['hub_id']})" if m["hub_id"] and m["hub_id"] != m["name"] else "")
-         + f": {d['params_total']:,} parameters")
+         + f": {d['params_total']:,} parameters, {d['params_active']:,} active per token"
+         + (f" ({d['experts']['experts_per_token']} of {d['experts']['num_experts']} experts)" if d.get("experts")
+            else " (dense)")
+         + (f"; {m['params_by_part']['vision']:,} in the vision tower, frozen" if m["params_by_part"].get("vision")
+            else ""))
+    if d.get("sliding_window"):
+        echo(f"sliding-window attention ({d['sliding_window']['window']:,} tokens) on "
+             f"{d['sliding_window']['layers']} of {m['num_layers']} layers")
     lora = (f", r={s['lora_r']} alpha={s['lora_alpha']} on {','.join(s['lora_targets'])}"
             if s["technique"] != "full" else "")
     par = f", {s['gpu_count']} GPUs" + (f" {s['sharding']}" if s["sharding"] != "none" else " DDP") \
@@ -120,6 +127,9 @@ def _print_estimate(d: dict[str, Any]) -> None:
          f"micro-batch {s['micro_batch']}" + (f" x accum {s['grad_accum']}" if s["grad_accum"] > 1 else "")
          + (", gradient checkpointing" if s["gradient_checkpointing"] else "") + lora + par)
     echo(f"trainable: {d['trainable_params']:,} parameters ({d['trainable_share']:.2%})")
+    for g in d.get("lora_adapted_parameters", []):
+        echo(f"  peft adapts {g['name']} as a parameter (ParamWrapper): rank {g['rank']} per expert x "
+             f"{g['experts']}, merged into the weight each forward; no LoRA dropout")
     echo("")
     echo(f"Memory per GPU at the peak ({mem['peak_phase']})")
     for key, label in mem["part_labels"].items():

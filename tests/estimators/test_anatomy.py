@@ -10,6 +10,7 @@ from estimators.anatomy import (
     select_lora_targets,
 )
 from estimators.errors import EstimateError
+from estimators.families import family
 
 # the issue's acceptance anchors, from each model's safetensors index / model card
 ANCHORS = {
@@ -40,9 +41,16 @@ def test_parts_match_the_modules_and_tied_heads_count_once(catalog):
     linears (weights and biases), norms one hidden-size vector each plus the final norm, the embedding V x h."""
     for name in catalog.model_names:
         a = catalog.model(name).anatomy
+        fam = family(a.model_type)
         linear = sum(g.weight_params * g.count + (g.out_features * g.count if g.bias else 0) for g in a.linears)
-        assert a.params_by_part["attention"] + a.params_by_part["mlp"] == linear, name
-        assert a.params_by_part["norms"] == a.hidden_size * (a.norms_per_layer * a.num_layers + 1), name
+        # MoE: fused experts and routers with their biases; gpt-oss: one attention-sink logit per head
+        fused = sum((g.weight_params + g.bias_params) * g.count for g in a.params)
+        sinks = a.num_attention_heads * a.num_layers if fam.attention_sinks else 0
+        assert a.params_by_part["attention"] + a.params_by_part["mlp"] == linear + fused + sinks, name
+        # q_norm/k_norm (Qwen3, Gemma 3) normalise one head: head_dim wide
+        qk = 2 if fam.qk_norm else 0
+        assert a.params_by_part["norms"] == (a.hidden_size * ((a.norms_per_layer - qk) * a.num_layers + 1)
+                                             + qk * a.head_dim * a.num_layers), name
         assert a.params_by_part["embedding"] == a.vocab_size * a.hidden_size and a.params_by_part["other"] == 0, name
         if a.tied_embeddings:
             assert a.params_by_part["lm_head"] == 0, name
@@ -136,6 +144,10 @@ def test_size_fields_count_under_the_config_classes_own_names_and_inside_a_text_
     assert build_config({"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 4, "vocab_size": 512,
                          "bos_token_id": 0, "eos_token_id": 0}).num_hidden_layers == 2
     text = {k: v for k, v in _full_llama().items() if k != "model_type"}
-    del text["vocab_size"]
-    with pytest.raises(EstimateError, match="lacks text_config.vocab_size"):
+    del text["intermediate_size"]
+    with pytest.raises(EstimateError, match="lacks text_config.intermediate_size"):
         build_config({"model_type": "gemma3", "text_config": {"model_type": "gemma3_text", **text}})
+    # Google's own gemma-3-4b config.json leaves these two to Gemma3TextConfig (families.yaml config_defaults)
+    text = {k: v for k, v in _full_llama().items() if k not in ("model_type", "vocab_size", "num_attention_heads")}
+    cfg = build_config({"model_type": "gemma3", "text_config": {"model_type": "gemma3_text", **text}})
+    assert cfg.text_config.vocab_size == 262208

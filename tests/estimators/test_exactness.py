@@ -15,7 +15,8 @@ import itertools
 import pytest
 
 from estimators.activations import trace_activations
-from estimators.anatomy import anatomy_of_model, build_meta_model
+from estimators.anatomy import anatomy_of_model, build_meta_model, select_lora_params
+from estimators.errors import EstimateError
 from estimators.families import families, tiny_config
 from estimators.memory import model_states
 from estimators.setup import TrainingSetup
@@ -32,6 +33,10 @@ def _anatomy(cfg):
     return anatomy_of_model(build_meta_model(cfg))
 
 
+def _vocab(cfg: dict) -> int:
+    return (cfg["text_config"] if "text_config" in cfg else cfg)["vocab_size"]
+
+
 def _rel(est: int, meas: int) -> float:
     return abs(est - meas) / max(meas, 1)
 
@@ -41,10 +46,15 @@ def _states_after_a_step(torch, cfg, setup):
     """Real tensor bytes of model, gradients and optimizer after one forward/backward/step."""
     model = build_model(cfg, setup)
     optimizer = build_optimizer(model, setup)
-    ids = torch.randint(0, cfg["vocab_size"], (1, setup.seq_len))
+    ids = torch.randint(0, _vocab(cfg), (1, setup.seq_len))
     model(input_ids=ids, labels=ids).loss.backward()
     optimizer.step()
     return state_bytes(model, optimizer)
+
+
+def _peft_adapts_parameters(fam: str) -> bool:
+    """peft's "all-linear" adapts this family's fused experts as parameters (ParamWrapper: no DoRA)."""
+    return bool(select_lora_params(_anatomy(tiny_config(fam)), "all-linear"))
 
 
 STATE_CASES = [
@@ -52,16 +62,14 @@ STATE_CASES = [
     for fam, tech, prec, opt in itertools.product(
         FAMILIES, ("full", "lora", "dora", "qlora"), ("bf16", "fp32"), ("adamw", "adamw-8bit")
     )
-    if not (tech == "qlora" and prec == "fp32")
+    if not (tech == "qlora" and prec == "fp32") and not (tech == "dora" and _peft_adapts_parameters(fam))
 ]
 
 
 @pytest.mark.parametrize("fam,tech,prec,opt", STATE_CASES, ids=["-".join(c) for c in STATE_CASES])
 def test_model_states_equal_real_tensors_after_a_step(torch_cpu, fam, tech, prec, opt):
     # wide enough that some tensors pass bitsandbytes' 4096-element threshold for 8-bit states
-    cfg = {**tiny_config(fam), "hidden_size": 128, "intermediate_size": 352, "vocab_size": 640}
-    if fam == "gemma2":
-        cfg["head_dim"] = 32
+    cfg = _wider(fam)
     setup = TrainingSetup(technique=tech, precision=prec, optimizer=opt, seq_len=16, micro_batch=1, lora_r=8,
                           gradient_checkpointing=False)
     est = model_states(_anatomy(cfg), setup)
@@ -71,6 +79,65 @@ def test_model_states_equal_real_tensors_after_a_step(torch_cpu, fam, tech, prec
     assert est.gradients_bytes == real.gradients_bytes
     assert est.optimizer_bytes == real.optimizer_bytes
     assert est.quant_constants_bytes == real.quant_constants_bytes
+
+
+def _wider(fam: str) -> dict:
+    """The tiny config, wide enough that some tensors pass bitsandbytes' 4096-element threshold."""
+    cfg = tiny_config(fam)
+    text = cfg["text_config"] if "text_config" in cfg else cfg
+    text.update({"hidden_size": 128, "intermediate_size": 352, "vocab_size": 640})
+    if fam == "gemma2":
+        text["head_dim"] = 32
+    if "moe_intermediate_size" in text:
+        text["moe_intermediate_size"] = 96
+    return cfg
+
+
+@pytest.mark.parametrize("fam", [f for f in FAMILIES if _peft_adapts_parameters(f)])
+def test_dora_on_experts_peft_adapts_as_parameters_is_refused_like_peft_refuses_it(torch_cpu, fam):
+    setup = TrainingSetup(technique="dora", seq_len=8, micro_batch=1, lora_r=4, lora_dropout=0.0)
+    with pytest.raises(ValueError, match="use_dora"):
+        build_model(tiny_config(fam), setup)
+    with pytest.raises(EstimateError, match="DoRA: peft adapts this"):
+        model_states(_anatomy(tiny_config(fam)), setup)
+
+
+MOE_FAMILIES = [f for f in FAMILIES if _anatomy(tiny_config(f)).is_moe]
+
+
+@pytest.mark.parametrize("fam", MOE_FAMILIES)
+def test_qlora_leaves_fused_experts_and_routers_in_the_compute_dtype(torch_cpu, fam):
+    """bitsandbytes (through transformers' quantizer) packs nn.Linear weights only: measured, not assumed."""
+    setup = TrainingSetup(technique="qlora", seq_len=8, micro_batch=1, lora_r=4, lora_dropout=0.0,
+                          gradient_checkpointing=False)
+    model = build_model(_wider(fam), setup)
+    kept = {n.rsplit(".", 1)[-1]: p.dtype for n, p in model.named_parameters()
+            if p.dim() == 3 or n.endswith(("gate.weight", "router.weight"))}
+    assert kept and all(dt == torch_cpu.bfloat16 for dt in kept.values()), kept
+    packed = [n for n, p in model.named_parameters() if p.dtype == torch_cpu.uint8]
+    assert packed and all("self_attn" in n for n in packed)
+    anatomy = _anatomy(_wider(fam))
+    assert model_states(anatomy, setup).weights_bytes == state_bytes(model).frozen_weights_bytes
+
+
+@pytest.mark.parametrize("fam", MOE_FAMILIES)
+def test_moe_activations_do_not_depend_on_how_the_router_spreads_tokens(torch_cpu, fam):
+    """Random weights route unevenly; forcing every token onto the same experts (a router with one large row)
+    saves the same bytes: grouped_mm runs T*k (token, expert) pairs however they are spread, and the estimate
+    assumes exactly that."""
+    cfg = tiny_config(fam)
+    setup = TrainingSetup(technique="lora", seq_len=32, micro_batch=1, lora_r=4, lora_dropout=0.0,
+                          gradient_checkpointing=False)
+    model = build_model(cfg, setup)
+    even, _ = _measure(torch_cpu, model, cfg["vocab_size"], 1, 32)
+    with torch_cpu.no_grad():
+        for n, p in model.named_parameters():
+            if n.endswith(("gate.base_layer.weight", "gate.weight", "router.weight")) and p.dim() == 2:
+                p.zero_()
+                p[0] += 10.0  # expert 0 wins every token
+    skewed, _ = _measure(torch_cpu, model, cfg["vocab_size"], 1, 32)
+    assert skewed == even
+    assert _rel(trace_activations(_anatomy(cfg), setup, device="cpu").model_bytes, even) <= TOLERANCE
 
 
 def test_dora_with_bf16_adapters_keeps_fp32_magnitudes(torch_cpu):
@@ -114,7 +181,7 @@ def _check_activations(torch, fam, setup_kwargs, shapes=SHAPES):
     for batch, seq in shapes:
         setup = TrainingSetup(seq_len=seq, micro_batch=batch, **setup_kwargs)
         trace = trace_activations(anatomy, setup, device="cpu")
-        real_model, real_loss = _measure(torch, model, cfg["vocab_size"], batch, seq)
+        real_model, real_loss = _measure(torch, model, _vocab(cfg), batch, seq)
         est_model, est_loss = trace.model_bytes, trace.by_group.get("loss", 0)
         for what, est, real in (("activations", est_model, real_model), ("loss", est_loss, real_loss)):
             if _rel(est, real) > TOLERANCE:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from estimators import families as fam_mod
-from estimators.errors import CatalogError
+from estimators.anatomy import compute_anatomy
+from estimators.errors import CatalogError, EstimateError
 from estimators.families import families, family, tiny_config
 from estimators.setup import TrainingSetup
 
@@ -18,16 +19,27 @@ def test_every_catalog_model_has_a_known_family_with_a_tiny_config(catalog):
 
 
 def test_an_unknown_family_is_a_llama_style_default_marked_unverified():
-    f = family("qwen3_moe")
+    f = family("olmo2")
     assert (f.known, f.verified, f.sdpa, f.norm, f.system_role) == (False, False, True, "llama", True)
     assert f.chat_template("axolotl") == "tokenizer_default" and f.chat_template("trl") is None
     with pytest.raises(KeyError, match="no tiny config"):
-        tiny_config("qwen3_moe")
+        tiny_config("olmo2")
+
+
+def test_an_architecture_of_an_unknown_family_is_refused_naming_the_supported_ones():
+    cfg = {"model_type": "olmo2", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+           "num_attention_heads": 4, "vocab_size": 512}
+    with pytest.raises(EstimateError) as e:
+        compute_anatomy(cfg)
+    msg = str(e.value)
+    assert "'olmo2' is not a family advise knows" in msg and "\n" not in msg
+    assert all(name in msg for name in families())
 
 
 def test_attention_follows_the_familys_sdpa_field():
     no_sdpa = [n for n, f in families().items() if not f.sdpa]
-    assert no_sdpa == ["gemma2"]  # logit softcapping: transformers 5 runs it eager or flash only
+    # logit softcapping (gemma2), attention sinks (gpt-oss): transformers 5 runs them eager or flash only
+    assert no_sdpa == ["gemma2", "gpt_oss"]
     assert TrainingSetup().resolved_attn("gemma2") == "eager" and TrainingSetup().resolved_attn("llama") == "sdpa"
 
 

@@ -21,7 +21,12 @@ from estimators.cost import (
 )
 from estimators.errors import EstimateError
 from estimators.setup import TrainingSetup
-from estimators.throughput import DEFAULT_MFU, estimate_throughput, flops_per_token
+from estimators.throughput import (
+    DEFAULT_MFU,
+    estimate_throughput,
+    flops_per_token,
+    keys_per_query,
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +37,30 @@ def llama8b(catalog):
 def test_full_fine_tuning_is_6n_plus_attention(llama8b):
     f = flops_per_token(llama8b, TrainingSetup(technique="full", seq_len=2048, gradient_checkpointing=False))
     n = llama8b.linear_weight_params + llama8b.vocab_size * llama8b.hidden_size
-    attn_fwd = 2 * 2 * 2048 * llama8b.q_dim * llama8b.num_layers * 0.5  # causal half skipped (SDPA)
+    # query i sees i + 1 keys: (s + 1) / 2 on average, the masked half skipped (SDPA)
+    attn_fwd = 2 * 2 * (2048 + 1) / 2 * llama8b.q_dim * llama8b.num_layers
     assert f.matmul_params == n
     assert f.total == pytest.approx(6 * n + 3 * attn_fwd)
+
+
+def test_sliding_window_layers_attend_to_at_most_the_window(catalog):
+    a = catalog.model("gemma-3-12b").anatomy  # 1024-token window on 40 of 48 layers
+    assert (a.sliding_window, a.sliding_layers, a.num_layers) == (1024, 40, 48)
+    s = 8192
+    f = flops_per_token(a, TrainingSetup(technique="full", seq_len=s, gradient_checkpointing=False))
+    w = 1024
+    keys = 8 * (s + 1) / 2 + 40 * (w * (w + 1) / 2 + (s - w) * w) / s
+    assert f.forward == pytest.approx(2 * f.matmul_params + 2 * 2 * a.q_dim * keys)
+    assert keys_per_query(s, w, True) < w < keys_per_query(s, None, True) < keys_per_query(s, w, False) == s
+
+
+def test_a_moe_token_costs_its_active_experts_not_all_of_them(catalog):
+    a = catalog.model("mixtral-8x7b").anatomy  # 8 experts, top 2
+    f = flops_per_token(a, TrainingSetup(technique="full", seq_len=16, gradient_checkpointing=False))
+    experts = sum(g.weight_params * g.count for g in a.params if g.routed)
+    assert f.matmul_params == a.linear_weight_params + experts * 2 // 8 + sum(
+        g.weight_params * g.count for g in a.params if not g.routed) + a.vocab_size * a.hidden_size
+    assert a.params_active == 12_879_925_248 and a.params_total == 46_702_792_704  # Mistral: 12.9B of 46.7B
 
 
 def test_lora_costs_about_two_thirds_of_full(llama8b):

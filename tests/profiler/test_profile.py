@@ -117,6 +117,31 @@ def test_two_families_through_full_lora_and_qlora(llama_run, qwen_cli_run):
         assert by["lora"].trainable_params < by["full"].trainable_params
 
 
+#: the families added for current models (MoE, Gemma 3 with its vision tower, gpt-oss): every one through the three
+#: methods, each measurement's model states equal to the estimator's and its saved tensors within the 5% contract
+NEW_FAMILIES = ("qwen3", "qwen3_moe", "mixtral", "gemma3_text", "gemma3", "gpt_oss")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fam", NEW_FAMILIES)
+def test_tiny_models_of_the_new_families_profile_like_the_estimate(tmp_path, fam):
+    model_dir = _model_dir(tmp_path / "model", tiny_config(fam))
+    req = _request(model_dir, tmp_path / "profile.json", steps=1, warmup_steps=0)
+    profile = run_profile(req, lambda ev: None)
+    anatomy = req.model.anatomy
+    assert [(e.technique, e.status) for e in profile.entries] == [(m, "ok") for m in METHODS], profile.entries
+    for e in profile.entries:
+        setup = req.setup(e.technique, SEQ, BATCH)
+        est = model_states(anatomy, setup)
+        assert e.state.frozen_weights_bytes + e.state.trainable_weights_bytes == \
+            est.weights_bytes + est.trainable_weights_bytes, e.technique
+        assert (e.state.gradients_bytes, e.state.optimizer_bytes, e.state.quant_constants_bytes) == \
+            (est.gradients_bytes, est.optimizer_bytes, est.quant_constants_bytes), e.technique
+        assert e.trainable_params == est.trainable_params
+        traced = trace_activations(anatomy, setup, device="cpu").total_bytes
+        assert abs(e.saved_for_backward_bytes - traced) <= 0.05 * traced, e.technique
+
+
 def test_cli_prints_progress_for_every_step_and_a_table(qwen_cli_run):
     out = qwen_cli_run.result.output
     for m in METHODS:
