@@ -27,7 +27,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from estimators.anatomy import Anatomy, LinearGroup, ParamGroup, select_lora_params, select_lora_targets
+from estimators.anatomy import (
+    Anatomy,
+    LinearGroup,
+    ParamGroup,
+    select_lora_params,
+    select_lora_targets,
+)
 from estimators.families import family
 from estimators.setup import TrainingSetup
 

@@ -10,12 +10,18 @@ data (``estimators.families.tiny_config``).
 from __future__ import annotations
 
 import tempfile
-from dataclasses import replace
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from advisor.contract.vocab import ATTENTION, PRECISIONS
-from estimators.anatomy import VISION_PREFIXES, anatomy_of_model, build_config, lora_dropout_for, peft_lora_kwargs
+from estimators.anatomy import (
+    VISION_PREFIXES,
+    anatomy_of_model,
+    build_config,
+    lora_dropout_for,
+    peft_lora_kwargs,
+)
 from estimators.setup import TrainingSetup
 
 
