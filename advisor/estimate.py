@@ -51,8 +51,8 @@ def run_estimate(
     cost of serving the fine-tuned model on ``gpu`` and the months until training pays for itself.
     """
     a = model.anatomy
-    if setup.adapted and setup.lora_dropout != lora_dropout_for(a, setup.lora_targets, setup.lora_dropout):
-        setup = replace(setup, lora_dropout=0.0)  # peft's ParamWrapper (fused experts) has none
+    if setup.adapted:  # peft's ParamWrapper (fused experts) runs no dropout
+        setup = replace(setup, lora_dropout=lora_dropout_for(a, setup.lora_targets, setup.lora_dropout))
     mem = estimate_memory(a, setup)
     main_fit = fit(mem, gpu)
     tp = estimate_throughput(a, setup, gpu)

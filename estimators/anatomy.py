@@ -39,6 +39,11 @@ PARTS = ("embedding", "attention", "mlp", "norms", "lm_head", "vision", "other")
 VISION_PREFIXES = ("vision_tower", "multi_modal_projector", "vision_model", "visual")
 
 
+def is_vision(name: str) -> bool:
+    """The parameter or module ``name`` belongs to a multimodal wrapper's image side."""
+    return any(f"{v}." in name for v in VISION_PREFIXES)
+
+
 @dataclass(frozen=True)
 class LinearGroup:
     """One kind of linear module found in every decoder layer (e.g. ``self_attn.q_proj``)."""
@@ -386,7 +391,7 @@ def build_meta_model(config: Mapping[str, Any] | Any) -> Any:
 
 
 def _part_of(name: str) -> str:
-    if any(f"{v}." in name for v in VISION_PREFIXES):
+    if is_vision(name):
         return "vision"
     if "embed_tokens" in name or name.endswith("wte.weight"):
         return "embedding"
@@ -511,7 +516,7 @@ def _vision_linear_numels(model: Any) -> tuple[tuple[int, int], ...]:
     skip = {id(m.out_proj) for m in model.modules() if isinstance(m, torch.nn.MultiheadAttention)}
     hist: dict[int, int] = {}
     for name, mod in model.named_modules():
-        if isinstance(mod, torch.nn.Linear) and id(mod) not in skip and _part_of(name + ".weight") == "vision":
+        if isinstance(mod, torch.nn.Linear) and id(mod) not in skip and is_vision(name + ".weight"):
             hist[mod.weight.numel()] = hist.get(mod.weight.numel(), 0) + 1
     return tuple(sorted(hist.items()))
 
@@ -622,7 +627,7 @@ def peft_trainable_params(
 
     model = build_meta_model(config)
     target_modules: Any = targets if isinstance(targets, str) else list(targets)
-    vision = any(any(f"{v}." in n for v in VISION_PREFIXES) for n, _ in model.named_parameters())
+    vision = any(is_vision(n) for n, _ in model.named_parameters())
     extra = {"exclude_modules": VISION_EXCLUDE} if vision else {}
     peft_model = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules=target_modules, use_dora=dora,
                                                   lora_dropout=0.0, **extra))

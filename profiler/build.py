@@ -16,9 +16,9 @@ from typing import Any
 
 from advisor.contract.vocab import ATTENTION, PRECISIONS
 from estimators.anatomy import (
-    VISION_PREFIXES,
     anatomy_of_model,
     build_config,
+    is_vision,
     lora_dropout_for,
     peft_lora_kwargs,
 )
@@ -68,7 +68,7 @@ def build_model(config: Mapping[str, Any] | Any, setup: TrainingSetup, device: s
         with torch.device(device):
             model = AutoModelForCausalLM.from_config(cfg, dtype=dtype, attn_implementation=attn)
 
-    vision = [p for n, p in model.named_parameters() if any(f"{v}." in n for v in VISION_PREFIXES)]
+    vision = [p for n, p in model.named_parameters() if is_vision(n)]
     for p in vision:  # a multimodal wrapper's image tower and projector stay frozen: text fine-tuning
         p.requires_grad_(False)
     if setup.adapted:
