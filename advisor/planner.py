@@ -85,7 +85,7 @@ from advisor.options import (
     vendor_fine_tune_options,
     vendor_offer_why_not,
 )
-from estimators.anatomy import Anatomy, lora_dropout_for
+from estimators.anatomy import Anatomy, lora_dropout_for, technique_unsupported
 from estimators.catalog import DATA_DIR as CATALOG_DATA_DIR
 from estimators.catalog import GPU, Catalog, FineTuningOffer, ModelSpec
 from estimators.cost import (
@@ -440,6 +440,13 @@ class Estimator:
                     "estimates.adapter_examples": self.train_answers.data.labeled_examples}
         return {}
 
+    def supports(self, technique: str) -> bool:
+        """Whether peft can train ``technique`` on the base at all (DoRA has no form for MoE expert parameters:
+        ``estimators.anatomy.technique_unsupported``); an unsupported technique is neither estimated nor chosen."""
+        assert self.model is not None
+        return technique_unsupported(self.model.anatomy, technique,
+                                     lora_settings(self.train_answers)["targets"]) is None
+
     def setup(self, technique: str, stage: Stage, micro_batch: int, sharding: str,
                optimizer: str = "adamw", offload: str = "none") -> TrainingSetup:
         lo = lora_settings(self.train_answers, self.model.anatomy if self.model is not None else None)
@@ -574,7 +581,8 @@ class Estimator:
         self.stages = plan_stages(decision, self.train_answers, "lora", self.model, self.train_measured)
         facts: dict[str, Any] = {}
         for t in TECHNIQUES:
-            facts[f"estimates.fits.{t}"] = any(self.option(t, self.catalog.gpu(g)).fits for g in self.gpus)
+            facts[f"estimates.fits.{t}"] = self.supports(t) and any(self.option(t, self.catalog.gpu(g)).fits
+                                                                    for g in self.gpus)
         needed, listed = self.answers.task.languages, self.model.languages
         facts["estimates.languages_missing"] = (sum(1 for lang in needed if lang not in listed)
                                                 if needed and listed else None)
@@ -784,7 +792,8 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
     assumptions: list[str] = list((data_inputs.summary or {}).get("notes", []))
     fit_matrix = []
     if decision.self_hosted and est.model is not None:
-        fit_matrix = [_fit_row(est.option(t, catalog.gpu(g)), est.stages[0]) for t in TECHNIQUES for g in est.gpus]
+        fit_matrix = [_fit_row(est.option(t, catalog.gpu(g)), est.stages[0])
+                      for t in TECHNIQUES if est.supports(t) for g in est.gpus]
     training = None
     if run is not None:
         training = _training(est, run, answers)

@@ -233,6 +233,16 @@ def lora_dropout_for(anatomy: Anatomy, targets: Sequence[str] | str, dropout: fl
     return 0.0 if select_lora_params(anatomy, targets) else dropout
 
 
+def technique_unsupported(anatomy: Anatomy, technique: str, targets: Sequence[str] | str) -> str | None:
+    """Why peft cannot train ``technique`` on this model, or None: DoRA has no ParamWrapper form (peft
+    tuners/lora/layer.py ParamWrapper refuses use_dora), so a model whose experts peft adapts as parameters
+    cannot take it."""
+    if technique == "dora" and select_lora_params(anatomy, targets):
+        return (f"DoRA: peft adapts this {anatomy.model_type} model's experts as parameters (ParamWrapper), which "
+                "has no DoRA; use LoRA")
+    return None
+
+
 def _target_list(targets: Sequence[str] | str) -> list[str]:
     return [targets] if isinstance(targets, str) else list(targets)
 
@@ -258,9 +268,8 @@ def lora_param_tensor_numels(
         for n in sizes:
             hist[n] = hist.get(n, 0) + g.count
     adapted = select_lora_params(anatomy, targets)
-    if adapted and dora:
-        raise EstimateError(f"DoRA: peft adapts this {anatomy.model_type} model's experts as parameters "
-                            "(ParamWrapper), which has no DoRA; use LoRA")
+    if dora and (why := technique_unsupported(anatomy, "dora", targets)):
+        raise EstimateError(why)
     for g, factor in adapted:
         rank = r * factor * g.experts
         for n in (rank * g.in_features, g.out_features * rank):

@@ -177,6 +177,19 @@ def test_technique_follows_the_estimates(catalog):
     assert t.gpu_count == 4 and t.memory_bytes <= t.usable_memory_bytes
 
 
+def test_dora_is_never_planned_where_peft_adapts_experts_as_parameters(catalog):
+    """A large change that does not fit full FT gets DoRA on a dense base, LoRA on an MoE whose fused experts
+    peft adapts as parameters (ParamWrapper has no DoRA): the plan neither crashes nor lists DoRA's fit."""
+    large = {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"},
+             "data": {"labeled_examples": 200_000}}
+    dense = plan_for(catalog, **large, model={"base": "qwen3-14b"}, hardware={"gpus": ["H100-80GB"]})
+    assert rec(dense)[3] == "dora" and "DORA_WHEN_FULL_OUT_OF_REACH" in fired(dense)
+    moe = plan_for(catalog, **large, model={"base": "qwen3-30b-a3b"}, hardware={"gpus": ["B200"]})
+    assert rec(moe)[3] == "lora" and "DORA_WHEN_FULL_OUT_OF_REACH" not in fired(moe)
+    assert "dora" not in {r.technique for r in moe.estimates.fit_matrix}
+    assert moe.estimates.training.lora.dropout == 0.0  # ParamWrapper runs no dropout
+
+
 def test_many_adapters_mean_lora_with_multi_lora_serving(catalog):
     plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed", "structured_output": "partly"}, data={"labeled_examples": 200_000},
                     model={"base": "qwen2.5-0.5b"}, hardware={"gpus": ["H100-80GB"]}, deployment={"adapters": 6})

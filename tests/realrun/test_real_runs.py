@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 from pathlib import Path
 
@@ -95,9 +96,19 @@ def _venv(trainer: str) -> Path:
     return py
 
 
+def _extensions_dir(trainer: str) -> Path:
+    """Where DeepSpeed's CPU ops (shared-memory allreduce, CPU Adam) are JIT-built for this venv.
+
+    One folder per venv: a shared ~/.cache/torch_extensions is rebuilt whenever another venv's sources load it,
+    and torch's build lock (torch/utils/file_baton.py) is then waited on forever by every later run if a build
+    was killed halfway -- the 900 s timeouts of a CI run."""
+    return venvs.python(trainer).parent.parent / "torch-extensions"
+
+
 def _env(trainer: str, probe_dir: Path, cwd: Path) -> dict[str, str]:
     bin_dir = str(venvs.python(trainer).parent)
-    return {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(bin_dir)[:-4],
+    return {**os.environ, "TORCH_EXTENSIONS_DIR": str(_extensions_dir(trainer)),
+            "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}", "VIRTUAL_ENV": str(bin_dir)[:-4],
             "PYTHONPATH": str(PROBE), "ADVISE_PROBE_DIR": str(probe_dir), "CUDA_VISIBLE_DEVICES": "",
             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
             "HF_DATASETS_CACHE": str(cwd / ".hf-datasets"), "HF_HOME": str(cwd / ".hf-home"),
@@ -193,10 +204,31 @@ def _run(step: str, trainer: str, cwd: Path, probe_dir: Path, plan: dict) -> str
         # DDP on CPU processes: accelerate starts them as MULTI_CPU over gloo only when told it runs on CPU
         # (accelerate/state.py _prepare_backend); otherwise each process trains alone
         env["ACCELERATE_USE_CPU"] = "true"
-    proc = subprocess.run(["bash", "-c", step], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"`{step}` failed ({trainer}):\n{out[-6000:]}"
+    # the runs are sequential and each one's process group is gone when it returns: a lock left now is stale
+    for lock in _extensions_dir(trainer).glob("*/lock"):
+        lock.unlink()
+    rc, out = _bounded(["bash", "-c", step], cwd=cwd, env=env, timeout_s=900)
+    assert rc == 0, f"`{step}` failed ({trainer}):\n{out[-6000:]}"
     return out
+
+
+def _bounded(args: list[str], *, cwd: Path, env: dict[str, str], timeout_s: int) -> tuple[int, str]:
+    """Run in a session of its own; past the timeout the whole group is killed, not only bash: torchrun's and
+    accelerate's workers left behind would hold the CPUs (and build locks) through every later test."""
+    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"`{args[-1]}` ran past {timeout_s} s:\n{out[-6000:]}")
+    finally:
+        try:  # workers that outlive their launcher (a crashed rank's siblings)
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return proc.returncode, out
 
 
 def _probes(probe_dir: Path) -> list[dict]:
