@@ -596,11 +596,11 @@ def compute_anatomy(config: Mapping[str, Any] | Any) -> Anatomy:
     A config transformers accepts but cannot build (heads that do not divide the hidden size, ...) is one
     ``EstimateError`` line, not the library's exception."""
     cfg = build_config(config)
-    from estimators.families import families
+    from estimators.families import architectures
 
-    if cfg.model_type not in families():
+    if cfg.model_type not in architectures():
         raise EstimateError(f"model_type {cfg.model_type!r} is not a family advise knows how to estimate; supported: "
-                            f"{', '.join(sorted(families()))} (estimators/data/families.yaml)")
+                            f"{', '.join(architectures())} (estimators/data/families.yaml)")
     try:
         model = build_meta_model(cfg)
     except (ValueError, TypeError, KeyError, AttributeError, ZeroDivisionError, RuntimeError, IndexError) as e:

@@ -54,6 +54,8 @@ class Family(BaseModel):
     config_defaults: tuple[str, ...] = ()
     #: what the estimate's weights are against what the publisher ships, where they differ
     weights_note: str | None = None
+    #: a chat variant of this family (same architecture, own templates): families.yaml ``chat_of``
+    chat_of: str | None = None
     source: str = ""
 
     def chat_template(self, trainer: str) -> str | None:
@@ -79,9 +81,26 @@ def families() -> Mapping[str, Family]:
         if fam.tiny_config is not None and fam.tiny_config.get("model_type") != name:
             problems.append(f"{name}.tiny_config.model_type: must be '{name}'")
         out[name] = fam
+    for name, fam in out.items():
+        if fam.chat_of is not None and (fam.chat_of not in out or out[fam.chat_of].chat_of is not None):
+            problems.append(f"{name}.chat_of: {fam.chat_of!r} is not an architecture family of this file")
     if problems:
         raise CatalogError(f"{FAMILIES_FILE}: " + "; ".join(problems))
     return out
+
+
+def architectures() -> list[str]:
+    """The transformers ``model_type``s advise estimates (the families that are not chat variants)."""
+    return sorted(n for n, f in families().items() if f.chat_of is None)
+
+
+def chat_family(family_name: str | None, model_type: str | None) -> Family:
+    """The family whose chat templates a model trains with: its catalog ``family`` where that is a chat variant of
+    its architecture (Phi-4 on phi3), else the architecture's own."""
+    fam = families().get(family_name or "")
+    if fam is not None and fam.chat_of is not None and fam.chat_of == model_type:
+        return fam
+    return family(model_type or family_name or "")
 
 
 def family(model_type: str) -> Family:

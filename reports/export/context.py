@@ -15,7 +15,7 @@ from typing import Any
 from advisor.contract.plan import HostedFineTuning, Plan, TrainingPlan
 from advisor.contract.units import money
 from advisor.contract.vocab import DATA_KINDS, METHODS, OBJECTIVES, OPTIMIZERS, PRECISIONS, SERVING, TECHNIQUES
-from estimators.families import family as family_of
+from estimators.families import chat_family
 from reports.export import launch
 from reports.export.registry import TESTED_TORCH
 from reports.export.yamltext import Raw, one_line, sanitize_name, shell_word
@@ -117,7 +117,7 @@ def _training_context(plan: Plan, t: TrainingPlan) -> dict[str, Any]:
     assert base is not None
     technique = TECHNIQUES[t.technique]
     gpu_count, sharding = t.gpu_count, t.sharding
-    fam = family_of(base.model_type or base.family)
+    fam = chat_family(base.family, base.model_type)
     ctx: dict[str, Any] = {
         "model": {"hub_id": base.hub_id or base.name, "name": base.name, "model_type": base.model_type,
                   "family_known": fam.known, "checkpoint": base.checkpoint, "gated": base.gated},

@@ -33,7 +33,18 @@ def test_an_architecture_of_an_unknown_family_is_refused_naming_the_supported_on
         compute_anatomy(cfg)
     msg = str(e.value)
     assert "'olmo2' is not a family advise knows" in msg and "\n" not in msg
-    assert all(name in msg for name in families())
+    assert all(name in msg for name in families() if families()[name].chat_of is None)
+    assert "phi4" not in msg  # a chat variant (Phi-4's templates on the phi3 architecture), not a model_type
+
+
+def test_a_chat_variant_keeps_its_architecture_and_brings_its_own_templates():
+    from estimators.families import chat_family
+
+    phi4 = chat_family("phi4", "phi3")
+    assert phi4.name == "phi4" and phi4.chat_templates["llamafactory"] == "phi4" and phi4.end_of_turn == "<|im_end|>"
+    assert chat_family("phi3", "phi3").chat_templates["llamafactory"] == "phi"
+    # a variant applies only on its own architecture; any other family is the architecture's own
+    assert chat_family("phi4", "llama").name == "llama" and chat_family(None, "qwen2").name == "qwen2"
 
 
 def test_attention_follows_the_familys_sdpa_field():
@@ -45,12 +56,14 @@ def test_attention_follows_the_familys_sdpa_field():
 
 def test_a_malformed_family_file_names_the_entry_and_field(tmp_path, monkeypatch):
     bad = tmp_path / "families.yaml"
-    bad.write_text("families:\n  llama: {title: Llama, norm: rms}\n  qwen2: {title: Q, tiny_config: {model_type: x}}\n")
+    bad.write_text("families:\n  llama: {title: Llama, norm: rms}\n  qwen2: {title: Q, tiny_config: {model_type: x}}\n"
+                   "  qwen9: {title: Q9, chat_of: qwen7}\n")
     monkeypatch.setattr(fam_mod, "FAMILIES_FILE", bad)
     families.cache_clear()
     try:
         with pytest.raises(CatalogError) as e:
             families()
         assert "llama.norm" in str(e.value) and "qwen2.tiny_config.model_type: must be 'qwen2'" in str(e.value)
+        assert "qwen9.chat_of: 'qwen7' is not an architecture family" in str(e.value)
     finally:
         families.cache_clear()

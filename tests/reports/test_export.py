@@ -302,6 +302,17 @@ def test_axolotl_sft_trains_the_templates_own_turn_end(rendered, cases):
     assert family_of("mistral").end_of_turn is None
 
 
+def test_phi4_trains_in_its_own_chat_template_not_phi35s(rendered, cases):
+    """Phi-4 has the phi3 architecture and ChatML-style turns (<|im_sep|>, <|im_end|>), not Phi-3.5's <|user|>/<|end|>:
+    Axolotl takes the instruct tokenizer's own template and trains <|im_end|>, LLaMA-Factory names its phi4."""
+    files = rendered["phi4_sft"]
+    assert cases["phi4_sft"]["estimates"]["base_model"]["model_type"] == "phi3"
+    ax = _yaml(files["axolotl/sft.yml"])
+    assert ax["chat_template"] == "tokenizer_default" and ax["eot_tokens"] == ["<|im_end|>"]
+    assert _yaml(files["llamafactory/sft.yaml"])["template"] == "phi4"
+    assert _yaml(rendered["phi_orpo"]["llamafactory/orpo.yaml"])["template"] == "phi"  # Phi-3.5 keeps its own
+
+
 def test_llamafactory_full_fine_tunes_stay_in_bf16_as_the_plan_counts_them(rendered, cases):
     """Without pure_bf16 LLaMA-Factory upcasts trainable weights to fp32 (~16 bytes a parameter against the plan's
     bf16): full runs set it, adapters (whose fp32 upcast the plan counts) and ZeRO-3 (which refuses it) do not."""
