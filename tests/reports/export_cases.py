@@ -31,11 +31,16 @@ ANSWERS: dict[str, dict[str, Any] | str] = {
                      "data": {"domain_corpus_tokens": 500_000_000, "labeled_examples": 5000}},
     "sharded_4gpu": {**FT, "data": {"labeled_examples": 2000}, "model": {"base": "llama-3.1-70b"},
                    "hardware": {"gpus": ["H100-80GB"], "gpu_count": 4}},
+    # an MoE: peft adapts the fused experts as parameters (no dropout, no DoRA)
+    "moe_lora": {**FT, "data": {"labeled_examples": 2000}, "model": {"base": "qwen3-30b-a3b"},
+                 "hardware": {"gpus": ["B200"]}},
     "orpo": {**PREF, "data": {"preference_pairs": 2000}},
     "kto": {"symptoms": ["preference"], "data": {"binary_feedback": 5000}},
     "kto_mistral": {"symptoms": ["preference"], "data": {"binary_feedback": 5000},
                     "model": {"base": "mistral-7b-v0.3"}},
     "gemma_sft": {**FT, "data": {"labeled_examples": 3000}, "model": {"base": "gemma-2-9b"}},
+    "phi4_sft": {**FT, "data": {"labeled_examples": 3000}, "model": {"base": "phi-4"},   # Phi-4's own chat variant
+                 "hardware": {"gpus": ["H100-80GB"]}},
     "phi_orpo": {**PREF, "data": {"preference_pairs": 2000}, "model": {"base": "phi-3.5-mini"}},
     "hosted": {**FT, "data": {"labeled_examples": 2000},                 # with ACME_CATALOG (an open offer)
                "model": {"open_weights_ok": False, "current_api": "acme-chat"}},
