@@ -85,7 +85,12 @@ from advisor.options import (
     vendor_fine_tune_options,
     vendor_offer_why_not,
 )
-from estimators.anatomy import Anatomy, lora_dropout_for, technique_unsupported
+from estimators.anatomy import (
+    Anatomy,
+    lora_dropout_for,
+    select_lora_params,
+    technique_unsupported,
+)
 from estimators.catalog import DATA_DIR as CATALOG_DATA_DIR
 from estimators.catalog import GPU, Catalog, FineTuningOffer, ModelSpec
 from estimators.cost import (
@@ -294,14 +299,15 @@ def plan_stages(decision: Decision, answers: Answers, technique: str | None, mod
 
 def lora_settings(answers: Answers, anatomy: Anatomy | None = None) -> dict[str, Any]:
     """The recipe's LoRA defaults (``TrainingSetup``), with training.yaml's larger rank for a large dataset; no
-    dropout on a model whose experts peft adapts as parameters (``lora_dropout_for``)."""
+    dropout on a model whose experts peft adapts as parameters (``lora_dropout_for``), and those parameters named."""
     lo = training_defaults()["lora"]
     # the same threshold that makes RANK_FOR_LARGE_DATA warn "the plan raises the rank"
     large = answers.data.labeled_examples >= load_rules().threshold_values["large_dataset_examples"]
     d = TrainingSetup
     dropout = d.lora_dropout if anatomy is None else lora_dropout_for(anatomy, d.lora_targets, d.lora_dropout)
+    adapted = [g.name for g, _ in select_lora_params(anatomy, d.lora_targets)] if anatomy is not None else []
     return {"r": lo["large_data_r"] if large else d.lora_r, "alpha": lo["large_data_alpha"] if large else d.lora_alpha,
-            "dropout": dropout, "targets": list(d.lora_targets)}
+            "dropout": dropout, "targets": list(d.lora_targets), "adapted_parameters": adapted}
 
 
 # ---- base model ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -249,6 +250,18 @@ class LoraSettings(_Part):
     alpha: int = Field(ge=1, le=1 << 20)
     dropout: float = Field(ge=0, lt=1)
     targets: list[str] = Field(min_length=1)
+    #: the MoE parameters peft's targets reach as parameters (fused experts, a router: peft ParamWrapper), e.g.
+    #: mlp.experts.gate_up_proj; empty for a dense model. Trainers that pass module names only cannot adapt them
+    adapted_parameters: list[str] = Field(default_factory=list)
+
+    @field_validator("adapted_parameters")
+    @classmethod
+    def _parameter_names(cls, v: list[str]) -> list[str]:
+        # printed into trainer configs and READMEs: dotted Python identifiers only
+        bad = [n for n in v if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*", n) or len(n) > 200]
+        if bad:
+            raise ValueError(f"not a parameter name: {bad[0]!r}")
+        return v
 
 
 class Quantization(_Part):

@@ -160,7 +160,9 @@ def _training_context(plan: Plan, t: TrainingPlan) -> dict[str, Any]:
         r = t.lora.r
         targets = list(t.lora.targets)
         ctx["lora"] = {"r": r, "alpha": t.lora.alpha, "dropout": t.lora.dropout, "targets": targets,
-                       "all_linear": targets == ["all-linear"],
+                       "all_linear": targets == ["all-linear"], "adapted_parameters": list(t.lora.adapted_parameters),
+                       # dotted identifiers (the plan contract checks them): printed as they are in comments
+                       "adapted_text": Raw(", ".join(t.lora.adapted_parameters)),
                        "vllm_max_rank": min((v for v in VLLM_LORA_RANKS if v >= r), default=r)}
     if t.quantization is not None and technique.quantized:
         q = t.quantization

@@ -86,6 +86,18 @@ def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
                 for d in ctx["data_files"]}}
 
 
+def notes(ctx: Mapping[str, Any], f: Mapping[str, Any]) -> list[str]:
+    lora = ctx.get("lora") or {}
+    if not (lora.get("adapted_parameters") and f["stages"]):
+        return []
+    # llamafactory/model/adapter.py builds LoraConfig(target_modules=...) from lora_target (module names, or "all":
+    # find_all_linear_modules, nn.Linear only); peft's target_parameters is not among its arguments. Measured in
+    # tests/realrun: on a Qwen3-MoE it trains the attention adapters alone
+    return [f"LLaMA-Factory {VERSION} cannot adapt this model's fused experts (its `lora_target` takes module names "
+            f"only): its configs train the attention adapters and leave {', '.join(lora['adapted_parameters'])} "
+            f"frozen, fewer parameters than the plan counts. The Axolotl and TRL configs train them as planned."]
+
+
 def render(ctx: Mapping[str, Any], f: Mapping[str, Any]) -> dict[str, str]:
     r = ctx["_renderer"]
     files = {}
@@ -99,5 +111,5 @@ def render(ctx: Mapping[str, Any], f: Mapping[str, Any]) -> dict[str, str]:
 
 
 register_format(ExportFormat(NAME, "LLaMA-Factory", VERSION, context, render, readme="llamafactory/README.md.j2",
-                             template_key="template",
+                             template_key="template", notes=notes,
                              launcher="LLaMA-Factory starts `torchrun` itself (`FORCE_TORCHRUN=1`)"))

@@ -43,11 +43,11 @@ REQUIRED = bool(os.environ.get("CI"))
 #: (trainer, export case): every stage each trainer exports, and each multi-GPU layout (tests/reports/export_cases.py)
 MATRIX = {
     "axolotl": ["distill_lora", "full_sft", "qlora_70b", "dora", "sft_dpo_lora", "orpo", "kto", "cpt_sft_8gpu",
-                "sharded_4gpu", "zero3_4gpu", "zero3_offload"],
+                "sharded_4gpu", "zero3_4gpu", "zero3_offload", "moe_lora"],
     "llamafactory": ["distill_lora", "full_sft", "qlora_70b", "dora", "sft_dpo_lora", "orpo", "kto", "cpt_sft_8gpu",
-                     "sharded_4gpu", "zero3_4gpu", "zero3_offload"],
+                     "sharded_4gpu", "zero3_4gpu", "zero3_offload", "moe_lora"],
     "trl": ["distill_lora", "full_sft", "qlora_70b", "dora", "sft_dpo_lora", "kto", "cpt_sft_8gpu",
-            "sharded_4gpu", "zero3_4gpu", "zero3_offload"],
+            "sharded_4gpu", "zero3_4gpu", "zero3_offload", "moe_lora"],
 }
 #: the family templates an instruct tokenizer carries (the stand-in keeps their special tokens and layout)
 TEMPLATES = {
@@ -57,6 +57,8 @@ TEMPLATES = {
               "{{ m['content'] }}<|eot_id|>{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant"
               "<|end_header_id|>\n\n{% endif %}", "<|eot_id|>", "<|start_header_id|>"),
 }
+# ChatML turns (Qwen3's own templates add thinking blocks around them; the trainers' qwen3 templates are their own)
+TEMPLATES["qwen3"] = TEMPLATES["qwen3_moe"] = TEMPLATES["qwen2"]
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "answer", "ticket", "refund"]
 
 
@@ -136,7 +138,7 @@ def tiny_models(tmp_path_factory):
                                   capture_output=True, text=True, timeout=300)
             assert proc.returncode == 0, proc.stderr[-3000:]
             shapes = json.loads(proc.stdout.strip().splitlines()[-1])
-            assert shapes["rows"] > shapes["tokenizer_len"] and shapes["tied"] is (family == "qwen2")
+            assert shapes["rows"] > shapes["tokenizer_len"] and shapes["tied"] is arch["tie_word_embeddings"]
             if checkpoint == "instruct":  # an instruct tokenizer ships its template and stops on the turn end
                 template, eot, _ = TEMPLATES[family]
                 cfg_path = out / "tokenizer_config.json"
@@ -277,6 +279,31 @@ def _check_training(step_no: int, records: list[dict], stage: dict, plan: dict, 
         assert ids and special.get(marker) not in ids  # raw text, no chat template
 
 
+def _check_trainable(records: list[dict], plan: dict, stage: dict, tiny: Path, trainer: str) -> None:
+    """What the trainer's optimizer trains is what the estimate counts on the same model: peft's adapters at the
+    plan's rank and targets (an MoE's fused experts included), or every parameter for full fine-tuning."""
+    from estimators.anatomy import (
+        compute_anatomy,
+        lora_trainable_params,
+        select_lora_targets,
+    )
+
+    t = plan["estimates"]["training"]
+    anatomy = compute_anatomy(json.loads((tiny / "config.json").read_text()))
+    if t["lora"] is not None and t["technique"] != "full":
+        targets = t["lora"]["targets"]
+        if trainer == "llamafactory" and t["lora"]["adapted_parameters"]:
+            # LLaMA-Factory passes module names only: the linears, not the experts (its README note says so)
+            targets = sorted({g.name for g in select_lora_targets(anatomy, targets)})
+        want = lora_trainable_params(anatomy, t["lora"]["r"], targets, dora=t["technique"] == "dora")
+    else:
+        want = anatomy.params_total - anatomy.frozen_vision_params
+    trainable = records[0]["trainable"]
+    got = sum(trainable.values())
+    assert got == want, (f"{trainer} {stage['objective']}: trains {got:,} parameters, the estimate counts {want:,} "
+                         f"({sorted({n.split('.')[-2] if n.count('.') else n for n in trainable})})")
+
+
 def _stop_ids(folder: Path) -> set[int]:
     """The token ids a server stops on for this folder: vLLM stops on the tokenizer's eos and every id in
     generation_config.json's eos_token_id (vllm/transformers_utils: the generation config's eos list)."""
@@ -362,6 +389,7 @@ def test_the_readme_steps_train_in_the_trainers_own_install(trainer, case, tmp_p
         _run(step, trainer, export, probe_dir, plan)
         if trains:
             _check_training(n, _probes(probe_dir), stage, plan, family, trainer)
+            _check_trainable(_probes(probe_dir), plan, stage, tiny, trainer)
     for s in ctx["stages"]:
         merged = [w for w in steps if "merged" in w and s["name"] in w]
         if merged:

@@ -25,7 +25,8 @@ SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|en
             "<|user|>", "<|assistant|>", "<|system|>", "<|end|>", "<s>", "</s>", "[INST]", "[/INST]"]
 #: bos / eos / pad per family, as their base tokenizers set them (a Llama 3 base has no pad token)
 TOKENS = {"llama": ("<|begin_of_text|>", "<|end_of_text|>", None), "qwen2": (None, "<|endoftext|>", "<|endoftext|>"),
-          "qwen3": (None, "<|endoftext|>", "<|endoftext|>"), "mistral": ("<s>", "</s>", None),
+          "qwen3": (None, "<|endoftext|>", "<|endoftext|>"), "qwen3_moe": (None, "<|endoftext|>", "<|endoftext|>"),
+          "mistral": ("<s>", "</s>", None),
           "gemma2": ("<bos>", "<eos>", "<eos>"), "phi3": ("<s>", "<|endoftext|>", "<|endoftext|>")}
 #: embedding rows beyond the tokenizer's length
 EXTRA_ROWS = 64

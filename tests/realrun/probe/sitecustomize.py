@@ -4,7 +4,7 @@ Python imports ``sitecustomize`` at start-up from the path; the real-run test pu
 sets ADVISE_PROBE_DIR. Every process (accelerate and torchrun start several) then wraps
 ``transformers.Trainer.training_step`` once transformers' trainer module is imported, and on the first step
 writes ``<ADVISE_PROBE_DIR>/step-<rank>-<pid>.json``: the trainer class, the world size, the distributed layout
-(FSDP version, DeepSpeed ZeRO stage and offload) and the first row of every integer tensor of the batch, as ids
+(FSDP version, DeepSpeed ZeRO stage and offload), the trainable parameters and the first row of every integer tensor of the batch, as ids
 and as tokens. Axolotl, LLaMA-Factory and TRL all train through subclasses of that Trainer.
 """
 
@@ -37,7 +37,7 @@ def _layout(trainer) -> dict:
     return out
 
 
-def _record(trainer, inputs) -> None:
+def _record(trainer, model, inputs) -> None:
     import torch
 
     tok = getattr(trainer, "processing_class", None) or getattr(trainer, "tokenizer", None)
@@ -53,6 +53,9 @@ def _record(trainer, inputs) -> None:
     rank = int(os.environ.get("RANK", "0"))
     record = {"trainer": type(trainer).__name__, "world_size": int(trainer.args.world_size), "rank": rank,
               "layout": _layout(trainer), "batch": rows,
+              # what the optimizer trains: name -> elements (ZeRO-3 partitions a parameter: ds_numel is its size)
+              "trainable": {n: int(getattr(q, "ds_numel", q.numel())) for n, q in model.named_parameters()
+                            if q.requires_grad},
               "special": dict(tok.get_added_vocab()) if tok is not None else {}}
     path = os.path.join(_DIR, f"step-{rank}-{os.getpid()}.json")
     with open(path + ".part", "w") as f:
@@ -68,7 +71,7 @@ def _patch(module) -> None:
         if not getattr(self, "_advise_probed", False):
             self._advise_probed = True
             try:
-                _record(self, inputs)
+                _record(self, model, inputs)
             except Exception as e:  # the probe must never change the run; say what failed instead
                 with open(os.path.join(_DIR, f"probe-error-{os.getpid()}.txt"), "w") as f:
                     f.write(repr(e))
