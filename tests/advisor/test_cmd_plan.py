@@ -19,7 +19,7 @@ def run(*args: str, input: str | None = None):
 def test_example_prints_a_summary_and_json_is_the_same_plan():
     r = run("plan", "--example", "ticket-triage")
     assert r.exit_code == 0, r.output
-    assert "Fine-tune qwen2.5-1.5b with distillation" in r.output
+    assert "Fine-tune qwen3-1.7b with distillation" in r.output
     assert "DISTILL_FOR_COST" in r.output and "Monthly: $2,500 today" in r.output
     j = run("plan", "--example", "ticket-triage", "--json")
     plan = json.loads(j.output)
@@ -85,7 +85,7 @@ def test_questionnaire_asks_only_what_matters_and_saves_the_answers(tmp_path):
     a = yaml.safe_load(saved.read_text())
     assert a["project"] == "Docs bot" and a["symptoms"] == ["format"] and a["hardware"]["gpus"] == ["A100-80GB"]
     assert a["tried"]["few_shot"] == "failed" and a["data"]["labeled_examples"] == 3000
-    assert "Fine-tune llama-3.1-8b with supervised fine-tuning (SFT) using LoRA" in r.output
+    assert "Fine-tune qwen3-8b with supervised fine-tuning (SFT) using LoRA" in r.output
 
 
 def test_questionnaire_rejects_unknown_catalog_names_and_asks_again():

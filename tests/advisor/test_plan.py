@@ -28,7 +28,7 @@ def test_ticket_triage_distils_into_a_small_model_and_pays_back(catalog):
     plan = build_plan(load_answers(example_path("ticket-triage"), catalog), catalog)
     r = plan.recommendation
     assert rec(plan) == ("fine_tune", "distillation", [], "lora")
-    assert r.base_model == "qwen2.5-1.5b" and r.gpus == ["A100-80GB"] and r.gpu_count == 1
+    assert r.base_model == "qwen3-1.7b" and r.gpus == ["A100-80GB"] and r.gpu_count == 1
     assert plan.serving.strategy == "merged"
     assert plan.prerequisites == ["eval_set", "baseline"]
     # a cheaper Anthropic tier also beats today's bill: named beside the fine-tune, for the eval set to decide
@@ -46,9 +46,9 @@ def test_ticket_triage_distils_into_a_small_model_and_pays_back(catalog):
     assert len(inf.cumulative_usd_12_months.today) == 13
     steps = [s.step for s in plan.next_steps]
     assert steps == ["eval_set", "baseline", "data", "measure", "train", "evaluate", "deploy", "monitor"]
-    assert "advise profile --model Qwen/Qwen2.5-1.5B --methods lora --seq-len 768 --batch-size 16" in \
+    assert "advise profile --model Qwen/Qwen3-1.7B-Base --methods lora --seq-len 768 --batch-size 16" in \
         plan.next_steps[3].what
-    assert plan.summary.startswith("Fine-tune qwen2.5-1.5b with distillation")
+    assert plan.summary.startswith("Fine-tune qwen3-1.7b with distillation")
 
 
 def test_the_same_answers_give_a_byte_identical_plan(catalog):
@@ -77,7 +77,7 @@ def test_format_problems_try_few_shot_then_sft(catalog):
     plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed", "structured_output": "partly"},
                     data={"labeled_examples": 3000, "eval_examples": 100}, hardware={"gpus": ["A100-80GB"]})
     assert rec(plan) == ("fine_tune", "sft", [], "lora")
-    assert plan.recommendation.base_model == "llama-3.1-8b-instruct"  # task kind "other": the instruct checkpoint (training.yaml checkpoints)
+    assert plan.recommendation.base_model == "qwen3-8b-instruct"  # task kind "other": the instruct checkpoint (training.yaml checkpoints)
     stage = plan.estimates.training.stages[0]
     assert stage.learning_rate == 2e-4 and stage.epochs == 3 and stage.seq_len == 512
 
@@ -460,11 +460,11 @@ def test_the_default_checkpoint_follows_the_task(catalog):
     pre-training always the base (the corpus is raw text)."""
     sft = {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"},
            "data": {"labeled_examples": 3000}}
-    assert plan_for(catalog, **sft, task={"kind": "chat"}).recommendation.base_model == "llama-3.1-8b-instruct"
-    assert plan_for(catalog, **sft, task={"kind": "classification"}).recommendation.base_model == "llama-3.1-8b"
+    assert plan_for(catalog, **sft, task={"kind": "chat"}).recommendation.base_model == "qwen3-8b-instruct"
+    assert plan_for(catalog, **sft, task={"kind": "classification"}).recommendation.base_model == "qwen3-8b"
     cpt = plan_for(catalog, symptoms=["domain_language"], task={"kind": "chat"},
                    data={"domain_corpus_tokens": 500_000_000, "labeled_examples": 2000})
-    assert rec(cpt)[1:3] == ("continued_pretraining", ["sft"]) and cpt.recommendation.base_model == "llama-3.1-8b"
+    assert rec(cpt)[1:3] == ("continued_pretraining", ["sft"]) and cpt.recommendation.base_model == "qwen3-8b"
     named = plan_for(catalog, **sft, task={"kind": "chat"}, model={"base": "qwen2.5-7b"})
     assert named.recommendation.base_model == "qwen2.5-7b"  # a model the answers name is trained as named
 
@@ -519,15 +519,18 @@ def test_languages_choose_a_base_whose_publisher_lists_them(catalog):
     assert ja.recommendation.base_model == "qwen2.5-7b-instruct"
     assert ja.estimates.base_model.chosen_by.startswith("training.yaml multilingual_base_models.default")
     assert "BASE_LACKS_LANGUAGES" not in fired(ja)
+    # Qwen3's cards name no single language ("119 languages and dialects"): a stated language moves off it too
     de = plan_for(catalog, **sft, task={"kind": "chat", "languages": ["de"]})
-    assert de.recommendation.base_model == "llama-3.1-8b-instruct"  # Meta lists German: the default stays
+    assert de.recommendation.base_model == "qwen2.5-7b-instruct"
+    kept = plan_for(catalog, **sft, task={"kind": "chat", "languages": ["de"]}, model={"base": "llama-3.1-8b"})
+    assert kept.recommendation.base_model == "llama-3.1-8b" and "BASE_LACKS_LANGUAGES" not in fired(kept)  # Meta lists German
     named = plan_for(catalog, **sft, task={"kind": "chat", "languages": ["ja"]}, model={"base": "llama-3.1-8b"})
     assert named.recommendation.base_model == "llama-3.1-8b" and "BASE_LACKS_LANGUAGES" in fired(named)
     small = plan_for(catalog, symptoms=["cost"], task={"kind": "chat", "languages": ["ja"]},
                      model={"current_api": "claude-haiku-4.5"},
                      workload={"requests_per_month": 5_000_000, "input_tokens_per_request": 400,
                                "output_tokens_per_request": 125})
-    assert small.recommendation.base_model == "qwen2.5-3b-instruct"  # distillation's small class: llama-3.2-3b -> qwen
+    assert small.recommendation.base_model == "qwen2.5-3b-instruct"  # distillation's small class: qwen3-4b -> qwen2.5
 
 
 def test_a_plan_priced_on_assumed_examples_says_first_that_there_are_none(catalog):

@@ -150,7 +150,8 @@ def validate_axolotl(cfg: dict, root: Path, gpu_count: int) -> None:
         raise Invalid(f"deepspeed: {cfg['deepspeed']} is not a file of the export")
     # Axolotl only warns when an end-of-turn token is not in the chat template (ChatTemplateStrategy.
     # _validate_eot_and_eos_tokens), and then that turn end is never trained: make it an error
-    if cfg.get("eot_tokens"):
+    # (tokenizer_default: the checkpoint's own template, which only the Hub tokenizer holds: not checkable offline)
+    if cfg.get("eot_tokens") and cfg["chat_template"] != "tokenizer_default":
         from axolotl.utils.chat_templates import get_chat_template
 
         template = get_chat_template(cfg["chat_template"])

@@ -205,7 +205,7 @@ def test_every_config_value_is_the_plans(rendered, cases, name):
     assert checked
 
 
-def test_a_later_stage_starts_from_the_previous_stages_model(rendered):
+def test_a_later_stage_starts_from_the_previous_stages_model(rendered, cases):
     files = rendered["sft_dpo_lora"]  # LoRA: the SFT adapter is merged, DPO trains a new adapter on it
     assert _yaml(files["trl/2-dpo.yaml"])["model_name_or_path"] == "outputs/trl/1-sft/merged"
     assert _yaml(files["axolotl/2-dpo.yml"])["base_model"] == "outputs/axolotl/1-sft/merged"
@@ -219,13 +219,15 @@ def test_a_later_stage_starts_from_the_previous_stages_model(rendered):
     sft = _yaml(files["trl/2-sft.yaml"])
     # a .jinja file the README's first TRL step writes from the instruct tokenizer: TRL sets it without
     # clone_chat_template's resize (which crashed tied-embedding bases); the template's turn end is the eos
-    assert (sft["chat_template_path"], sft["eos_token"]) == ("trl/chat_template.jinja", "<|eot_id|>")
+    assert (sft["chat_template_path"], sft["eos_token"]) == ("trl/chat_template.jinja", "<|im_end|>")
     trl_steps = files["README.md"].split("### TRL\n", 1)[1]
-    assert trl_steps.index('AutoTokenizer.from_pretrained("meta-llama/Llama-3.1-8B-Instruct")') < \
+    assert trl_steps.index('AutoTokenizer.from_pretrained("Qwen/Qwen3-8B")') < \
         trl_steps.index("trl sft --config trl/1-cpt.yaml")
     # an instruct start brings its own template (and trained special tokens): nothing is cloned at any stage
     dpo = rendered["sft_dpo_lora"]
-    assert _yaml(dpo["trl/1-sft.yaml"])["model_name_or_path"].endswith("-Instruct")
+    plan = cases["sft_dpo_lora"]["estimates"]["base_model"]
+    assert plan["checkpoint"] == "instruct" and _yaml(dpo["trl/1-sft.yaml"])["model_name_or_path"] == plan["hub_id"] \
+        == "Qwen/Qwen3-8B"  # Qwen3's post-trained checkpoint (the base is Qwen/Qwen3-8B-Base)
     assert not any("chat_template_path" in _yaml(dpo[f]) for f in ("trl/1-sft.yaml", "trl/2-dpo.yaml"))
 
 
@@ -241,8 +243,8 @@ def test_llamafactory_datasets_are_registered_with_the_columns_of_each_shape(ren
 
 
 def test_chat_templates_follow_the_family(rendered):
-    for name, axo, lf in (("sft_dpo_lora", "llama3", "llama3"), ("distill_lora", "qwen_25", "qwen"),
-                          ("gemma_sft", "gemma", "gemma2")):
+    for name, axo, lf in (("sft_dpo_lora", "qwen3", "qwen3"), ("qlora_70b", "llama3", "llama3"),
+                          ("full_sft", "qwen_25", "qwen"), ("gemma_sft", "gemma", "gemma2")):
         files = rendered[name]
         a = next(v for k, v in files.items() if k.startswith("axolotl/"))
         la = next(v for k, v in files.items() if k.startswith("llamafactory/") and "merge" not in k)
@@ -300,6 +302,23 @@ def test_axolotl_sft_trains_the_templates_own_turn_end(rendered, cases):
         assert _yaml(rendered[name][first])["eot_tokens"] == [fam.end_of_turn], name
     assert "eot_tokens" not in _yaml(rendered["sft_dpo_lora"]["axolotl/2-dpo.yml"])
     assert family_of("mistral").end_of_turn is None
+
+
+def test_an_moe_plan_adapts_the_experts_where_the_trainer_can_and_says_where_it_cannot(rendered, cases):
+    """qwen3-30b-a3b: peft's all-linear adapts the fused experts and the router as parameters (ParamWrapper: no
+    dropout). Axolotl gets peft's all-linear itself (its lora_target_linear finds nn.Linear names only), TRL passes
+    it through; LLaMA-Factory cannot, and its config and the README say which parameters stay frozen."""
+    lora = cases["moe_lora"]["estimates"]["training"]["lora"]
+    assert lora["adapted_parameters"] == ["mlp.experts.gate_up_proj", "mlp.experts.down_proj", "mlp.gate.weight"]
+    files = rendered["moe_lora"]
+    ax, lf, trl = (_yaml(files[k]) for k in ("axolotl/sft.yml", "llamafactory/sft.yaml", "trl/sft.yaml"))
+    assert ax["lora_target_modules"] == "all-linear" and "lora_target_linear" not in ax
+    assert trl["lora_target_modules"] == ["all-linear"]
+    assert ax["lora_dropout"] == lf["lora_dropout"] == trl["lora_dropout"] == 0.0
+    assert "mlp.experts.gate_up_proj" in files["llamafactory/sft.yaml"].split("lora_target:")[0]
+    assert "cannot adapt this model's fused experts" in files["README.md"]
+    dense = _yaml(rendered["distill_lora"]["axolotl/distillation.yml"])
+    assert dense["lora_target_linear"] is True and "cannot adapt" not in rendered["distill_lora"]["README.md"]
 
 
 def test_phi4_trains_in_its_own_chat_template_not_phi35s(rendered, cases):
@@ -375,7 +394,7 @@ def holdout_fraction_of(stage) -> float:
 def test_a_gated_base_says_how_to_get_it(rendered, cases):
     """Llama and Gemma repos are gated on the Hub: the README says to accept the licence and log in; Qwen's are
     not, and the README says nothing of it."""
-    for name, gated in (("sft_dpo_lora", True), ("gemma_sft", True), ("multi_lora", False)):
+    for name, gated in (("qlora_70b", True), ("gemma_sft", True), ("multi_lora", False), ("sft_dpo_lora", False)):
         hub = cases[name]["estimates"]["base_model"]["hub_id"]
         assert (f"`{hub}` is gated on the Hugging Face Hub" in rendered[name]["README.md"]) is gated, name
         assert cases[name]["estimates"]["base_model"]["gated"] is gated

@@ -90,8 +90,8 @@ BROKEN = {
     "axolotl-qlora-without-4bit": ("qlora_70b", "axolotl/sft.yml", lambda c: c.pop("load_in_4bit"), r"4.?bit"),
     "axolotl-rl": ("sft_dpo_lora", "axolotl/2-dpo.yml", _set(rl="dpoo"), r"rl\s+Input should be 'dpo'"),
     # a turn end the template does not have is never trained (Axolotl only warns)
-    "axolotl-eot-not-in-template": ("sft_dpo_lora", "axolotl/1-sft.yml", _set(eot_tokens=["<|im_end|>"]),
-                                    r"eot_tokens: \['<\|im_end\|>'\] not in Axolotl's 'llama3' chat template"),
+    "axolotl-eot-not-in-template": ("sft_dpo_lora", "axolotl/1-sft.yml", _set(eot_tokens=["<|eot_id|>"]),
+                                    r"eot_tokens: \['<\|eot_id\|>'\] not in Axolotl's 'qwen3' chat template"),
     "llamafactory-bad-type": ("sft_dpo_lora", "llamafactory/1-sft.yaml", _set(lora_rank="abc"),
                               r"lora_rank: must be a positive number"),
     "llamafactory-bad-type-argv": ("sft_dpo_lora", "llamafactory/1-sft.yaml", _set(logging_steps="ten"),
@@ -173,3 +173,24 @@ def test_each_validator_rejects_a_broken_config(validated, bid):
     result = validated[f"broken:{bid}"]
     assert not result["ok"], f"{bid} passed validation"
     assert re.search(BROKEN[bid][3], result["error"], flags=re.DOTALL), result["error"]
+
+
+#: how each trainer's own install names its chat templates (Axolotl's ChatTemplate enum, LLaMA-Factory's registry)
+TEMPLATE_NAMES = {
+    "axolotl": "from axolotl.utils.schemas.enums import ChatTemplate; names = {c.value for c in ChatTemplate}",
+    "llamafactory": "from llamafactory.data.template import TEMPLATES; names = set(TEMPLATES)",
+}
+
+
+@pytest.mark.parametrize("trainer", sorted(TEMPLATE_NAMES))
+def test_every_familys_chat_template_is_one_its_trainer_knows(trainer):
+    """families.yaml names a template per trainer for every family and chat variant, including the ones no export
+    case plans (Mistral Small 3, gpt-oss, Gemma 3): each must exist in that trainer's own install."""
+    from estimators.families import families
+
+    wanted = {n: f.chat_templates.get(trainer) for n, f in families().items() if f.chat_templates.get(trainer)}
+    code = TEMPLATE_NAMES[trainer] + "; import json, sys; print(json.dumps(sorted(names)))"
+    proc = subprocess.run([_validation_python(trainer), "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    known = set(json.loads(proc.stdout.strip().splitlines()[-1]))
+    assert not {n: t for n, t in wanted.items() if t not in known}, sorted(known)

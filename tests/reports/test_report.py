@@ -63,8 +63,11 @@ def _build(tmp: Path) -> dict[str, dict[str, Any]]:
                    "data": {"labeled_examples": 50}, "model": {"open_weights_ok": True}, "hardware": {"gpus": ["L4"]}}
     nothing_fits = {**no_workload, "project": "Too big", "data": {"labeled_examples": 2000, "eval_examples": 50},
                     "model": {"open_weights_ok": True, "base": "llama-3.1-70b"}}
+    # the profile fixture (tests/helpers.py h100_profile) measured Llama-3.1-8B: the brand-voice plan on that base
+    llama_voice = {**brand, "model": {**brand.get("model", {}), "base": "llama-3.1-8b-instruct"}}
     return {
         "ticket-triage": _plan(tmp, "ticket-triage"), "brand-voice": _plan(tmp, "brand-voice"),
+        "llama-voice": _plan(tmp, "llama-voice", llama_voice),
         "policy-qa": _plan(tmp, "policy-qa"), "hosted": _plan(tmp, "hosted", hosted, ACME_CATALOG),
         "no-workload": _plan(tmp, "no-workload", no_workload), "nothing-fits": _plan(tmp, "nothing-fits", nothing_fits),
     }
@@ -128,7 +131,7 @@ def test_summary_comes_first_then_every_section_in_order(plans, pages):
     t = plan["estimates"]["training"]
     # the figures the plan holds, as the summary must show them (12 months: today's bill against training + after)
     net = 12 * inf["today_usd_per_month"] - (t["usd"] + 12 * inf["after_usd_per_month"])
-    for text in ("14 min · $0.31", f"{money(inf['after_usd_per_month'])}/mo", "against $2,500/mo today", "under a day",
+    for text in ("15 min · $0.35", f"{money(inf['after_usd_per_month'])}/mo", "against $2,500/mo today", "under a day",
                  f"saves {money(net)}",
                  "Distil into a small model for cost or latency at volume", "Build an eval set"):
         assert text in summary_block, text
@@ -388,7 +391,7 @@ def test_not_a_plan_is_one_clear_error(plans):
 
 # ---- measured against estimated -----------------------------------------------------------------------------
 def test_profile_adds_measured_against_estimated(plans):
-    plan = plans["brand-voice"]
+    plan = plans["llama-voice"]
     ctx = context(plan, profile=h100_profile())
     rows = ctx["measured"]["rows"]
     assert [r["label"] for r in rows] == ["Full fine-tuning 2048×1", "LoRA 1280×8", "LoRA 2048×1", "QLoRA 2048×1"]
