@@ -43,6 +43,8 @@ def test_a_chat_variant_keeps_its_architecture_and_brings_its_own_templates():
     phi4 = chat_family("phi4", "phi3")
     assert phi4.name == "phi4" and phi4.chat_templates["llamafactory"] == "phi4" and phi4.end_of_turn == "<|im_end|>"
     assert chat_family("phi3", "phi3").chat_templates["llamafactory"] == "phi"
+    small3 = chat_family("mistral_small3", "mistral")  # Mistral Small 3: V7-Tekken turns, not Mistral 7B's v3
+    assert small3.chat_templates["axolotl"] == "mistral_v7_tekken" and small3.chat_templates["llamafactory"] == "mistral_small"
     # a variant applies only on its own architecture; any other family is the architecture's own
     assert chat_family("phi4", "llama").name == "llama" and chat_family(None, "qwen2").name == "qwen2"
 
