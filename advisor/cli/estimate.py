@@ -180,11 +180,12 @@ def _print_estimate(d: dict[str, Any]) -> None:
                 echo(f"  break-even: {months_text(be)} (training cost / monthly saving)")
     echo("")
     echo(f"Fit across GPUs (needs {gib(d['memory_total_bytes'])} per GPU):")
-    echo(f"  {'gpu':10} {'usable':>10} {'headroom':>11} {'tokens/s':>9} {'per 1M tok':>10}")
+    w = max([10] + [len(r["gpu"]) for r in d["fit_by_gpu"]])  # the widest GPU name sets the column
+    echo(f"  {'gpu':{w}} {'usable':>10} {'headroom':>11} {'tokens/s':>9} {'per 1M tok':>10}")
     for r in d["fit_by_gpu"]:
         mark = "fits" if r["fits"] else "no  "
         usd = money(r["usd_per_million_tokens"]) if r["usd_per_million_tokens"] is not None else "-"
-        echo(f"  {r['gpu']:10} {gib(r['usable_memory_bytes']):>10} {gib(r['headroom_bytes']):>11} "
+        echo(f"  {r['gpu']:{w}} {gib(r['usable_memory_bytes']):>10} {gib(r['headroom_bytes']):>11} "
              f"{r['tokens_per_s']:>9,.0f} {usd:>10}  {mark}")
     echo("")
     echo("Assumptions:")
