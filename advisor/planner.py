@@ -90,6 +90,7 @@ from estimators.anatomy import (
     lora_dropout_for,
     select_lora_params,
     technique_unsupported,
+    text_target_regex,
 )
 from estimators.catalog import DATA_DIR as CATALOG_DATA_DIR
 from estimators.catalog import GPU, Catalog, FineTuningOffer, ModelSpec
@@ -306,8 +307,10 @@ def lora_settings(answers: Answers, anatomy: Anatomy | None = None) -> dict[str,
     d = TrainingSetup
     dropout = d.lora_dropout if anatomy is None else lora_dropout_for(anatomy, d.lora_targets, d.lora_dropout)
     adapted = [g.name for g, _ in select_lora_params(anatomy, d.lora_targets)] if anatomy is not None else []
+    regex = text_target_regex(anatomy, d.lora_targets) if anatomy is not None else None
     return {"r": lo["large_data_r"] if large else d.lora_r, "alpha": lo["large_data_alpha"] if large else d.lora_alpha,
-            "dropout": dropout, "targets": list(d.lora_targets), "adapted_parameters": adapted}
+            "dropout": dropout, "targets": list(d.lora_targets), "adapted_parameters": adapted,
+            "target_regex": regex}
 
 
 # ---- base model ---------------------------------------------------------------------------------
@@ -784,7 +787,8 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
                              model_type=a.model_type, max_position_embeddings=est.model.config.get(
                                  "max_position_embeddings"),
                              params_total=a.params_total, num_layers=a.num_layers, chosen_by=est.model_source,
-                             checkpoint=est.model.checkpoint, gated=est.model.gated)
+                             checkpoint=est.model.checkpoint, gated=est.model.gated,
+                             params_frozen_vision=a.frozen_vision_params)
 
     run = est.run if decision.self_hosted else None
     recommendation = Recommendation(

@@ -619,6 +619,18 @@ def transformers_version() -> str:
 VISION_EXCLUDE = r".*\b(" + "|".join(VISION_PREFIXES) + r")\b.*"
 
 
+def text_target_regex(anatomy: Anatomy, targets: Sequence[str] | str) -> str | None:
+    """peft's ``target_modules`` as one regular expression that reaches the same linears as ``targets`` on the text
+    decoder only, for a multimodal wrapper (None for a text-only model): trainers whose config has no
+    ``exclude_modules`` (TRL's and Axolotl's LoRA keys) would otherwise adapt the vision tower's linears too, which
+    the estimate leaves frozen. peft matches a string target with ``re.fullmatch`` on each module name
+    (peft tuners/tuners_utils.py check_target_module_exists)."""
+    if not anatomy.frozen_vision_params:
+        return None
+    leaves = sorted({g.name.rsplit(".", 1)[-1] for g in select_lora_targets(anatomy, targets)})
+    return r"^(?!.*\b(" + "|".join(VISION_PREFIXES) + r")\b).*\.(" + "|".join(leaves) + r")$"
+
+
 def peft_lora_kwargs(setup: Any, targets: Any, vision: bool) -> dict[str, Any]:
     """The peft ``LoraConfig`` of a setup: the text decoder only (a wrapper's vision tower excluded)."""
     kw: dict[str, Any] = dict(r=setup.lora_r, lora_alpha=setup.lora_alpha, lora_dropout=setup.lora_dropout,

@@ -201,6 +201,8 @@ class BaseModelInfo(_Part):
     checkpoint: Literal["base", "instruct"] | None = None
     #: the Hub repo is gated (licence to accept, a token to download)
     gated: bool = False
+    #: a multimodal wrapper's image tower and projector, held in memory and never trained by the plan
+    params_frozen_vision: int = Field(default=0, ge=0)
 
 
 class FitRow(_Part):
@@ -253,6 +255,9 @@ class LoraSettings(_Part):
     #: the MoE parameters peft's targets reach as parameters (fused experts, a router: peft ParamWrapper), e.g.
     #: mlp.experts.gate_up_proj; empty for a dense model. Trainers that pass module names only cannot adapt them
     adapted_parameters: list[str] = Field(default_factory=list)
+    #: the targets as one peft regular expression on the text decoder only, for a multimodal wrapper whose vision
+    #: tower stays frozen (estimators.anatomy.text_target_regex); None for a text-only model
+    target_regex: str | None = Field(default=None, max_length=500, pattern=r"^[A-Za-z0-9_.()|^$*?!\\]+$")
 
     @field_validator("adapted_parameters")
     @classmethod

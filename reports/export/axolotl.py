@@ -74,6 +74,9 @@ def _after_merge(ctx: Mapping[str, Any], p: Mapping[str, Any]) -> list[dict[str,
     return steps
 
 
+TEXT_PARAMETERS = ["^model.language_model.", "^lm_head."]
+
+
 def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
     paths = stage_paths(ctx, NAME, "yml")
     fam = ctx["family"]
@@ -113,6 +116,10 @@ def context(ctx: Mapping[str, Any]) -> dict[str, Any]:
             "install": "pip install " + " ".join(install_packages(ctx["quantized"], ctx["launch"]["kind"])),
             "serve": serve_context(ctx, paths[-1]),
             "orpo_messages": any(s["objective"] == "orpo" for s in ctx["stages"]),
+            # Axolotl's unfrozen_parameters (utils/freeze.py freeze_layers_except: everything else frozen, dots
+            # literal): a multimodal wrapper's text decoder and head (transformers 5 Gemma3ForConditionalGeneration:
+            # model.language_model.*, lm_head.*)
+            "text_parameters": TEXT_PARAMETERS,
             "orpo_data_path": ORPO_DATA_PATH}
 
 

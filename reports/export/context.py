@@ -120,7 +120,8 @@ def _training_context(plan: Plan, t: TrainingPlan) -> dict[str, Any]:
     fam = chat_family(base.family, base.model_type)
     ctx: dict[str, Any] = {
         "model": {"hub_id": base.hub_id or base.name, "name": base.name, "model_type": base.model_type,
-                  "family_known": fam.known, "checkpoint": base.checkpoint, "gated": base.gated},
+                  "family_known": fam.known, "checkpoint": base.checkpoint, "gated": base.gated,
+                  "frozen_vision_params": base.params_frozen_vision},
         "family": fam,
         "technique": t.technique,
         "technique_text": technique.label,
@@ -163,6 +164,7 @@ def _training_context(plan: Plan, t: TrainingPlan) -> dict[str, Any]:
                        "all_linear": targets == ["all-linear"], "adapted_parameters": list(t.lora.adapted_parameters),
                        # dotted identifiers (the plan contract checks them): printed as they are in comments
                        "adapted_text": Raw(", ".join(t.lora.adapted_parameters)),
+                       "target_regex": t.lora.target_regex,
                        "vllm_max_rank": min((v for v in VLLM_LORA_RANKS if v >= r), default=r)}
     if t.quantization is not None and technique.quantized:
         q = t.quantization

@@ -143,6 +143,13 @@ def notes(ctx: Mapping[str, Any], f: Mapping[str, Any]) -> list[str]:
         out.append(f"TRL's command line concatenates every file of its dataset mixture into the training set "
                    f"(trl/scripts/utils.py get_dataset), so its configs leave `{ctx['eval_data_path']}` out: score "
                    f"the tuned model on it after training; Axolotl and LLaMA-Factory score it every epoch.")
+    frozen = ctx["model"].get("frozen_vision_params") or 0
+    if frozen and not ctx["adapter"] and f["stages"]:
+        # trl sft has no key that freezes parameters (its ModelConfig / SFTConfig); Axolotl has unfrozen_parameters,
+        # LLaMA-Factory freezes the vision tower by default (freeze_vision_tower)
+        out.append(f"TRL's command line trains every parameter of a full fine-tune, the {frozen:,} of this model's "
+                   f"vision tower and projector too, which the plan keeps frozen: more gradient and optimizer memory "
+                   f"than the plan's estimate. The Axolotl and LLaMA-Factory configs train the text decoder only.")
     if chat:
         out.append("TRL's SFT computes the loss on the whole conversation (its `assistant_only_loss` needs a "
                    "template with generation markers); Axolotl and LLaMA-Factory train on the assistant turns only.")

@@ -39,6 +39,11 @@ ANSWERS: dict[str, dict[str, Any] | str] = {
     "kto_mistral": {"symptoms": ["preference"], "data": {"binary_feedback": 5000},
                     "model": {"base": "mistral-7b-v0.3"}},
     "gemma_sft": {**FT, "data": {"labeled_examples": 3000}, "model": {"base": "gemma-2-9b"}},
+    # a multimodal wrapper (Gemma 3 4B+): LoRA on the text decoder, the vision tower frozen
+    "gemma3_lora": {**FT, "data": {"labeled_examples": 3000}, "model": {"base": "gemma-3-4b"},
+                    "hardware": {"gpus": ["H100-80GB"]}},
+    "gemma3_full": {**FT, "data": {"labeled_examples": 200_000}, "model": {"base": "gemma-3-4b"},
+                    "hardware": {"gpus": ["H100-80GB"]}},
     "phi4_sft": {**FT, "data": {"labeled_examples": 3000}, "model": {"base": "phi-4"},   # Phi-4's own chat variant
                  "hardware": {"gpus": ["H100-80GB"]}},
     "phi_orpo": {**PREF, "data": {"preference_pairs": 2000}, "model": {"base": "phi-3.5-mini"}},

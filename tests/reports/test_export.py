@@ -170,7 +170,9 @@ def test_every_config_value_is_the_plans(rendered, cases, name):
                 if lora:
                     assert (cfg["lora_r"], cfg["lora_alpha"], cfg["lora_dropout"]) == \
                         (lora["r"], lora["alpha"], lora["dropout"])
-                    assert cfg["lora_target_modules"] == lora["targets"]
+                    # a multimodal wrapper: the same linears as one regex on the text decoder only
+                    assert cfg["lora_target_modules"] == ([lora["target_regex"]] if lora["target_regex"]
+                                                          else lora["targets"])
                     assert cfg.get("use_dora", False) is (t["technique"] == "dora")
                 q = t["quantization"]
                 assert cfg.get("load_in_4bit", False) is (q is not None)
@@ -319,6 +321,39 @@ def test_an_moe_plan_adapts_the_experts_where_the_trainer_can_and_says_where_it_
     assert "cannot adapt this model's fused experts" in files["README.md"]
     dense = _yaml(rendered["distill_lora"]["axolotl/distillation.yml"])
     assert dense["lora_target_linear"] is True and "cannot adapt" not in rendered["distill_lora"]["README.md"]
+
+
+def test_a_multimodal_base_adapts_its_text_decoder_only_in_every_trainer(rendered, cases):
+    """Gemma 3 (4B and up) is an image-text wrapper: peft's all-linear would adapt the vision tower's linears too,
+    which the estimate keeps frozen. The TRL and Axolotl configs name the text decoder's linears as one regular
+    expression; applied with real peft (and TRL's own config conversion) to a tiny Gemma 3 they train exactly the
+    adapter parameters the estimate counts. LLaMA-Factory freezes the vision tower itself (freeze_vision_tower)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from trl import ModelConfig, get_peft_config
+
+    from estimators.anatomy import compute_anatomy, lora_trainable_params
+    from estimators.families import tiny_config
+
+    lora = cases["gemma3_lora"]["estimates"]["training"]["lora"]
+    files = rendered["gemma3_lora"]
+    ax, trl_cfg, lf = (_yaml(files[k]) for k in ("axolotl/sft.yml", "trl/sft.yaml", "llamafactory/sft.yaml"))
+    cfg = tiny_config("gemma3")
+    model_type = cfg.pop("model_type")
+    want = lora_trainable_params(compute_anatomy({"model_type": model_type, **cfg}), lora["r"], lora["targets"])
+
+    def trained(config) -> int:
+        model = get_peft_model(AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **cfg)), config)
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    trl_peft = get_peft_config(ModelConfig(use_peft=True, lora_r=lora["r"], lora_alpha=lora["alpha"],
+                                           lora_target_modules=trl_cfg["lora_target_modules"]))
+    assert trained(trl_peft) == want
+    assert "lora_target_linear" not in ax  # Axolotl hands lora_target_modules to LoraConfig as it is
+    assert trained(LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], target_modules=ax["lora_target_modules"])) == want
+    assert lf["lora_target"] == "all"
+    assert trained(LoraConfig(r=lora["r"], target_modules="all-linear")) > want  # what all-linear would have trained
+    assert lora["target_regex"] is not None and cases["distill_lora"]["estimates"]["training"]["lora"]["target_regex"] is None
 
 
 def test_phi4_trains_in_its_own_chat_template_not_phi35s(rendered, cases):

@@ -117,7 +117,9 @@ def test_every_trl_config_parses_with_trls_own_parser(trl_configs, bf16_allowed)
         peft = get_peft_config(model)
         assert (peft is not None) == cfg.get("use_peft", False)
         if peft is not None:
-            assert peft.target_modules == "all-linear" and peft.use_dora == cfg.get("use_dora", False)
+            # one entry reaches peft as a string: all-linear, or a multimodal wrapper's text-decoder regex
+            assert peft.target_modules == cfg["lora_target_modules"][0] and peft.use_dora == cfg.get("use_dora", False)
+            assert cfg["lora_target_modules"][0] == "all-linear" or cfg["lora_target_modules"][0].startswith("^(?!")
         quant = get_quantization_config(model)
         if cfg.get("load_in_4bit"):
             assert quant.load_in_4bit and quant.bnb_4bit_quant_type == "nf4"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reports.export import export_configs
+from reports.export import export_configs, render_all
 from tests.realrun import venvs
 from tests.reports.export_cases import plans
 from tests.reports.export_validators import VENV_OF
@@ -194,3 +194,35 @@ def test_every_familys_chat_template_is_one_its_trainer_knows(trainer):
     assert proc.returncode == 0, proc.stderr[-3000:]
     known = set(json.loads(proc.stdout.strip().splitlines()[-1]))
     assert not {n: t for n, t in wanted.items() if t not in known}, sorted(known)
+
+
+AXOLOTL_FREEZE = """
+import json, sys
+from transformers import AutoConfig, AutoModelForCausalLM
+from axolotl.utils.freeze import freeze_layers_except
+cfg, patterns = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+model_type = cfg.pop("model_type")
+model = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **cfg))
+freeze_layers_except(model, patterns)
+print(json.dumps(sum(p.numel() for p in model.parameters() if p.requires_grad)))
+"""
+
+
+def test_axolotls_full_fine_tune_of_a_multimodal_base_trains_the_text_decoder_only():
+    """Gemma 3's vision tower stays frozen in a full fine-tune, as the estimate counts it: Axolotl's own
+    freeze_layers_except, given the exported unfrozen_parameters, leaves exactly the text decoder trainable."""
+    from estimators.anatomy import compute_anatomy
+    from estimators.families import tiny_config
+
+    plan = plans()["gemma3_full"]
+    assert plan["estimates"]["training"]["technique"] == "full"
+    files = render_all(plan)
+    patterns = yaml.safe_load(files["axolotl/sft.yml"])["unfrozen_parameters"]
+    cfg = tiny_config("gemma3")
+    anatomy = compute_anatomy(cfg)
+    proc = subprocess.run([_validation_python("axolotl"), "-c", AXOLOTL_FREEZE, json.dumps(cfg), json.dumps(patterns)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trained = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert anatomy.frozen_vision_params > 0
+    assert trained == anatomy.params_total - anatomy.frozen_vision_params
