@@ -505,10 +505,12 @@ class Estimator:
                 best = (sharding, offload, optimizer, fitting)
                 break
         sharding, offload, optimizer, mb = best or (*layouts[-1], optimizers[0], 1)
-        fits = best is not None
+        # the plan trains in bf16: a card without bf16 tensor cores (a T4) is never a training candidate
+        fits = best is not None and gpu.trains_bf16
         setups = [self.setup(technique, s, mb, sharding, optimizer, offload) for s in self.stages]
         # above the margin but within the card: it may run, but one longer batch or allocator spike away from OOM
-        tight = not fits and all(self._memory(st).total_bytes <= gpu.usable_memory_bytes for st in setups)
+        tight = not fits and gpu.trains_bf16 and all(self._memory(st).total_bytes <= gpu.usable_memory_bytes
+                                                     for st in setups)
         # tokens/s include CPU offload's PCIe copies and host optimizer step (estimators.throughput.offload_time)
         tps = [estimate_throughput(self.model.anatomy, self.speed_setup(st, s), gpu).tokens_per_s
                for st, s in zip(setups, self.stages)]
@@ -519,8 +521,8 @@ class Estimator:
             mb, e = entry
             setups[0] = self.setup(technique, self.stages[0], mb, sharding, optimizer, offload)
             ran = bool(e.fits) and e.device_peak_bytes is not None and e.device_peak_bytes <= gpu.usable_memory_bytes
-            fits = ran and e.device_peak_bytes <= self.memory_limit(gpu)
-            tight = ran and not fits
+            fits = ran and e.device_peak_bytes <= self.memory_limit(gpu) and gpu.trains_bf16
+            tight = ran and not fits and gpu.trains_bf16
             memory_bytes = e.device_peak_bytes if e.device_peak_bytes is not None else memory_bytes
             measured = ("memory",)
             if e.tokens_per_s:
@@ -800,6 +802,10 @@ def build_plan(answers: Answers, catalog: Catalog, base_dir: Path | None = None,
     )
 
     assumptions: list[str] = list((data_inputs.summary or {}).get("notes", []))
+    no_bf16 = [g for g in answers.hardware.gpus if not catalog.gpu(g).trains_bf16]
+    if decision.self_hosted and no_bf16:
+        assumptions.append(f"{', '.join(no_bf16)}: no bf16 tensor cores (compute capability below 8.0, before "
+                           f"Ampere), so never the training GPU; the plan and its configs train in bf16")
     fit_matrix = []
     if decision.self_hosted and est.model is not None:
         fit_matrix = [_fit_row(est.option(t, catalog.gpu(g)), est.stages[0])

@@ -84,7 +84,7 @@ class GPUIn(_Entry):
     description: Text = ""
     nvidia_smi_name: Text | None = None
     architecture: Text = "unknown"
-    compute_capability: Text | None = None
+    compute_capability: Text | None = Field(default=None, pattern=r"^[0-9]{1,2}\.[0-9]{1,2}$")
     # sizes: > 0 and below 16 TiB (no card comes near; a typo in a unit does)
     memory_gb: float | None = Field(default=None, gt=0, le=16_384)
     memory_mib: int | None = Field(default=None, gt=0, le=16 * 1024 * 1024)
@@ -301,6 +301,16 @@ class GPU:
     prices: tuple[Price, ...]
     spec_source: str
     spec_notes: str | None
+    compute_capability: str | None = None
+
+    @property
+    def trains_bf16(self) -> bool:
+        """bf16 tensor cores (compute capability 8.0, Ampere, and later): what torch.cuda.is_bf16_supported()
+        checks and what transformers' ``bf16=True`` needs (TrainingArguments refuses it on a T4). Unknown: True."""
+        if not self.compute_capability:
+            return True
+        major, _, minor = self.compute_capability.partition(".")
+        return (int(major), int(minor or 0)) >= (8, 0)
 
     @property
     def cheapest_price(self) -> Price | None:
@@ -511,7 +521,7 @@ class Catalog:
             bf16_dense_tflops=g.bf16_dense_tflops, memory_bandwidth_tb_s=g.memory_bandwidth_tb_s,
             prices=tuple(Price(p.provider, p.usd_per_hour, p.offer, p.source, p.date, p.billing, p.scale_to_zero)
                          for p in g.prices),
-            spec_source=g.spec_source, spec_notes=g.spec_notes,
+            spec_source=g.spec_source, spec_notes=g.spec_notes, compute_capability=g.compute_capability,
         )
 
     # ---- loading ------------------------------------------------------------------------------

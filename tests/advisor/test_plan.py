@@ -190,6 +190,22 @@ def test_dora_is_never_planned_where_peft_adapts_experts_as_parameters(catalog):
     assert moe.estimates.training.lora.dropout == 0.0  # ParamWrapper runs no dropout
 
 
+def test_a_card_without_bf16_is_never_the_training_gpu(catalog):
+    """A T4 (Turing, compute capability 7.5) has no bf16 tensor cores, and the plan and its configs train in bf16
+    (transformers refuses bf16=True there): it is never chosen to train on, and the plan says why."""
+    from dataclasses import replace
+
+    small = {"symptoms": ["format"], "tried": {"prompting": "partly", "few_shot": "failed", "structured_output": "partly"},
+             "data": {"labeled_examples": 2000}, "model": {"base": "qwen2.5-0.5b"}}
+    both = plan_for(catalog, **small, hardware={"gpus": ["T4", "L4"]})
+    assert rec(both)[3] == "lora" and both.recommendation.gpus == ["L4"]
+    alone = plan_for(catalog, **small, hardware={"gpus": ["T4"]})
+    assert rec(alone)[3] is None and not any(r.fits for r in alone.estimates.fit_matrix)
+    assert any(a.startswith("T4: no bf16 tensor cores") for a in alone.estimates.assumptions)
+    t4 = catalog.gpu("T4")
+    assert not t4.trains_bf16 and replace(t4, compute_capability="8.0").trains_bf16  # Ampere is the edge
+
+
 def test_many_adapters_mean_lora_with_multi_lora_serving(catalog):
     plan = plan_for(catalog, symptoms=["format"], tried={"prompting": "partly", "few_shot": "failed", "structured_output": "partly"}, data={"labeled_examples": 200_000},
                     model={"base": "qwen2.5-0.5b"}, hardware={"gpus": ["H100-80GB"]}, deployment={"adapters": 6})
