@@ -305,9 +305,11 @@ def lora_settings(answers: Answers, anatomy: Anatomy | None = None) -> dict[str,
     # the same threshold that makes RANK_FOR_LARGE_DATA warn "the plan raises the rank"
     large = answers.data.labeled_examples >= load_rules().threshold_values["large_dataset_examples"]
     d = TrainingSetup
-    dropout = d.lora_dropout if anatomy is None else lora_dropout_for(anatomy, d.lora_targets, d.lora_dropout)
-    adapted = [g.name for g, _ in select_lora_params(anatomy, d.lora_targets)] if anatomy is not None else []
-    regex = text_target_regex(anatomy, d.lora_targets) if anatomy is not None else None
+    dropout, adapted, regex = d.lora_dropout, [], None
+    if anatomy is not None:
+        dropout = lora_dropout_for(anatomy, d.lora_targets, d.lora_dropout)
+        adapted = [g.name for g, _ in select_lora_params(anatomy, d.lora_targets)]
+        regex = text_target_regex(anatomy, d.lora_targets)
     return {"r": lo["large_data_r"] if large else d.lora_r, "alpha": lo["large_data_alpha"] if large else d.lora_alpha,
             "dropout": dropout, "targets": list(d.lora_targets), "adapted_parameters": adapted,
             "target_regex": regex}
@@ -505,12 +507,10 @@ class Estimator:
                 best = (sharding, offload, optimizer, fitting)
                 break
         sharding, offload, optimizer, mb = best or (*layouts[-1], optimizers[0], 1)
-        # the plan trains in bf16: a card without bf16 tensor cores (a T4) is never a training candidate
-        fits = best is not None and gpu.trains_bf16
+        fits = best is not None
         setups = [self.setup(technique, s, mb, sharding, optimizer, offload) for s in self.stages]
         # above the margin but within the card: it may run, but one longer batch or allocator spike away from OOM
-        tight = not fits and gpu.trains_bf16 and all(self._memory(st).total_bytes <= gpu.usable_memory_bytes
-                                                     for st in setups)
+        tight = not fits and all(self._memory(st).total_bytes <= gpu.usable_memory_bytes for st in setups)
         # tokens/s include CPU offload's PCIe copies and host optimizer step (estimators.throughput.offload_time)
         tps = [estimate_throughput(self.model.anatomy, self.speed_setup(st, s), gpu).tokens_per_s
                for st, s in zip(setups, self.stages)]
@@ -521,13 +521,15 @@ class Estimator:
             mb, e = entry
             setups[0] = self.setup(technique, self.stages[0], mb, sharding, optimizer, offload)
             ran = bool(e.fits) and e.device_peak_bytes is not None and e.device_peak_bytes <= gpu.usable_memory_bytes
-            fits = ran and e.device_peak_bytes <= self.memory_limit(gpu) and gpu.trains_bf16
-            tight = ran and not fits and gpu.trains_bf16
+            fits = ran and e.device_peak_bytes <= self.memory_limit(gpu)
+            tight = ran and not fits
             memory_bytes = e.device_peak_bytes if e.device_peak_bytes is not None else memory_bytes
             measured = ("memory",)
             if e.tokens_per_s:
                 tps[0] = e.tokens_per_s
                 measured += ("tokens_per_s",)
+        if not gpu.trains_bf16:  # the plan trains in bf16: a card without bf16 tensor cores (a T4) never trains
+            fits = tight = False
         opt = RunOption(technique, gpu, self.gpu_count, sharding, offload, optimizer, mb, self._memory(setups[0]),
                         memory_bytes, fits,
                         tuple(s.training_tokens * s.epochs / t / 3600 * self.adapter_runs
