@@ -63,6 +63,10 @@ class ActivationTrace:
     #: a dequantized or upcast weight): a transient on top of the saved bytes
     forward_transient_bytes: int
     family_supported: bool
+    #: the loss path's tensors that live only while the loss is computed (forward) and while its gradient reaches
+    #: the lm_head input (backward start), on top of the saved bytes (``_loss``)
+    loss_forward_transient_bytes: int = 0
+    loss_backward_transient_bytes: int = 0
 
     @property
     def model_bytes(self) -> int:
@@ -97,6 +101,8 @@ class _Tracer:
         #: MoE parameter groups peft adapts as parameters (ParamWrapper), with their rank / r
         self.lora_params = dict((g.name, f) for g, f in select_lora_params(anatomy, setup.lora_targets)) \
             if setup.adapted else {}
+        #: Liger's RMSNorm and SwiGLU kernels replace transformers' (``loss_kernel == "liger"``)
+        self.liger = setup.loss_kernel == "liger"
         self.group = "embedding"
         self.where = ""
         self._saved: dict[int, tuple[str, str, str, _T]] = {}
@@ -132,6 +138,13 @@ class _Tracer:
         T = self.T if rows is None else rows
         self.where = name
         w_rg = self.full
+        if self.liger:
+            # LigerRMSNorm (liger_kernel/ops/rms_norm.py): one Triton kernel; ctx.save_for_backward(X, W, RSTD)
+            # keeps the input itself and an fp32 reciprocal RMS per row, nothing in fp32 per element
+            if x.rg or w_rg:
+                self.save(x, "input (Liger RMSNorm)")
+                self.save(self.new(T * 4, True), "rstd per row (fp32, Liger RMSNorm)")
+            return self.new(T * h * dt, x.rg or w_rg)
         x32 = self.cast(x, T * h, 4, dt)  # hidden_states.to(torch.float32) / x.float()
         if x.rg:
             self.save(x32, "fp32 input (pow, mul)")
@@ -383,6 +396,20 @@ class _Tracer:
             return self.moe(x, prefix)
         T, i = self.T, self.a.intermediate_size
         L = {g.leaf: g for g in self.a.linears if g.name.startswith(prefix)}
+        if self.liger:
+            # LigerSiLUMulFunction / LigerGELUMulFunction (liger_kernel/ops/swiglu.py, geglu.py): act(gate) * up in
+            # one kernel, ctx.save_for_backward(a, b); the activation is recomputed in backward. Phi-3's fused
+            # gate_up output is split and made contiguous first (two new tensors)
+            if "gate_up_proj" in L:
+                gu = self.linear(x, L["gate_up_proj"])
+                gate, up = self.new(T * i * self.dt, gu.rg), self.new(T * i * self.dt, gu.rg)
+            else:
+                gate, up = self.linear(x, L["gate_proj"]), self.linear(x, L["up_proj"])
+            self.where = prefix.rstrip(".")
+            if gate.rg or up.rg:
+                self.save(gate, "gate projection output (Liger SwiGLU)")
+                self.save(up, "up projection output (Liger SwiGLU)")
+            return self.linear(self.new(T * i * self.dt, gate.rg or up.rg), L["down_proj"])
         if "gate_up_proj" in L:  # phi3
             gu = self.linear(x, L["gate_up_proj"])
             self.where = prefix.rstrip(".")
@@ -427,6 +454,11 @@ def trace_activations(
         raise ValueError(f"device must be cuda or cpu, got {device!r}")
     nseq = setup.sequences_per_micro_batch if nseq is None else nseq
     a, s = anatomy, setup
+    if s.loss_kernel == "liger" and not family(a.model_type).liger:
+        from estimators.errors import EstimateError
+
+        raise EstimateError(f"loss_kernel liger: Liger-Kernel has no kernels for model_type {a.model_type}; use "
+                            "standard, chunked or cce")
     tr = _Tracer(a, s, nseq, s.seq_len, device)
     T, h, dt, V = tr.T, a.hidden_size, tr.dt, a.vocab_size
     gc = s.gradient_checkpointing
@@ -441,7 +473,9 @@ def trace_activations(
     if fam.scaled_embedding and tr.full:  # Gemma2TextScaledWordEmbedding: lookup * embed_scale (a scalar buffer)
         tr.save(tr.new(dt, False), "embedding scale")
     # (enable_input_require_grads marks the embedding module's output, after the scale)
-    x = tr.new(T * h * dt, tr.full or gc)
+    # under AMP the embedding runs in fp32 (autocast casts matmul inputs only) and so does the residual stream
+    res = 4 if s.amp else dt
+    x = tr.new(T * h * res, tr.full or gc)
     # cos/sin of (seq, head_dim), or of half of it where the family rotates the two halves (gpt-oss)
     rope_bytes = s.seq_len * a.head_dim * dt // (2 if fam.half_rotary else 1)
     cos, sin = tr.new(rope_bytes, False), tr.new(rope_bytes, False)
@@ -454,7 +488,7 @@ def trace_activations(
         if gc:
             tr.where = "checkpointed layer"
             tr.save(x, "layer input (kept by checkpointing)")
-            x = tr.new(T * h * dt, True)
+            x = tr.new(T * h * res, True)
         else:
             sliding = i < a.sliding_layers  # the order of the layer types changes no sum
             x = tr.layer(x, *(local if sliding else (cos, sin)), sliding=sliding)
@@ -475,17 +509,22 @@ def trace_activations(
     x = tr.rmsnorm(x, "norm", gemma)
     tr.group, tr.where = "lm_head", "lm_head"
     lm_trainable = tr.full  # a tied lm_head shares the (trainable) embedding
-    if lm_trainable:
-        tr.save(x, "input (weight gradient)")
-    logits = tr.new(T * V * dt, x.rg or lm_trainable)
-    tr.group = "loss"
-    tr.where = "loss"
-    if a.final_logit_softcapping:
-        logits = tr.new(T * V * dt, logits.rg)  # logits / cap
-        logits = tr.new(T * V * dt, logits.rg)  # tanh
-        tr.save(logits, "final softcap tanh output")
-        logits = tr.new(T * V * dt, logits.rg)  # * cap
-    _loss(tr, s, logits, T, V, dt)
+    loss_fwd = loss_bwd = 0
+    if s.loss_kernel in ("liger", "cce"):
+        tr.group = tr.where = "loss"
+        loss_fwd, loss_bwd = _fused_linear_loss(tr, s, x, lm_trainable)
+    else:
+        if lm_trainable:
+            tr.save(x, "input (weight gradient)")
+        logits = tr.new(T * V * dt, x.rg or lm_trainable)
+        tr.group = "loss"
+        tr.where = "loss"
+        if a.final_logit_softcapping:
+            logits = tr.new(T * V * dt, logits.rg)  # logits / cap
+            logits = tr.new(T * V * dt, logits.rg)  # tanh
+            tr.save(logits, "final softcap tanh output")
+            logits = tr.new(T * V * dt, logits.rg)  # * cap
+        loss_fwd, loss_bwd = _loss(tr, s, logits, T, V, dt)
 
     items: dict[tuple[str, str, str], list[int]] = {}
     for g, w, what, nb in tr.saved_items():
@@ -503,18 +542,73 @@ def trace_activations(
         layer_bytes_no_checkpoint=one.saved_bytes,
         forward_transient_bytes=tr.transient,
         family_supported=fam.verified,
+        loss_forward_transient_bytes=loss_fwd,
+        loss_backward_transient_bytes=loss_bwd,
     )
 
 
-def _loss(tr: _Tracer, s: TrainingSetup, logits: _T, T: int, V: int, dt: int) -> None:
+def _loss(tr: _Tracer, s: TrainingSetup, logits: _T, T: int, V: int, dt: int) -> tuple[int, int]:
+    """The loss on materialised logits; returns (forward, backward-start) transient bytes beyond what it saves."""
+    if s.loss_kernel == "chunked":
+        # torchtune CEWithChunkedOutputLoss (torchtune/modules/loss/ce_chunked_output_loss.py) under torch.compile:
+        # the lm_head output comes in CHUNKS chunks of bf16 logits, each chunk upcast and reduced by a compiled
+        # cross-entropy whose backward keeps its bf16 input and an fp32 logsumexp per token (recomputing the
+        # softmax); one chunk's fp32 upcast exists at a time, and in backward one chunk's logit gradient
+        tr.save(logits, "logits (bf16, kept by the compiled chunked loss)")
+        tr.save(tr.new(T * 4, True), "logsumexp per token (fp32)")
+        tr.save(tr.new(T * 8, False), "labels (int64)")
+        chunk = -(-T // CHUNKED_LOSS_CHUNKS)
+        return chunk * V * 4, chunk * V * (4 + dt)
+    # transformers' loss keeps the logits (compute dtype) and their fp32 upcast alive while it runs, next to what it
+    # saves; the gradient reaching the logits is fp32 (log_softmax_backward) and is cast back: two fp32 T x V tensors
+    fwd, bwd = T * V * dt + (T * V * 4 if dt != 4 else 0), 2 * T * V * 4
     if s.objective in ("dpo", "kto"):
         # TRL's selective_log_softmax: row-wise log_softmax in the logits dtype, gathered per token
         tr.save(tr.new(T * V * dt, True), "per-row log_softmax output")
         tr.save(tr.new(T * 8, False), "labels (int64)")
-        return
+        return fwd, bwd
     # transformers ForCausalLMLoss: logits.float(), cross_entropy = log_softmax + nll_loss
     tr.save(tr.new(T * V * 4, True), "log_softmax output (fp32)")
     # labels are padded by one ignore_index then sliced [..., 1:]; with one sequence the slice is already
     # contiguous, so the saved target keeps the padded storage (s + 1 elements)
     tr.save(tr.new((T + (1 if tr.nseq == 1 else 0)) * 8, False), "shifted labels (int64)")
     tr.save(tr.new(4, False), "nll total weight")
+    return fwd, bwd
+
+
+#: torchtune's CEWithChunkedOutputLoss default ``num_output_chunks``
+CHUNKED_LOSS_CHUNKS = 8
+
+
+def liger_chunk_rows(T: int, V: int, h: int) -> int:
+    """Rows of one logits chunk in Liger's fused linear cross-entropy (ops/fused_linear_cross_entropy.py):
+    inc_factor = ceil(V / H), chunk = next_power_of_2(ceil(BT / inc_factor)), at most BT: about BT x H elements."""
+    inc = -(-V // h)
+    rows = -(-T // inc)
+    return min(1 << (rows - 1).bit_length(), T)
+
+
+def _fused_linear_loss(tr: _Tracer, s: TrainingSetup, x: _T, lm_trainable: bool) -> tuple[int, int]:
+    """lm_head and loss in one op: no T x V tensor outlives a chunk. Returns (forward, backward-start) transients.
+
+    * Liger (LigerFusedLinearCrossEntropyFunction, liger_kernel/ops/fused_linear_cross_entropy.py): forward loops
+      over chunks of ``liger_chunk_rows`` tokens, computes each chunk's logits in the input dtype, overwrites them
+      with their gradient (liger_cross_entropy_kernel) and accumulates grad_input (T x H, zeros_like input) and,
+      when the lm_head trains, grad_weight (V x H in the weight dtype) right there; it saves those two, and
+      backward only scales them. loss_1d is fp32 per token.
+    * Cut Cross-Entropy (apple/ml-cross-entropy, cut_cross_entropy/cce.py): forward computes an fp32 logsumexp per
+      token blockwise and saves it with the hidden states and the classifier; backward recomputes logits block by
+      block and writes the hidden-state gradient (T x H) and, when the lm_head trains, its gradient (V x H).
+    """
+    a, T, dt = tr.a, tr.T, tr.dt
+    V, h = a.vocab_size, a.hidden_size
+    tr.save(tr.new(T * 8, False), "labels (int64)")
+    if s.loss_kernel == "liger":
+        tr.save(tr.new(T * h * dt, True), "grad_input (computed in forward, Liger)")
+        if lm_trainable:
+            tr.save(tr.new(V * h * dt, True), "lm_head grad_weight (computed in forward, Liger)")
+        chunk = liger_chunk_rows(T, V, h)
+        return chunk * V * dt + T * 4, 0
+    tr.save(x, "hidden states (Cut Cross-Entropy)")
+    tr.save(tr.new(T * 4, True), "logsumexp per token (fp32, Cut Cross-Entropy)")
+    return T * 4, T * h * dt + (V * h * dt if lm_trainable else 0)

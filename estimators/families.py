@@ -56,6 +56,8 @@ class Family(BaseModel):
     weights_note: str | None = None
     #: a chat variant of this family (same architecture, own templates): families.yaml ``chat_of``
     chat_of: str | None = None
+    #: Liger-Kernel ships an ``apply_liger_kernel_to_*`` for this model_type (families.yaml ``liger``)
+    liger: bool = False
     source: str = ""
 
     def chat_template(self, trainer: str) -> str | None:

@@ -172,12 +172,16 @@ def model_states(anatomy: Anatomy, setup: TrainingSetup) -> ModelStates:
                          f"({fused / 1e9:,.2f}B parameters, {fused * dt / 2**30:,.1f} GiB) stay in the compute dtype "
                          f"(measured on CPU: transformers 5 + bitsandbytes)")
     else:
-        base = anatomy.params_total * dt
+        # AMP keeps the model itself in fp32 (the master weights) and casts to bf16 per op under autocast
+        base = anatomy.params_total * (4 if setup.amp else dt)
 
     if setup.technique == "full":
         # a multimodal wrapper's vision tower stays frozen (text fine-tuning)
         trainable = anatomy.params_total - anatomy.frozen_vision_params
-        groups = [(_subtract(anatomy.param_tensor_numels, dict(anatomy.vision_tensor_numels)), dt)]
+        groups = [(_subtract(anatomy.param_tensor_numels, dict(anatomy.vision_tensor_numels)), 4 if setup.amp else dt)]
+        if setup.amp:
+            notes.append("AMP: fp32 master weights, fp32 gradients and fp32 AdamW states (16 bytes/param, transformers "
+                         "docs' mixed-precision anatomy), bf16 compute under torch.autocast")
     else:
         dora = setup.technique == "dora"
         trainable = lora_trainable_params(anatomy, setup.lora_r, setup.lora_targets, dora)
@@ -289,25 +293,46 @@ def estimate_memory(anatomy: Anatomy, setup: TrainingSetup, trace: ActivationTra
     states = model_states(anatomy, setup)
     trace = trace or trace_activations(anatomy, setup)
     T = setup.sequences_per_micro_batch * setup.seq_len
-    V, i, dt = anatomy.vocab_size, anatomy.intermediate_size, setup.compute_bytes
+    i, dt = anatomy.intermediate_size, setup.compute_bytes
     full = setup.technique == "full"
 
     weights = states.weights_bytes
     if setup.needs_reference_model and full:
         weights += anatomy.params_total * dt  # a frozen copy of the policy (peft uses adapters-off instead)
+    # torch.autocast caches the bf16 cast of every fp32 leaf weight it multiplies until the autocast region (the
+    # forward pass) exits (aten/src/ATen/autocast_mode.cpp cached_cast); the linears also save their cast weight for
+    # backward, so without checkpointing every copy lives until its layer's backward, with it only the lm_head's
+    # (and, in backward, the recomputed layer's)
+    cast_all = cast_head = cast_layer = 0
+    if setup.amp:
+        head_mm = anatomy.vocab_size * anatomy.hidden_size
+        cast_all = 2 * (sum(g.weight_params * g.count for g in anatomy.linears)
+                        + sum(g.weight_params * g.count for g in anatomy.params) + head_mm)
+        cast_head = 2 * head_mm
+        cast_layer = 2 * anatomy.largest_layer_params
+    gc = setup.gradient_checkpointing
     persistent = weights + states.trainable_weights_bytes + states.optimizer_bytes
     grads_all = states.gradients_bytes
     accumulating = setup.grad_accum > 1
     grads_fwd = grads_all if accumulating else 0
 
     A = trace.model_bytes  # decoder activations, embeddings, final norm, lm_head input
+    A_back = A
+    if setup.activation_offload:
+        # torchtune's OffloadActivations (torchtune/training/_activation_offloading.py; Axolotl's
+        # activation_offloading): every saved tensor of the decoder layers goes to pinned host memory as forward
+        # makes it and comes back for its layer's backward, one layer ahead on a side stream; on the GPU stay the
+        # tensors outside the layers and, at any moment, the layer in use and the one being copied
+        layers = trace.by_group.get("layers", 0)
+        per_layer = layers / max(anatomy.num_layers, 1)
+        A = A - layers + int(min(2, anatomy.num_layers) * per_layer)
+        A_back = A
     L_saved = trace.by_group.get("loss", 0)
-    # forward, while the loss is computed: the logits (compute dtype) and their fp32 upcast are alive
-    # next to the saved log-probabilities (transformers ForCausalLMLoss: logits.float() + cross_entropy)
-    logits_fwd = L_saved + T * V * dt + (T * V * 4 if dt != 4 else 0)
-    # backward through the loss: fp32 gradient of the log-probabilities and of the logits, next to
-    # the saved log-probabilities (log_softmax_backward)
-    logits_bwd = L_saved + 2 * T * V * 4
+    # forward, while the loss is computed, and backward through the loss: what the loss path holds beyond what it
+    # saves (transformers: bf16 logits and their fp32 upcast, then the fp32 gradients of log-probabilities and
+    # logits; chunked and fused kernels far less: activations._loss, _fused_linear_loss)
+    logits_fwd = L_saved + trace.loss_forward_transient_bytes
+    logits_bwd = L_saved + trace.loss_backward_transient_bytes
     # gradient of the lm_head (tied or not) arrives first in backward
     head_params = anatomy.params_by_part.get("lm_head", 0) or anatomy.params_by_part.get("embedding", 0)
     grads_head = head_params * dt if full else 0
@@ -318,13 +343,14 @@ def estimate_memory(anatomy: Anatomy, setup: TrainingSetup, trace: ActivationTra
 
     # what comes and goes at each modelled moment; the phase totals are derived from it
     moments = {
-        "forward end (loss)": dict(gradients=grads_fwd, activations=A, logits_and_loss=logits_fwd,
+        "forward end (loss)": dict(weights=cast_all, gradients=grads_fwd, activations=A, logits_and_loss=logits_fwd,
                                    backward_workspace=0),
-        "backward start (loss gradient)": dict(gradients=grads_fwd, activations=A, logits_and_loss=logits_bwd,
-                                               backward_workspace=0),
-        "backward through the decoder": dict(gradients=max(grads_fwd, grads_head), activations=A, logits_and_loss=0,
-                                             backward_workspace=workspace),
-        "backward end / optimizer step": dict(gradients=grads_all, activations=0, logits_and_loss=0,
+        "backward start (loss gradient)": dict(weights=cast_head if gc else cast_all, gradients=grads_fwd,
+                                               activations=A, logits_and_loss=logits_bwd, backward_workspace=0),
+        "backward through the decoder": dict(weights=cast_layer if gc else cast_all,
+                                             gradients=max(grads_fwd, grads_head), activations=A_back,
+                                             logits_and_loss=0, backward_workspace=workspace),
+        "backward end / optimizer step": dict(weights=0, gradients=grads_all, activations=0, logits_and_loss=0,
                                               backward_workspace=workspace),
     }
     phases = {k: persistent + sum(v.values()) for k, v in moments.items()}
@@ -332,7 +358,7 @@ def estimate_memory(anatomy: Anatomy, setup: TrainingSetup, trace: ActivationTra
     at = moments[peak_phase]
     transient = at["activations"] + at["logits_and_loss"] + at["backward_workspace"]
     parts = {
-        "weights": weights,
+        "weights": weights + at["weights"],
         "trainable_weights": states.trainable_weights_bytes,
         "gradients": at["gradients"],
         "optimizer_states": states.optimizer_bytes,
@@ -356,6 +382,20 @@ def estimate_memory(anatomy: Anatomy, setup: TrainingSetup, trace: ActivationTra
     if setup.needs_reference_model:
         assumptions.append("reference policy: " + ("a frozen copy of the weights" if full
                                                    else "the base model with adapters disabled (no extra weights)"))
+    if setup.loss_kernel != "standard":
+        assumptions.append({
+            "chunked": "chunked cross-entropy (torchtune CEWithChunkedOutputLoss under torch.compile, 8 chunks): bf16 "
+                       "logits kept, one chunk upcast to fp32 at a time",
+            "liger": "Liger kernels (apply_liger_kernel_to_*: RMSNorm, SwiGLU, RoPE, fused linear cross-entropy): "
+                     "no T x vocabulary tensor beyond one chunk of about T x hidden elements; the loss gradient is "
+                     "computed in forward",
+            "cce": "Cut Cross-Entropy (apple/ml-cross-entropy): logits never materialised, an fp32 logsumexp per "
+                   "token kept, gradients recomputed blockwise in backward",
+        }[setup.loss_kernel])
+    if setup.activation_offload:
+        offloaded = trace.by_group.get("layers", 0)
+        assumptions.append(f"activation offloading: the decoder layers' saved tensors ({offloaded / 2**30:,.2f} GiB "
+                           "per micro-batch) in pinned host memory, two layers' worth on the GPU at a time")
     if setup.optimizer == "paged-adamw-8bit":
         assumptions.append("paged optimizer states counted on the GPU; under pressure they page out to host memory")
     return MemoryBreakdown(

@@ -11,7 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from advisor.contract.vocab import ATTENTION, OBJECTIVES, OFFLOAD, OPTIMIZERS, PRECISIONS, SHARDING, TECHNIQUES
+from advisor.contract.vocab import (
+    ATTENTION,
+    LOSS_KERNELS,
+    MASTER_WEIGHTS,
+    OBJECTIVES,
+    OFFLOAD,
+    OPTIMIZERS,
+    PRECISIONS,
+    SHARDING,
+    TECHNIQUES,
+)
 from estimators.errors import EstimateError
 
 #: adapters may keep their own dtype; "auto" follows the recipe (``TrainingSetup.adapter_bytes``)
@@ -50,6 +60,17 @@ class TrainingSetup:
     gpu_count: int = 1
     sharding: str = "none"
     offload: str = "none"
+    #: how logits become the loss: transformers' fp32 cross-entropy, a compiled chunked loss (torchtune), Liger's
+    #: fused linear cross-entropy with its RMSNorm/SwiGLU/RoPE kernels, or Apple's Cut Cross-Entropy
+    loss_kernel: str = "standard"
+    #: saved activations of the decoder layers copied to host memory during forward (torchtune's OffloadActivations,
+    #: Axolotl's ``activation_offloading``), brought back for backward
+    activation_offload: bool = False
+    #: "fp32": fp32 master weights, gradients and optimizer states with bf16 autocast compute (AMP); "auto": pure
+    #: bf16 on one GPU, DeepSpeed's and FSDP's own fp32 masters when sharded
+    master_weights: str = "auto"
+    #: torch.compile fuses the elementwise ops around the matmuls (speed only: the memory estimate is eager's)
+    compile: bool = False
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
@@ -70,6 +91,8 @@ class TrainingSetup:
             ("sharding", tuple(SHARDING)),
             ("offload", tuple(OFFLOAD)),
             ("adapter_dtype", ADAPTER_DTYPES),
+            ("loss_kernel", tuple(LOSS_KERNELS)),
+            ("master_weights", tuple(MASTER_WEIGHTS)),
         ):
             check(lambda n=name, a=allowed: object.__setattr__(self, n, _choice(n, getattr(self, n), a)))
         for name in ("seq_len", "micro_batch", "grad_accum", "gpu_count", "lora_r", "lora_alpha"):
@@ -90,6 +113,16 @@ class TrainingSetup:
                 errors.append("offload needs sharding zero2, zero3 or fsdp")
             if self.offload == "params" and self.sharding == "zero2":
                 errors.append("zero2 can offload the optimizer only; use zero3 or fsdp to offload params")
+            if self.master_weights == "fp32" and self.technique != "full":
+                errors.append("master_weights fp32 applies to full fine-tuning (LoRA adapters are fp32 already; "
+                              "see adapter_dtype)")
+            if self.master_weights == "fp32" and self.precision != "bf16":
+                errors.append("master_weights fp32 needs precision bf16 (the compute dtype of autocast)")
+            if self.loss_kernel != "standard" and self.objective in ("dpo", "kto"):
+                errors.append(f"loss_kernel {self.loss_kernel}: DPO and KTO compute per-token log-probabilities "
+                              "from full logits; use loss_kernel standard")
+            if not isinstance(self.activation_offload, bool):
+                errors.append(f"activation_offload must be true or false; got {self.activation_offload!r}")
             if self.sharding != "none" and self.gpu_count < 2 and self.offload == "none":
                 errors.append(f"sharding {self.sharding} needs gpu_count >= 2 (or an offload)")
         if errors:
@@ -100,6 +133,11 @@ class TrainingSetup:
     def adapted(self) -> bool:
         """LoRA-family technique (frozen base, trainable adapters)."""
         return TECHNIQUES[self.technique].adapter
+
+    @property
+    def amp(self) -> bool:
+        """fp32 master weights with bf16 autocast on one GPU or DDP (sharded runs have their own masters)."""
+        return self.master_weights == "fp32" and self.sharding == "none"
 
     @property
     def compute_bytes(self) -> int:

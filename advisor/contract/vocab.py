@@ -386,6 +386,24 @@ OFFLOAD: Terms[Term] = Terms(
     Term("params", "parameters and optimizer states"),
 )
 
+#: how the lm_head output becomes the loss (``TrainingSetup.loss_kernel``); each is modelled from its own code in
+#: ``estimators.activations._loss_kernel``
+LOSS_KERNELS: Terms[Term] = Terms(
+    "loss kernel",
+    Term("standard", "transformers cross-entropy (fp32 logits)"),
+    Term("chunked", "chunked cross-entropy (compiled, one fp32 chunk at a time)"),
+    Term("liger", "Liger fused linear cross-entropy (+ Liger RMSNorm, SwiGLU, RoPE)"),
+    Term("cce", "Cut Cross-Entropy (no logits in memory)"),
+)
+
+#: the dtype of the weights the optimizer updates: "auto" follows the recipe (pure bf16 on one GPU, fp32 under FSDP
+#: mixed precision), "fp32" keeps fp32 master weights with bf16 autocast compute (AMP)
+MASTER_WEIGHTS: Terms[Term] = Terms(
+    "master weights",
+    Term("auto", "as the recipe"),
+    Term("fp32", "fp32 master weights, bf16 autocast"),
+)
+
 DEVICES: Terms[Term] = Terms("device", Term("cuda", "CUDA GPU"), Term("cpu", "CPU"))
 
 #: how a profile entry (``advise profile``) was obtained, and how it ended
