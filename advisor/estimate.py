@@ -25,7 +25,7 @@ from estimators.cost import (
 )
 from estimators.memory import PART_LABELS, estimate_memory, fit
 from estimators.setup import TrainingSetup
-from estimators.throughput import estimate_throughput
+from estimators.throughput import estimate_throughput, model_flops_per_token
 
 
 def setup_dict(setup: TrainingSetup) -> dict[str, Any]:
@@ -154,7 +154,9 @@ def run_estimate(
             "tokens_per_s": round_sig(tp.tokens_per_s),
             "seconds_per_million_tokens": round_sig(tp.seconds_per_million_tokens),
             "flops_per_token": round_sig(tp.flops_per_token.total),
-            "mfu": tp.mfu,
+            "model_flops_per_token": round_sig(model_flops_per_token(tp.flops_per_token)),
+            "mfu": round_sig(tp.mfu),
+            "hfu": round_sig(tp.hfu) if tp.hfu is not None else None,
             "mfu_measured": tp.mfu_measured,
         },
         "training": {

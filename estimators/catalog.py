@@ -96,6 +96,10 @@ class GPUIn(_Entry):
     bf16_sparse_tflops: float | None = Field(default=None, gt=0, le=1e6)
     bf16_fp16acc_dense_tflops: float | None = Field(default=None, gt=0, le=1e6)
     memory_bandwidth_tb_s: float = Field(gt=0, le=1e4)
+    #: GPU-to-GPU link; a card without one is taken as PCIe Gen4 x16 (32 GB/s per direction)
+    interconnect: Text | None = None
+    interconnect_gb_s: float | None = Field(default=None, gt=0, le=1e5)
+    interconnect_source: Text | None = None
     spec_source: Text
     spec_notes: Text | None = None
     prices: list[PriceIn] = []
@@ -302,6 +306,8 @@ class GPU:
     spec_source: str
     spec_notes: str | None
     compute_capability: str | None = None
+    interconnect: str = "PCIe Gen4 x16"
+    interconnect_gb_s: float = 32.0  # per GPU and direction (gpus.yaml)
 
     @property
     def trains_bf16(self) -> bool:
@@ -522,6 +528,7 @@ class Catalog:
             prices=tuple(Price(p.provider, p.usd_per_hour, p.offer, p.source, p.date, p.billing, p.scale_to_zero)
                          for p in g.prices),
             spec_source=g.spec_source, spec_notes=g.spec_notes, compute_capability=g.compute_capability,
+            interconnect=g.interconnect or "PCIe Gen4 x16 (assumed)", interconnect_gb_s=g.interconnect_gb_s or 32.0,
         )
 
     # ---- loading ------------------------------------------------------------------------------

@@ -14,8 +14,9 @@ decoder-layer linears and the lm_head (tied or not); the embedding lookup is not
 * Gradient checkpointing recomputes each decoder layer's forward once more in backward.
 * DPO/KTO run the reference policy forward once per token (no backward).
 
-Tokens/s = peak dense bf16 FLOP/s x GPUs x model FLOPs utilisation (MFU) / FLOPs per token. The MFU per
-technique is an assumption until a profile of the card measures it.
+Tokens/s = tokens of an optimizer step / its time, which ``estimators.speed`` builds from a roofline over every
+op at the step's shapes (compute, memory bandwidth, kernel launches, the optimizer step, collectives). MFU is
+reported on model FLOPs (no recompute), HFU on hardware FLOPs; a measured MFU from a profile replaces the roofline.
 
 CPU offload (ZeRO-2/3 optimizer or parameter offload, FSDP CPU offload) adds, per optimizer step, the time to
 copy gradients to the host and weights back over PCIe and the optimizer step on the host CPU (``offload_time``);
@@ -31,16 +32,6 @@ from estimators.anatomy import Anatomy, lora_trainable_params, select_lora_param
 from estimators.catalog import GPU
 from estimators.memory import model_states
 from estimators.setup import TrainingSetup
-
-#: Model FLOPs utilisation assumed for Hugging Face trainers without torch.compile, by technique.
-#: Published points: torchtitan Llama-3.1-8B on 8xH100, FSDP bf16: 33-39% MFU; torchtune on one RTX 4090
-#: (compiled, packed): 8B full 1,650 tok/s (~48%), LoRA 3,083 tok/s, QLoRA 2,413 tok/s (~47%).
-#: QLoRA dequantizes every 4-bit weight on each use; DoRA recomputes the weight norm every step.
-DEFAULT_MFU = {"full": 0.40, "lora": 0.38, "dora": 0.28, "qlora": 0.30}
-MFU_SOURCE = (
-    "assumed MFU by technique (full 40%, LoRA 38%, DoRA 28%, QLoRA 30%) from torchtitan/torchtune "
-    "published runs; a profile of the card replaces it"
-)
 
 #: Host <-> GPU copies under CPU offload, bytes/s per GPU and direction. PCIe Gen4 x16 carries 16 GT/s x 16 lanes
 #: (128b/130b) = 31.5 GB/s per direction (PCI-SIG PCIe 4.0 spec); pinned-memory cudaMemcpy reaches about 25 GB/s
@@ -106,6 +97,8 @@ class Throughput:
     assumptions: tuple[str, ...]
     compute_tokens_per_s: float | None = None  # the GPUs' compute alone (differs from tokens_per_s under offload)
     offload: OffloadTime | None = None
+    #: utilisation on hardware FLOPs (recompute included); ``mfu`` is on model FLOPs (no recompute)
+    hfu: float | None = None
 
     def hours_for(self, tokens: float, epochs: float = 1.0) -> float:
         return tokens * epochs / self.tokens_per_s / 3600
@@ -218,27 +211,53 @@ def offload_assumptions(setup: TrainingSetup, off: OffloadTime) -> list[str]:
     return [constants, step]
 
 
+def model_flops_per_token(f: FlopsPerToken) -> float:
+    """FLOPs the technique needs per token, without gradient checkpointing's recompute: the numerator of model FLOPs
+    utilisation (MFU; PaLM, Chowdhery et al. 2022, appendix B). Hardware FLOPs (HFU) add the recompute."""
+    return f.forward + f.backward + f.reference
+
+
 def estimate_throughput(anatomy: Anatomy, setup: TrainingSetup, gpu: GPU, mfu: float | None = None) -> Throughput:
-    """Tokens/s of ``setup`` on ``setup.gpu_count`` x ``gpu``; ``mfu`` overrides the assumed utilisation. With CPU
-    offload the host copies and optimizer step are added per optimizer step of ``setup.grad_accum`` micro-batches
-    (``offload_time``)."""
+    """Tokens/s of ``setup`` on ``setup.gpu_count`` x ``gpu``. The step time comes from the roofline of
+    ``estimators.speed`` at the step's shapes; ``mfu`` (a measured utilisation) replaces it with peak x MFU / FLOPs.
+    With CPU offload the host copies and optimizer step are added per optimizer step of ``setup.grad_accum``
+    micro-batches (``offload_time``)."""
+    from estimators.speed import constants, step_time
+
     f = flops_per_token(anatomy, setup)
     measured = mfu is not None
-    mfu = DEFAULT_MFU[setup.technique] if mfu is None else mfu
-    # data parallel: every GPU runs its own micro-batches; sharding costs communication the MFU absorbs
-    compute_tps = gpu.bf16_dense_tflops * 1e12 * setup.gpu_count * mfu / f.total
-    assumptions = [
-        f"{gpu.name} peak {gpu.bf16_dense_tflops:g} dense bf16 TFLOP/s (datasheet) per GPU",
-        "training FLOPs/token = 6N (full) or 4N + 6N_adapter (LoRA family), N = matmul weights incl. lm_head"
-        + (f" ({anatomy.experts_per_token} of {anatomy.num_experts} experts per token)" if anatomy.is_moe else "")
-        + ", + attention" + (f" (window {anatomy.sliding_window} on {anatomy.sliding_layers} of "
-                             f"{anatomy.num_layers} layers)" if anatomy.sliding_layers else "") + (", + one forward recompute (checkpointing)" if setup.gradient_checkpointing else "")
-        + (", + reference forward" if setup.needs_reference_model else ""),
-        (f"measured MFU {mfu:.0%}" if measured else MFU_SOURCE),
-    ]
+    tokens_step_gpu = float(setup.sequences_per_micro_batch * setup.seq_len * setup.grad_accum)
+    flops_note = ("training FLOPs/token = 6N (full) or 4N + 6N_adapter (LoRA family), N = matmul weights incl. lm_head"
+                  + (f" ({anatomy.experts_per_token} of {anatomy.num_experts} experts per token)" if anatomy.is_moe else "")
+                  + ", + attention" + (f" (window {anatomy.sliding_window} on {anatomy.sliding_layers} of "
+                                       f"{anatomy.num_layers} layers)" if anatomy.sliding_layers else "")
+                  + (", + one forward recompute (checkpointing)" if setup.gradient_checkpointing else "")
+                  + (", + reference forward" if setup.needs_reference_model else ""))
+    assumptions = [f"{gpu.name} peak {gpu.bf16_dense_tflops:g} dense bf16 TFLOP/s and "
+                   f"{gpu.memory_bandwidth_tb_s:g} TB/s (datasheet) per GPU", flops_note]
+    if measured:
+        compute_tps = gpu.bf16_dense_tflops * 1e12 * setup.gpu_count * mfu / f.total
+        assumptions.append(f"measured MFU {mfu:.0%} (hardware FLOPs)")
+    else:
+        c = constants()
+        st = step_time(anatomy, setup, gpu, c)
+        compute_tps = tokens_step_gpu * setup.gpu_count / st.step_s
+        shares = {k: v / sum(st.bound.values()) for k, v in st.bound.items()}
+        assumptions.append(
+            f"step time from a roofline over every op at {setup.sequences_per_micro_batch} x {setup.seq_len} tokens: "
+            f"max(FLOPs at {c.matmul_efficiency:.0%} of peak (attention {c.attention_efficiency:.0%}), bytes at "
+            f"{c.bandwidth_efficiency:.0%} of bandwidth, kernels x {c.launch_s * 1e6:.0f} us launch); "
+            f"{shares['compute']:.0%} of the step compute-bound, {shares['memory']:.0%} bandwidth-bound, "
+            f"{shares['launch']:.0%} launch-bound; optimizer step {st.optimizer_s * 1e3:,.1f} ms"
+            + (f", collectives over {gpu.interconnect} ({gpu.interconnect_gb_s:g} GB/s per direction) add "
+               f"{st.communication_s * 1e3:,.1f} ms" if setup.gpu_count > 1 else "")
+            + " (efficiencies fitted on published runs: estimators/data/speed.yaml; a profile of the card replaces "
+              "them)")
     off = offload_time(anatomy, setup, compute_tps)
     tps = compute_tps if off is None else off.tokens_per_step / off.step_s
+    model_mfu = tps * model_flops_per_token(f) / (gpu.bf16_dense_tflops * 1e12 * setup.gpu_count)
+    hfu = tps * f.total / (gpu.bf16_dense_tflops * 1e12 * setup.gpu_count)
     if off is not None:
         assumptions += offload_assumptions(setup, off)
-    return Throughput(gpu.name, setup.gpu_count, f, mfu, measured, tps, 1e6 / tps, tuple(assumptions),
-                      compute_tokens_per_s=compute_tps, offload=off)
+    return Throughput(gpu.name, setup.gpu_count, f, mfu if measured else model_mfu, measured, tps, 1e6 / tps,
+                      tuple(assumptions), compute_tokens_per_s=compute_tps, offload=off, hfu=hfu)

@@ -20,6 +20,8 @@ from advisor.cli.common import (
 from advisor.contract.units import duration, gib, hourly, money, months_text
 from advisor.contract.vocab import (
     ATTENTION,
+    LOSS_KERNELS,
+    MASTER_WEIGHTS,
     OBJECTIVES,
     OFFLOAD,
     OPTIMIZERS,
@@ -62,6 +64,16 @@ from estimators.setup import TrainingSetup
 @click.option("--lora-targets", default=",".join(TrainingSetup.lora_targets), show_default=True,
               help="Comma-separated module names (e.g. q_proj,v_proj) or all-linear.")
 @click.option("--no-double-quant", is_flag=True, help="QLoRA without double quantization.")
+@click.option("--loss-kernel", default="standard", show_default=True,
+              type=click.Choice(tuple(LOSS_KERNELS), case_sensitive=False),
+              help="How logits become the loss: transformers' fp32 cross-entropy, a compiled chunked loss, Liger's "
+                   "fused kernels, or Cut Cross-Entropy.")
+@click.option("--activation-offload", is_flag=True,
+              help="Keep the decoder layers' saved activations in host memory (torchtune/Axolotl offloading).")
+@click.option("--master-weights", default="auto", show_default=True,
+              type=click.Choice(tuple(MASTER_WEIGHTS), case_sensitive=False),
+              help="fp32: fp32 master weights with bf16 autocast (full fine-tuning).")
+@click.option("--compile", "torch_compile", is_flag=True, help="torch.compile (fuses elementwise ops: speed only).")
 @click.option("--tokens", type=FiniteFloat(min=0, min_open=True),
               help="Training tokens in the dataset (default: report per 1M tokens).")
 @click.option("--epochs", default=1.0, show_default=True, type=FiniteFloat(min=0, min_open=True))
@@ -78,7 +90,8 @@ from estimators.setup import TrainingSetup
 def estimate(ctx: click.Context, model: str, technique: str, objective: str, gpu_name: str, seq_len: int,
              batch_size: int, grad_accum: int, gpu_count: int, sharding: str, offload: str, precision: str,
              optimizer: str, gradient_checkpointing: bool, attn_impl: str, lora_r: int, lora_alpha: int,
-             lora_dropout: float, lora_targets: str, no_double_quant: bool, tokens: float | None, epochs: float,
+             lora_dropout: float, lora_targets: str, no_double_quant: bool, loss_kernel: str,
+             activation_offload: bool, master_weights: str, torch_compile: bool, tokens: float | None, epochs: float,
              requests_per_month: float | None, input_tokens: float, output_tokens: float, api_name: str | None,
              as_json: bool) -> None:
     """Memory per GPU (part by part), speed, fit on every GPU, and training cost of one setup."""
@@ -93,6 +106,8 @@ def estimate(ctx: click.Context, model: str, technique: str, objective: str, gpu
         attn_impl=attn_impl, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
         lora_targets=tuple(t.strip() for t in lora_targets.split(",") if t.strip()),
         double_quant=not no_double_quant, gpu_count=gpu_count, sharding=sharding, offload=offload,
+        loss_kernel=loss_kernel, activation_offload=activation_offload, master_weights=master_weights,
+        compile=torch_compile,
     )
     workload = None
     if requests_per_month is not None:
@@ -125,7 +140,11 @@ def _print_estimate(d: dict[str, Any]) -> None:
         if s["gpu_count"] > 1 else ""
     echo(f"{tech} {s['objective'].upper()}, {s['precision']}, {s['optimizer']}, {s['seq_len']} tokens x "
          f"micro-batch {s['micro_batch']}" + (f" x accum {s['grad_accum']}" if s["grad_accum"] > 1 else "")
-         + (", gradient checkpointing" if s["gradient_checkpointing"] else "") + lora + par)
+         + (", gradient checkpointing" if s["gradient_checkpointing"] else "") + lora + par
+         + (f", {LOSS_KERNELS.label(s['loss_kernel'])}" if s.get("loss_kernel", "standard") != "standard" else "")
+         + (", activation offloading" if s.get("activation_offload") else "")
+         + (", fp32 master weights (AMP)" if s.get("master_weights") == "fp32" else "")
+         + (", torch.compile" if s.get("compile") else ""))
     echo(f"trainable: {d['trainable_params']:,} parameters ({d['trainable_share']:.2%})")
     for g in d.get("lora_adapted_parameters", []):
         echo(f"  peft adapts {g['name']} as a parameter (ParamWrapper): rank {g['rank']} per expert x "
@@ -145,8 +164,9 @@ def _print_estimate(d: dict[str, Any]) -> None:
     t = d["throughput"]
     tr = d["training"]
     echo(f"Speed on {t['gpu_count']} x {t['gpu']}: {t['tokens_per_s']:,.0f} tokens/s "
-         f"-> {duration(t['seconds_per_million_tokens'])} per 1M tokens (MFU {t['mfu']:.0%}, "
-         f"{'measured' if t['mfu_measured'] else 'assumed'})")
+         f"-> {duration(t['seconds_per_million_tokens'])} per 1M tokens ("
+         + (f"MFU {t['mfu']:.0%}, measured" if t["mfu_measured"] else
+            f"MFU {t['mfu']:.0%} on model FLOPs, {t['hfu']:.0%} on hardware FLOPs, roofline estimate") + ")")
     label = f"{tr['tokens']:,.0f} tokens x {tr['epochs']:g} epoch(s)" if tr["tokens"] != 1e6 else "1M tokens"
     echo(f"Cost of {label} ({duration(tr['hours'] * 3600)}):")
     for c in tr["costs"]:

@@ -20,9 +20,9 @@ from estimators.cost import (
     training_costs,
 )
 from estimators.errors import EstimateError
+from estimators.memory import model_states
 from estimators.setup import TrainingSetup
 from estimators.throughput import (
-    DEFAULT_MFU,
     estimate_throughput,
     flops_per_token,
     keys_per_query,
@@ -78,18 +78,93 @@ def test_checkpointing_adds_one_forward_of_the_layers(llama8b):
     assert on.recompute == pytest.approx(2 * llama8b.linear_weight_params + off.forward - 2 * off.matmul_params)
 
 
-def test_tokens_per_s_scale_with_peak_gpus_and_mfu(catalog, llama8b):
-    h100, a100 = catalog.gpu("H100-80GB"), catalog.gpu("A100-80GB")
-    s1 = TrainingSetup(technique="lora")
-    t1 = estimate_throughput(llama8b, s1, h100)
-    assert t1.mfu == DEFAULT_MFU["lora"] and not t1.mfu_measured
-    assert t1.tokens_per_s == pytest.approx(h100.bf16_dense_tflops * 1e12 * t1.mfu / t1.flops_per_token.total)
-    t8 = estimate_throughput(llama8b, TrainingSetup(technique="lora", gpu_count=8), h100)
-    assert t8.tokens_per_s == pytest.approx(8 * t1.tokens_per_s)
-    ta = estimate_throughput(llama8b, s1, a100)
-    assert ta.tokens_per_s / t1.tokens_per_s == pytest.approx(a100.bf16_dense_tflops / h100.bf16_dense_tflops)
-    measured = estimate_throughput(llama8b, s1, h100, mfu=0.5)
-    assert measured.mfu_measured and measured.tokens_per_s > t1.tokens_per_s
+def test_an_op_takes_the_longest_of_its_three_floors(catalog):
+    from estimators.speed import Op, constants
+
+    c, h100 = constants(), catalog.gpu("H100-80GB")
+    peak, bw = h100.bf16_dense_tflops * 1e12, h100.memory_bandwidth_tb_s * 1e12
+    matmul = Op("mm", "forward", flops=1e12, nbytes=1e6, kernels=1)
+    assert matmul.seconds(h100, c) == pytest.approx(1e12 / (peak * c.matmul_efficiency))
+    norm = Op("norm", "forward", flops=0.0, nbytes=1e9, kernels=7)
+    assert norm.seconds(h100, c) == pytest.approx(1e9 / (bw * c.bandwidth_efficiency))
+    tiny = Op("cast", "forward", flops=0.0, nbytes=1e3, kernels=10)
+    assert tiny.seconds(h100, c) == pytest.approx(10 * c.launch_s)
+
+
+def test_small_steps_are_launch_bound_and_large_ones_compute_bound(catalog):
+    from estimators.speed import step_time
+
+    a, g = catalog.model("llama-3.2-3b").anatomy, catalog.gpu("A100-80GB")
+    small = step_time(a, TrainingSetup(technique="lora", seq_len=128, gradient_checkpointing=False), g).bound
+    large = step_time(a, TrainingSetup(technique="lora", seq_len=4096, micro_batch=4), g).bound
+    assert small["launch"] > small["compute"] + small["memory"]
+    assert large["compute"] > large["launch"] + large["memory"]
+    # so tokens/s grow with the step until compute dominates
+    tps = [estimate_throughput(a, TrainingSetup(technique="lora", seq_len=n), g).tokens_per_s for n in (256, 1024, 4096)]
+    assert tps[0] < tps[1] < tps[2]
+
+
+def test_gpus_differ_by_bandwidth_as_well_as_peak(catalog, llama8b):
+    h100, h200, a100 = catalog.gpu("H100-80GB"), catalog.gpu("H200"), catalog.gpu("A100-80GB")
+    assert h100.bf16_dense_tflops == h200.bf16_dense_tflops and h200.memory_bandwidth_tb_s > h100.memory_bandwidth_tb_s
+    # a QLoRA step of a few hundred tokens dequantizes every weight: bandwidth matters
+    s = TrainingSetup(technique="qlora", seq_len=512, micro_batch=1)
+    t100, t200 = (estimate_throughput(llama8b, s, g).tokens_per_s for g in (h100, h200))
+    assert t200 > t100
+    # a large step is compute-bound: the A100 is slower by less than the peak ratio but more than the bandwidth ratio
+    big = TrainingSetup(technique="full", seq_len=4096, micro_batch=2, gpu_count=8, sharding="fsdp")
+    ratio = estimate_throughput(llama8b, big, h100).tokens_per_s / estimate_throughput(llama8b, big, a100).tokens_per_s
+    assert h100.memory_bandwidth_tb_s / a100.memory_bandwidth_tb_s < ratio <= h100.bf16_dense_tflops / a100.bf16_dense_tflops
+
+
+def test_qlora_costs_less_next_to_lora_as_the_step_grows(llama8b, catalog):
+    g = catalog.gpu("A100-40GB")
+
+    def ratio(**kw):
+        q = estimate_throughput(llama8b, TrainingSetup(technique="qlora", **kw), g).tokens_per_s
+        lo = estimate_throughput(llama8b, TrainingSetup(technique="lora", **kw), g).tokens_per_s
+        return q / lo
+
+    assert ratio(seq_len=256) < ratio(seq_len=4096, micro_batch=4) < 1.0
+
+
+def test_mfu_is_on_model_flops_and_hfu_adds_the_recompute(catalog, llama8b):
+    h100 = catalog.gpu("H100-80GB")
+    on = estimate_throughput(llama8b, TrainingSetup(technique="full", gpu_count=8, sharding="fsdp"), h100)
+    f = on.flops_per_token
+    assert on.mfu == pytest.approx(on.tokens_per_s * (f.forward + f.backward) / (8 * h100.bf16_dense_tflops * 1e12))
+    assert on.hfu == pytest.approx(on.mfu * f.total / (f.forward + f.backward)) and on.hfu > on.mfu
+    off = estimate_throughput(llama8b, TrainingSetup(technique="lora", gradient_checkpointing=False), h100)
+    assert off.hfu == pytest.approx(off.mfu)
+    measured = estimate_throughput(llama8b, TrainingSetup(technique="lora"), h100, mfu=0.5)
+    assert measured.mfu_measured and measured.tokens_per_s == pytest.approx(
+        h100.bf16_dense_tflops * 1e12 * 0.5 / measured.flops_per_token.total)
+
+
+def test_full_fine_tuning_pays_the_optimizer_step_over_every_weight(catalog, llama8b):
+    from estimators.speed import optimizer_ops
+
+    ops = {o.name: o for o in optimizer_ops(llama8b, TrainingSetup(technique="full"))}
+    P = llama8b.params_total
+    # fused AdamW in bf16: read weight, grad, m, v and write weight, m, v (2 bytes each)
+    assert ops["AdamW step"].nbytes == pytest.approx(P * (2 * 2 + 2 + 4 * 2))
+    lora = {o.name: o for o in optimizer_ops(llama8b, TrainingSetup(technique="lora"))}
+    assert lora["AdamW step"].nbytes == pytest.approx(model_states(llama8b, TrainingSetup(technique="lora")).trainable_params * 7 * 4)
+
+
+def test_collectives_run_over_the_cards_interconnect(catalog, llama8b):
+    from estimators.speed import collective_bytes, step_time
+
+    s = TrainingSetup(technique="full", gpu_count=8, sharding="fsdp")
+    per_micro, per_step = collective_bytes(llama8b, s)
+    # two all-gathers of the bf16 weights and a reduce-scatter of the gradients, (N-1)/N of each per GPU
+    assert per_micro == pytest.approx(7 / 8 * (2 * llama8b.params_total * 2 + llama8b.params_total * 2))
+    nvlink, pcie = catalog.gpu("H100-80GB"), catalog.gpu("H100-PCIe")
+    assert nvlink.interconnect_gb_s > pcie.interconnect_gb_s
+    assert step_time(llama8b, s, pcie).communication_s > step_time(llama8b, s, nvlink).communication_s
+    one = estimate_throughput(llama8b, TrainingSetup(technique="lora", gpu_count=1), nvlink).tokens_per_s
+    ddp = estimate_throughput(llama8b, TrainingSetup(technique="lora", gpu_count=8), nvlink).tokens_per_s
+    assert ddp <= 8 * one
 
 
 def test_training_cost_is_hours_times_gpus_times_price(catalog, llama8b):

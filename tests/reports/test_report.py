@@ -13,7 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from advisor.contract.plan import PlanError
-from advisor.contract.units import money
+from advisor.contract.units import duration, money
 from reports.html import context, plotly_cdn, plotly_js, render_report
 from tests.helpers import ACME_CATALOG, h100_profile
 
@@ -131,7 +131,7 @@ def test_summary_comes_first_then_every_section_in_order(plans, pages):
     t = plan["estimates"]["training"]
     # the figures the plan holds, as the summary must show them (12 months: today's bill against training + after)
     net = 12 * inf["today_usd_per_month"] - (t["usd"] + 12 * inf["after_usd_per_month"])
-    for text in ("15 min · $0.35", f"{money(inf['after_usd_per_month'])}/mo", "against $2,500/mo today", "under a day",
+    for text in (f"{duration(t['hours'] * 3600)} · {money(t['usd'])}", f"{money(inf['after_usd_per_month'])}/mo", "against $2,500/mo today", "under a day",
                  f"saves {money(net)}",
                  "Distil into a small model for cost or latency at volume", "Build an eval set"):
         assert text in summary_block, text
@@ -154,7 +154,11 @@ def test_every_chart_has_a_container_and_a_spec(plans, pages):
 def test_memory_chart_stacks_the_parts_against_the_gpu_line(plans):
     plan = plans["brand-voice"]
     spec = context(plan)["charts_json"]["chart-memory"]
-    rows = [r for r in plan["estimates"]["fit_matrix"] if r["gpu"] == "L40S"]
+    from advisor.contract.plan import Plan
+    from reports.report_charts import memory_gpu
+
+    gpu = memory_gpu(Plan.model_validate(plan))  # the recommended GPU
+    rows = [r for r in plan["estimates"]["fit_matrix"] if r["gpu"] == gpu]
     names = [t["name"] for t in spec["data"]]
     assert "weights" in names and "optimizer states" in names and "logits and loss" in names
     for i, r in enumerate(rows):  # the stacked parts add up to each technique's total
@@ -162,7 +166,8 @@ def test_memory_chart_stacks_the_parts_against_the_gpu_line(plans):
         assert total == pytest.approx(r["memory_bytes"] / 2**30, abs=0.01)
     usable = rows[0]["usable_memory_bytes"] / 2**30
     assert spec["layout"]["shapes"][0]["y0"] == pytest.approx(usable, abs=0.001)
-    assert "no fit" in json.dumps(spec["layout"]["annotations"])  # full fine-tuning does not fit an L40S
+    # each bar says whether it fits
+    assert json.dumps(spec["layout"]["annotations"]).count("no fit") == sum(not r["fits"] for r in rows)
 
 
 def test_fit_matrix_and_cumulative_cost(plans):
@@ -418,7 +423,8 @@ def test_profile_estimates_use_the_plans_catalog(plans, tmp_path):
     mine.write_text("gpus:\n  - name: H100-80GB\n    bf16_dense_tflops: 1979\n")
     base = context(plans["brand-voice"], profile=h100_profile())["measured"]["rows"]
     faster = context(plans["brand-voice"], profile=h100_profile(), catalog=Catalog.load([mine]))["measured"]["rows"]
-    assert faster[2]["estimated_tps"] == pytest.approx(2 * base[2]["estimated_tps"], rel=1e-3)
+    # twice the peak: faster, but less than twice (the step's bandwidth- and launch-bound ops do not change)
+    assert base[2]["estimated_tps"] < faster[2]["estimated_tps"] < 2 * base[2]["estimated_tps"]
     assert faster[2]["estimated_bytes"] == base[2]["estimated_bytes"]
     other = h100_profile().model_copy(update={"model": h100_profile().model.model_copy(update={"name": "mine",
                                                                                         "hub_id": None})})
