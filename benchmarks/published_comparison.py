@@ -457,7 +457,7 @@ def write_constants(c: SpeedConstants) -> None:
     text = SPEED_FILE.read_text()
     for name in ("matmul_efficiency", "attention_efficiency", "bandwidth_efficiency", "launch_s"):
         v = getattr(c, name)
-        text = re.sub(rf"(\n  {name}: )\S+", lambda m, v=v: m.group(1) + (f"{v:.3g}" if v >= 1e-3 else f"{v:.3g}"), text)
+        text = re.sub(rf"(\n  {name}: )\S+", lambda m, v=v: m.group(1) + f"{v:.3g}", text)
     text = re.sub(r"\nfitted_on:.*?\nconstants:", "\nfitted_on:\n" + "".join(f"  - {i}\n" for i in c.fitted_on)
                   + "constants:", text, flags=re.S)
     SPEED_FILE.write_text(text)

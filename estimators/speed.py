@@ -62,11 +62,15 @@ class Op:
     kernels: float  # kernel launches
     attention: bool = False  # FlashAttention / SDPA kernel (its own efficiency)
 
-    def seconds(self, gpu: GPU, c: SpeedConstants) -> float:
+    def floors(self, gpu: GPU, c: SpeedConstants) -> dict[str, float]:
+        """Seconds bound by compute, by memory bandwidth and by kernel launches."""
         eff = c.attention_efficiency if self.attention else c.matmul_efficiency
-        compute = self.flops / (gpu.bf16_dense_tflops * 1e12 * eff)
-        memory = self.nbytes / (gpu.memory_bandwidth_tb_s * 1e12 * c.bandwidth_efficiency)
-        return max(compute, memory, self.kernels * c.launch_s)
+        return {"compute": self.flops / (gpu.bf16_dense_tflops * 1e12 * eff),
+                "memory": self.nbytes / (gpu.memory_bandwidth_tb_s * 1e12 * c.bandwidth_efficiency),
+                "launch": self.kernels * c.launch_s}
+
+    def seconds(self, gpu: GPU, c: SpeedConstants) -> float:
+        return max(self.floors(gpu, c).values())
 
 
 #: Bytes per element and kernels of the elementwise work around the matmuls, forward / backward, counted from the
@@ -308,13 +312,10 @@ def step_time(a: Anatomy, s: TrainingSetup, gpu: GPU, c: SpeedConstants | None =
     by_op: dict[str, float] = {}
     bound = {"compute": 0.0, "memory": 0.0, "launch": 0.0}
     for op in micro:
-        t = op.seconds(gpu, c) * s.grad_accum
+        parts = op.floors(gpu, c)
+        t = max(parts.values()) * s.grad_accum
         by_phase[op.phase] = by_phase.get(op.phase, 0.0) + t
         by_op[op.name] = by_op.get(op.name, 0.0) + t
-        eff = c.attention_efficiency if op.attention else c.matmul_efficiency
-        parts = {"compute": op.flops / (gpu.bf16_dense_tflops * 1e12 * eff),
-                 "memory": op.nbytes / (gpu.memory_bandwidth_tb_s * 1e12 * c.bandwidth_efficiency),
-                 "launch": op.kernels * c.launch_s}
         bound[max(parts, key=parts.get)] += t
     opt = 0.0
     for op in optimizer_ops(a, s):
